@@ -1,0 +1,27 @@
+// swift-tools-version:6.0
+// AllocationEngine: zero third-party packages by design (stdlib, Foundation,
+// Dispatch, Glibc, Synchronization only).
+import PackageDescription
+
+let package = Package(
+    name: "AllocationEngine",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "allocation-engine", targets: ["allocation-engine"]),
+        .executable(name: "engine-bench", targets: ["engine-bench"]),
+        .library(name: "AllocationEngine", targets: ["AllocationEngine"]),
+    ],
+    targets: [
+        // Linux declarations Glibc does not export (epoll, eventfd, accept4, fallocate).
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .target(name: "WAL", dependencies: ["CLinux"], path: "Sources/WAL"),
+        .target(name: "Snapshot", dependencies: ["WAL"], path: "Sources/Snapshot"),
+        .target(name: "AllocationEngine", dependencies: ["WAL", "Snapshot"], path: "Sources/AllocationEngine"),
+        .target(name: "EngineServer", dependencies: ["AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/EngineServer"),
+        .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot"], path: "Sources/allocation-engine"),
+        .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot"], path: "Benchmarks/engine-bench"),
+        .testTarget(name: "EngineTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer"], path: "Tests/EngineTests"),
+        .testTarget(name: "StressTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer"], path: "Tests/StressTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)
