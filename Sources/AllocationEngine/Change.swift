@@ -1,0 +1,74 @@
+/// A decided state change: the unit of the write-ahead log and of replay.
+/// Every change names its deal and carries everything needed to apply it again
+/// without consulting the clock or making a decision (ids, expiry times and the
+/// lot split are all resolved before logging).
+public enum Change: Hashable, Sendable {
+    case dealCreated(DealInfo)
+    case dealStatus(deal: String, status: DealStatus)
+    case lotAdded(deal: String, lot: LotSpec)
+    case lotResized(deal: String, lot: Int32, unitsTotal: Units)
+    case holdPlaced(deal: String, hold: HoldSpec)
+    case holdReleased(deal: String, hold: String)
+    case holdExpired(deal: String, hold: String)
+    case allocationCreated(deal: String, hold: String, allocation: String)
+    case allocationStatus(deal: String, allocation: String, status: AllocationStatus)
+
+    public var deal: String {
+        switch self {
+        case .dealCreated(let info): info.id
+        case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
+             .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _),
+             .allocationStatus(let d, _, _): d
+        }
+    }
+
+    /// The record type byte in the log. Stable: never renumber.
+    public var recordType: UInt8 {
+        switch self {
+        case .dealCreated: 1
+        case .dealStatus: 2
+        case .lotAdded: 3
+        case .lotResized: 4
+        case .holdPlaced: 5
+        case .holdReleased: 6
+        case .holdExpired: 7
+        case .allocationCreated: 8
+        case .allocationStatus: 9
+        }
+    }
+
+    public static let typeNames: [UInt8: String] = [
+        1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
+        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status",
+    ]
+}
+
+public struct LotSpec: Hashable, Sendable {
+    public var id: String
+    public var unitsTotal: Units
+    public var unitCost: Price
+    public var currency: String
+    public var acquiredAt: CivilDate?
+    public var lockupUntil: CivilDate?
+    public var source: String?
+    public init(id: String, unitsTotal: Units, unitCost: Price, currency: String = "USD",
+                acquiredAt: CivilDate? = nil, lockupUntil: CivilDate? = nil, source: String? = nil) {
+        self.id = id
+        self.unitsTotal = unitsTotal
+        self.unitCost = unitCost
+        self.currency = currency
+        self.acquiredAt = acquiredAt
+        self.lockupUntil = lockupUntil
+        self.source = source
+    }
+}
+
+public struct HoldSpec: Hashable, Sendable {
+    public var id: String
+    public var investor: String
+    public var requested: Units
+    public var price: Price
+    public var expiresAt: Int64
+    public var partial: Bool
+    public var parts: [LotPart]
+}

@@ -1,0 +1,285 @@
+/// Everything one deal owns: its lots, holds, allocations and positions, as plain
+/// values. All changes go through `apply(_:time:)`, used alike by the live engine
+/// (after a decision) and by replay (from the log), so the two cannot diverge.
+/// The deal actor owns one `DealState`; a snapshot is a copy-on-write copy.
+public struct DealState: Sendable {
+    public internal(set) var info: DealInfo
+    public internal(set) var lots: [Lot] = []
+    var lotByID: [String: Int32] = [:]
+    /// Lot positions, oldest first: the order a hold takes units in.
+    var lotOrder: [Int32] = []
+    /// Where each lot stands in `lotOrder`.
+    var orderOfLot: [Int32] = []
+    /// Every position in `lotOrder` before the cursor has no remaining units.
+    var cursor = 0
+    public internal(set) var holds: [Hold] = []
+    public internal(set) var allocations: [Allocation] = []
+    public internal(set) var investors: [String] = []
+    var investorSlot: [String: Int32] = [:]
+    public internal(set) var positions: [Position] = []
+    var expiry = ExpiryHeap()
+
+    // Deal-wide sums of the lot counters, so the hot path need not add them up.
+    public internal(set) var unitsTotal = Units.zero
+    public internal(set) var unitsRemaining = Units.zero
+    public internal(set) var unitsHeld = Units.zero
+    public internal(set) var unitsAllocated = Units.zero
+    public internal(set) var pendingHolds = 0
+
+    public init(info: DealInfo) { self.info = info }
+
+    var ref: UInt32 { info.number }
+
+    // MARK: - Apply
+
+    /// Applies a decided change. Replay calls it with logged changes, so it checks
+    /// every precondition and throws instead of trusting its input; the live path
+    /// only passes changes it has just decided, for which it cannot throw.
+    /// `index` receives the ids of new holds and allocations when `indexNew` is set
+    /// (the live path has already reserved them).
+    /// Returns the slot of a new hold or allocation, or -1.
+    @discardableResult
+    public mutating func apply(_ change: Change, time: Int64, index: EngineIndexes, indexNew: Bool) throws(EngineError) -> Int32 {
+        switch change {
+        case .dealCreated:
+            throw EngineError(.conflict, "deal \(info.id) already exists")
+        case .dealStatus(_, let status):
+            guard info.status.canMove(to: status) else {
+                throw EngineError(.conflict, "deal \(info.id) cannot move from \(info.status.name) to \(status.name)")
+            }
+            info.status = status
+            if status == .cancelled || status == .closed {
+                // Pending holds end with the deal's offering period; their units return.
+                for slot in holds.indices where holds[slot].status == .pending {
+                    returnHoldUnits(Int32(slot), to: .cancelled)
+                }
+            }
+            if status == .cancelled {
+                for slot in allocations.indices where allocations[slot].status == .pendingReview {
+                    rejectAllocation(Int32(slot), time: time)
+                }
+            }
+            return -1
+        case .lotAdded(_, let spec):
+            guard lotByID[spec.id] == nil else { throw EngineError(.exists, "lot \(spec.id) already exists in deal \(info.id)") }
+            guard lots.count < EngineLimits.maxLotsPerDeal else {
+                throw EngineError(.limit, "deal \(info.id) has the maximum of \(EngineLimits.maxLotsPerDeal) lots")
+            }
+            let slot = Int32(lots.count)
+            lots.append(Lot(id: spec.id, unitsTotal: spec.unitsTotal, unitCost: spec.unitCost, currency: spec.currency,
+                            acquiredAt: spec.acquiredAt, lockupUntil: spec.lockupUntil, source: spec.source, createdAt: time,
+                            unitsRemaining: spec.unitsTotal, unitsHeld: .zero, unitsAllocated: .zero))
+            lotByID[spec.id] = slot
+            unitsTotal += spec.unitsTotal
+            unitsRemaining += spec.unitsTotal
+            rebuildLotOrder()
+            return slot
+        case .lotResized(_, let slot, let newTotal):
+            guard slot >= 0 && Int(slot) < lots.count else { throw EngineError(.notFound, "lot #\(slot) not in deal \(info.id)") }
+            let lot = lots[Int(slot)]
+            let committed = lot.unitsHeld + lot.unitsAllocated
+            guard newTotal >= committed else {
+                throw EngineError(.conflict, "lot \(lot.id) has \(committed) units held or allocated; it cannot shrink to \(newTotal)")
+            }
+            let newRemaining = newTotal - committed
+            unitsTotal += newTotal - lot.unitsTotal
+            unitsRemaining += newRemaining - lot.unitsRemaining
+            lots[Int(slot)].unitsTotal = newTotal
+            lots[Int(slot)].unitsRemaining = newRemaining
+            if newRemaining.raw > 0 { cursor = min(cursor, Int(orderOfLot[Int(slot)])) }
+            assertLotInvariant(slot)
+            return -1
+        case .holdPlaced(_, let spec):
+            return try applyHoldPlaced(spec, time: time, index: index, indexNew: indexNew)
+        case .holdReleased(_, let id), .holdExpired(_, let id):
+            let slot = try holdSlot(id, index: index)
+            guard holds[Int(slot)].status == .pending else {
+                throw EngineError(.conflict, "hold \(id) is \(holds[Int(slot)].status.name), not pending")
+            }
+            if case .holdExpired = change {
+                guard holds[Int(slot)].expiresAt <= time else {
+                    throw EngineError(.conflict, "hold \(id) expires at \(holds[Int(slot)].expiresAt), not by \(time)")
+                }
+                returnHoldUnits(slot, to: .expired)
+            } else {
+                returnHoldUnits(slot, to: .cancelled)
+            }
+            return -1
+        case .allocationCreated(_, let holdID, let allocationID):
+            let holdSlotValue = try holdSlot(holdID, index: index)
+            let h = Int(holdSlotValue)
+            guard holds[h].status == .pending else {
+                throw EngineError(.conflict, "hold \(holdID) is \(holds[h].status.name), not pending")
+            }
+            let slot = Int32(allocations.count)
+            if indexNew {
+                guard index.allocations.insertIfAbsent(allocationID, RowRef(deal: ref, slot: slot)) == nil else {
+                    throw EngineError(.exists, "allocation id \(allocationID) is already used")
+                }
+            }
+            let units = holds[h].filled
+            allocations.append(Allocation(units: units, id: allocationID, unitPrice: holds[h].proposedUnitPrice, createdAt: time,
+                                          decidedAt: 0, settledAt: 0, hold: holdSlotValue, investor: holds[h].investor,
+                                          status: .pendingReview))
+            holds[h].status = .approved
+            holds[h].allocation = slot
+            pendingHolds -= 1
+            forEachPart(of: holdSlotValue) { lot, u in
+                lots[Int(lot)].unitsHeld -= u
+                lots[Int(lot)].unitsAllocated += u
+            }
+            unitsHeld -= units
+            unitsAllocated += units
+            return slot
+        case .allocationStatus(_, let id, let status):
+            guard let r = index.allocations.lookup(id), r.deal == ref, Int(r.slot) < allocations.count,
+                  allocations[Int(r.slot)].id == id
+            else { throw EngineError(.notFound, "allocation \(id) not found in deal \(info.id)") }
+            let slot = Int(r.slot)
+            let current = allocations[slot].status
+            switch (current, status) {
+            case (.pendingReview, .approved):
+                allocations[slot].status = .approved
+                allocations[slot].decidedAt = time
+                let a = allocations[slot]
+                positions[Int(a.investor)].units += a.units
+                positions[Int(a.investor)].costBasis.raw += a.units.raw * Int128(a.unitPrice.raw)
+                positions[Int(a.investor)].lastUpdated = time
+            case (.pendingReview, .rejected):
+                rejectAllocation(r.slot, time: time)
+            case (.approved, .settled):
+                allocations[slot].status = .settled
+                allocations[slot].settledAt = time
+            default:
+                throw EngineError(.conflict, "allocation \(id) is \(current.name); it cannot become \(status.name)")
+            }
+            return -1
+        }
+    }
+
+    private mutating func applyHoldPlaced(_ spec: HoldSpec, time: Int64, index: EngineIndexes, indexNew: Bool) throws(EngineError) -> Int32 {
+        guard let first = spec.parts.first else { throw EngineError(.invalid, "hold \(spec.id) takes no units") }
+        var total = Units.zero
+        for p in spec.parts {
+            guard p.lot >= 0 && Int(p.lot) < lots.count, p.units.raw > 0, lots[Int(p.lot)].unitsRemaining >= p.units else {
+                throw EngineError(.insufficient, "hold \(spec.id) takes more units of lot #\(p.lot) than remain")
+            }
+            total += p.units
+        }
+        guard total <= spec.requested, spec.partial || total == spec.requested else {
+            throw EngineError(.invalid, "hold \(spec.id) split does not add up to its units")
+        }
+        let slot = Int32(holds.count)
+        if indexNew {
+            guard index.holds.insertIfAbsent(spec.id, RowRef(deal: ref, slot: slot)) == nil else {
+                throw EngineError(.exists, "hold id \(spec.id) is already used")
+            }
+        }
+        let investor = internInvestor(spec.investor)
+        for p in spec.parts {
+            lots[Int(p.lot)].unitsRemaining -= p.units
+            lots[Int(p.lot)].unitsHeld += p.units
+        }
+        unitsRemaining -= total
+        unitsHeld += total
+        pendingHolds += 1
+        holds.append(Hold(requested: spec.requested, firstPart: first, id: spec.id, proposedUnitPrice: spec.price,
+                          createdAt: time, expiresAt: spec.expiresAt,
+                          moreParts: spec.parts.count > 1 ? Array(spec.parts.dropFirst()) : [],
+                          investor: investor, allocation: -1, status: .pending, partial: spec.partial))
+        expiry.push(at: spec.expiresAt, slot: slot)
+        advanceCursor()
+        return slot
+    }
+
+    // MARK: - Helpers shared by apply
+
+    func holdSlot(_ id: String, index: EngineIndexes) throws(EngineError) -> Int32 {
+        guard let r = index.holds.lookup(id), r.deal == ref, Int(r.slot) < holds.count, holds[Int(r.slot)].id == id else {
+            throw EngineError(.notFound, "hold \(id) not found in deal \(info.id)")
+        }
+        return r.slot
+    }
+
+    @inline(__always)
+    func forEachPart(of holdSlot: Int32, _ body: (Int32, Units) -> Void) {
+        let h = holds[Int(holdSlot)]
+        body(h.firstPart.lot, h.firstPart.units)
+        for p in h.moreParts { body(p.lot, p.units) }
+    }
+
+    mutating func returnHoldUnits(_ slot: Int32, to status: HoldStatus) {
+        precondition(holds[Int(slot)].status == .pending, "only a pending hold returns its units")
+        let units = holds[Int(slot)].filled
+        forEachPart(of: slot) { lot, u in
+            lots[Int(lot)].unitsHeld -= u
+            lots[Int(lot)].unitsRemaining += u
+            cursor = min(cursor, Int(orderOfLot[Int(lot)]))
+            assertLotInvariant(lot)
+        }
+        holds[Int(slot)].status = status
+        unitsHeld -= units
+        unitsRemaining += units
+        pendingHolds -= 1
+    }
+
+    mutating func rejectAllocation(_ slot: Int32, time: Int64) {
+        precondition(allocations[Int(slot)].status == .pendingReview, "only an allocation under review is rejected")
+        let a = allocations[Int(slot)]
+        allocations[Int(slot)].status = .rejected
+        allocations[Int(slot)].decidedAt = time
+        forEachPart(of: a.hold) { lot, u in
+            lots[Int(lot)].unitsAllocated -= u
+            lots[Int(lot)].unitsRemaining += u
+            cursor = min(cursor, Int(orderOfLot[Int(lot)]))
+            assertLotInvariant(lot)
+        }
+        unitsAllocated -= a.units
+        unitsRemaining += a.units
+    }
+
+    mutating func internInvestor(_ id: String) -> Int32 {
+        if let slot = investorSlot[id] { return slot }
+        let slot = Int32(investors.count)
+        investors.append(id)
+        investorSlot[id] = slot
+        positions.append(Position())
+        return slot
+    }
+
+    mutating func advanceCursor() {
+        while cursor < lotOrder.count && lots[Int(lotOrder[cursor])].unitsRemaining.raw == 0 { cursor += 1 }
+    }
+
+    /// Oldest lot first (the seed's order): by acquisition date, a lot without one
+    /// dated by its creation, ties by the order lots were added.
+    mutating func rebuildLotOrder() {
+        func key(_ i: Int) -> Int64 {
+            if let d = lots[i].acquiredAt { return Int64(d.days) }
+            return lots[i].createdAt / 86_400_000
+        }
+        lotOrder = lots.indices.sorted { a, b in (key(a), a) < (key(b), b) }.map { Int32($0) }
+        orderOfLot = Array(repeating: 0, count: lots.count)
+        for (pos, lot) in lotOrder.enumerated() { orderOfLot[Int(lot)] = Int32(pos) }
+        cursor = 0
+        advanceCursor()
+    }
+
+    /// Cheap per-lot check after each change, compiled in debug builds only.
+    @inline(__always)
+    func assertLotInvariant(_ lot: Int32) {
+        assert({
+            let l = lots[Int(lot)]
+            return l.unitsRemaining.raw >= 0 && l.unitsHeld.raw >= 0 && l.unitsAllocated.raw >= 0
+                && l.unitsTotal == l.unitsRemaining + l.unitsHeld + l.unitsAllocated
+        }(), "lot invariant broken")
+    }
+}
+
+/// The two global id maps, passed to the state so replay and the live path fill
+/// them the same way.
+public final class EngineIndexes: Sendable {
+    public let holds = IdIndex()
+    public let allocations = IdIndex()
+    public init() {}
+}

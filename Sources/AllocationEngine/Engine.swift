@@ -1,0 +1,242 @@
+import Synchronization
+
+public struct EngineConfig: Sendable {
+    /// TTL of a hold that does not name one (the seed's 30 minutes).
+    public var defaultHoldTTLMillis: Int64 = EngineLimits.defaultHoldTTLMillis
+    /// How often the expiry ticker looks at the shared timer queue.
+    public var expiryTickMillis: Int64 = 100
+    public init(defaultHoldTTLMillis: Int64 = EngineLimits.defaultHoldTTLMillis, expiryTickMillis: Int64 = 100) {
+        self.defaultHoldTTLMillis = defaultHoldTTLMillis
+        self.expiryTickMillis = expiryTickMillis
+    }
+    public func validated() throws(EngineError) -> EngineConfig {
+        guard defaultHoldTTLMillis >= EngineLimits.minHoldTTLMillis && defaultHoldTTLMillis <= EngineLimits.maxHoldTTLMillis else {
+            throw EngineError(.invalid, "default hold TTL must be between \(EngineLimits.minHoldTTLMillis / 1000) and \(EngineLimits.maxHoldTTLMillis / 1000) seconds")
+        }
+        guard expiryTickMillis >= 1 && expiryTickMillis <= 60_000 else {
+            throw EngineError(.invalid, "expiry tick must be between 1 ms and 60 s")
+        }
+        return self
+    }
+}
+
+/// What every deal actor shares: the id maps, the log, the clock, the timer queue.
+final class EngineContext: Sendable {
+    let indexes: EngineIndexes
+    let sink: (any ChangeSink)?
+    let clock: any EngineClock
+    let config: EngineConfig
+    let scheduler = ExpiryScheduler()
+    init(indexes: EngineIndexes, sink: (any ChangeSink)?, clock: any EngineClock, config: EngineConfig) {
+        self.indexes = indexes
+        self.sink = sink
+        self.clock = clock
+        self.config = config
+    }
+}
+
+/// What `DEAL.CREATE` asks for.
+public struct DealSpec: Sendable, Hashable {
+    public var id: String
+    public var name: String?
+    public var dealType: String = "equity_secondary"
+    public var vehicle: String?
+    public var currency: String = "USD"
+    public var offerUnitPrice: Price?
+    public var openAt: Int64?
+    public var closeAt: Int64?
+    public var status: DealStatus = .open
+    public init(id: String, name: String? = nil, currency: String = "USD", offerUnitPrice: Price? = nil,
+                openAt: Int64? = nil, closeAt: Int64? = nil, status: DealStatus = .open) {
+        self.id = id
+        self.name = name
+        self.currency = currency
+        self.offerUnitPrice = offerUnitPrice
+        self.openAt = openAt
+        self.closeAt = closeAt
+        self.status = status
+    }
+}
+
+/// The engine: a directory of deal actors plus what they share. Finding a deal
+/// takes one short lock on one of 64 shards, so traffic to different deals never
+/// queues behind one global lock; the work itself runs in the deal's actor.
+public final class Engine: Sendable {
+    static let shardCount = 64
+    let context: EngineContext
+    private let byID: [Locked<[String: DealActor]>]
+    private let byNumber: [Locked<[UInt32: DealActor]>]
+    private let nextNumber: Atomic<UInt32>
+    private let ticker = Mutex<Task<Void, Never>?>(nil)
+
+    public var indexes: EngineIndexes { context.indexes }
+    public var clock: any EngineClock { context.clock }
+    public var config: EngineConfig { context.config }
+    public var sink: (any ChangeSink)? { context.sink }
+
+    /// An engine holding `states` (from a snapshot and replay; empty for a new
+    /// engine) whose ids are already in `indexes`.
+    public init(config: EngineConfig = EngineConfig(), clock: any EngineClock = SystemClock(), sink: (any ChangeSink)? = nil,
+                restoring states: [DealState] = [], indexes: EngineIndexes = EngineIndexes()) {
+        context = EngineContext(indexes: indexes, sink: sink, clock: clock, config: config)
+        byID = (0..<Self.shardCount).map { _ in Locked([:]) }
+        byNumber = (0..<Self.shardCount).map { _ in Locked([:]) }
+        var maxNumber: UInt32 = 0
+        for state in states {
+            let actor = DealActor(state: state, context: context)
+            byID[Self.shard(state.info.id)].withLock { $0[state.info.id] = actor }
+            byNumber[Int(state.info.number) % Self.shardCount].withLock { $0[state.info.number] = actor }
+            maxNumber = max(maxNumber, state.info.number)
+            if let earliest = state.expiry.earliest { context.scheduler.register(at: earliest, deal: state.info.number) }
+        }
+        nextNumber = Atomic(maxNumber + 1)
+    }
+
+    deinit { ticker.withLock { $0?.cancel() } }
+
+    private static func shard(_ id: String) -> Int {
+        var h: UInt32 = 2_166_136_261
+        for b in id.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
+        return Int(h % UInt32(shardCount))
+    }
+
+    // MARK: - Finding deals
+
+    public func deal(_ id: String) -> DealActor? { byID[Self.shard(id)].withLock { $0[id] } }
+    public func deal(number: UInt32) -> DealActor? { byNumber[Int(number) % Self.shardCount].withLock { $0[number] } }
+    public func dealForHold(_ hold: String) -> DealActor? { indexes.holds.lookup(hold).flatMap { deal(number: $0.deal) } }
+    public func dealForAllocation(_ a: String) -> DealActor? { indexes.allocations.lookup(a).flatMap { deal(number: $0.deal) } }
+
+    public var allDeals: [DealActor] {
+        byNumber.flatMap { $0.withLock { Array($0.values) } }.sorted { $0.number < $1.number }
+    }
+
+    // MARK: - Creating deals
+
+    /// Creates a deal. Its creation is logged inside the directory lock, so no
+    /// change of the deal can reach the log before its creation does.
+    public func createDeal(_ spec: DealSpec) async throws(EngineError) -> DealInfo {
+        try Validate.id(spec.id, field: "deal id")
+        if let name = spec.name { try Validate.text(name, field: "name") }
+        if let v = spec.vehicle { try Validate.id(v, field: "vehicle") }
+        try Validate.id(spec.dealType, field: "deal type")
+        try Validate.currency(spec.currency)
+        guard spec.status == .draft || spec.status == .open else {
+            throw EngineError(.invalid, "a new deal is draft or open, not \(spec.status.name)")
+        }
+        if let o = spec.openAt, let c = spec.closeAt, c <= o { throw EngineError(.invalid, "close time must be after open time") }
+        if let reason = sink?.failureReason {
+            throw EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")
+        }
+        let now = clock.nowMillis()
+        let result: Result<(DealInfo, UInt64?), EngineError> = byID[Self.shard(spec.id)].withLock { dict in
+            if dict[spec.id] != nil { return .failure(EngineError(.exists, "deal \(spec.id) already exists")) }
+            let number = nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue
+            var info = DealInfo(id: spec.id, number: number, name: spec.name, dealType: spec.dealType, vehicle: spec.vehicle,
+                                currency: spec.currency, offerUnitPrice: spec.offerUnitPrice, openAt: spec.openAt,
+                                closeAt: spec.closeAt, status: spec.status)
+            info.createdAt = now
+            var lsn: UInt64?
+            if let sink {
+                do throws(EngineError) { lsn = try sink.append([.dealCreated(info)], time: now) } catch { return .failure(error) }
+            }
+            let actor = DealActor(state: DealState(info: info), context: context)
+            dict[spec.id] = actor
+            byNumber[Int(number) % Self.shardCount].withLock { $0[number] = actor }
+            return .success((info, lsn))
+        }
+        let (info, lsn) = try result.get()
+        if let lsn, let sink { try await sink.waitDurable(lsn) }
+        return info
+    }
+
+    // MARK: - Batches
+
+    /// Runs a batch on a deal and waits until its changes are durable. If they
+    /// never become durable, every reply of a changing request becomes an error.
+    public func submit(_ requests: [DealRequest], to deal: DealActor) async -> [DealReply] {
+        var result = await deal.execute(requests)
+        if let lsn = result.lsn, let sink {
+            do {
+                try await sink.waitDurable(lsn)
+            } catch {
+                for i in result.changed { result.replies[i] = .failure(error) }
+            }
+        }
+        return result.replies
+    }
+
+    /// One request, by the deal's id.
+    public func submit(_ request: DealRequest, deal id: String) async throws(EngineError) -> DealReply {
+        guard let actor = deal(id) else { throw EngineError(.notFound, "deal \(id) not found") }
+        let reply = await submit([request], to: actor)[0]
+        if let e = reply.error { throw e }
+        return reply
+    }
+
+    // MARK: - Expiry
+
+    /// Expires every hold that is due now, across all deals; returns how many.
+    @discardableResult
+    public func sweepExpired() async -> Int {
+        var total = 0
+        for number in context.scheduler.takeDue(now: clock.nowMillis()) {
+            guard let actor = deal(number: number) else { continue }
+            let (count, lsn) = await actor.expireDue()
+            total += count
+            if let lsn, let sink { try? await sink.waitDurable(lsn) }
+        }
+        return total
+    }
+
+    /// Starts the background expiry ticker (idempotent).
+    public func startExpiryTicker() {
+        ticker.withLock { task in
+            guard task == nil else { return }
+            let interval = context.config.expiryTickMillis
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(interval))
+                    guard let self else { return }
+                    await self.sweepExpired()
+                }
+            }
+        }
+    }
+
+    public func stopExpiryTicker() {
+        ticker.withLock { task in
+            task?.cancel()
+            task = nil
+        }
+    }
+
+    // MARK: - Whole-state views
+
+    /// Copies of every deal's state with the LSN each is complete up to.
+    public func capture() async -> [(state: DealState, lsn: UInt64)] {
+        var out: [(DealState, UInt64)] = []
+        for actor in allDeals { out.append(await actor.capture()) }
+        return out
+    }
+
+    public func digest() async -> String {
+        let states = await capture().map(\.state)
+        return Self.digest(of: states)
+    }
+
+    public static func digest(of states: [DealState]) -> String {
+        var h = StateHasher()
+        let sorted = states.sorted { $0.info.id < $1.info.id }
+        h.int(Int64(sorted.count))
+        for s in sorted { s.hash(into: &h) }
+        return h.hex
+    }
+
+    /// Every broken invariant in every deal (empty when all hold).
+    public func invariantViolations() async -> [String] {
+        var problems: [String] = []
+        for actor in allDeals { problems += await actor.read { $0.invariantViolations() } }
+        return problems
+    }
+}

@@ -1,0 +1,108 @@
+/// The domain rows the deal actor owns. Plain values: a snapshot copies them
+/// cheaply (copy-on-write) and the state digest reads them in a fixed order.
+
+/// One lot's share of a hold or allocation (`reservation_lot_items`,
+/// `allocation_lot_items`). `lot` is the lot's position in its deal.
+public struct LotPart: Hashable, Sendable {
+    public var lot: Int32
+    public var units: Units
+    public init(lot: Int32, units: Units) { self.lot = lot; self.units = units }
+}
+
+/// `deals`.
+public struct DealInfo: Hashable, Sendable {
+    public var id: String
+    /// Assigned at creation, logged, stable across restarts; used in generated ids.
+    public var number: UInt32
+    public var name: String
+    public var dealType: String
+    public var vehicle: String?
+    public var currency: String
+    public var offerUnitPrice: Price?
+    public var openAt: Int64?
+    public var closeAt: Int64?
+    public var status: DealStatus
+    public var createdAt: Int64
+
+    public init(id: String, number: UInt32, name: String? = nil, dealType: String = "equity_secondary", vehicle: String? = nil,
+                currency: String = "USD", offerUnitPrice: Price? = nil, openAt: Int64? = nil, closeAt: Int64? = nil,
+                status: DealStatus = .open, createdAt: Int64 = 0) {
+        self.id = id
+        self.number = number
+        self.name = name ?? id
+        self.dealType = dealType
+        self.vehicle = vehicle
+        self.currency = currency
+        self.offerUnitPrice = offerUnitPrice
+        self.openAt = openAt
+        self.closeAt = closeAt
+        self.status = status
+        self.createdAt = createdAt
+    }
+}
+
+/// `share_lots`. `remaining + held + allocated == total` always.
+public struct Lot: Hashable, Sendable {
+    public var id: String
+    public var unitsTotal: Units
+    public var unitCost: Price
+    public var currency: String
+    public var acquiredAt: CivilDate?
+    public var lockupUntil: CivilDate?
+    public var source: String?
+    public var createdAt: Int64
+    public var unitsRemaining: Units
+    public var unitsHeld: Units
+    public var unitsAllocated: Units
+
+    public var status: LotStatus {
+        if unitsRemaining.raw > 0 { return .available }
+        return unitsHeld.raw > 0 ? .held : .exhausted
+    }
+}
+
+/// `reservations`: a pending claim on units with an expiry.
+public struct Hold: Hashable, Sendable {
+    /// Units asked for; `filled` may be less only for a partial hold.
+    public var requested: Units
+    public var firstPart: LotPart
+    public var id: String
+    public var proposedUnitPrice: Price
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    /// Further lots when the hold spans more than one (empty arrays allocate nothing).
+    public var moreParts: [LotPart]
+    public var investor: Int32
+    /// Index of the allocation made from this hold, or -1.
+    public var allocation: Int32
+    public var status: HoldStatus
+    public var partial: Bool
+
+    public var parts: [LotPart] { [firstPart] + moreParts }
+    public var filled: Units {
+        var total = firstPart.units
+        for p in moreParts { total += p.units }
+        return total
+    }
+}
+
+/// `allocations`: made from a hold, same lot split.
+public struct Allocation: Hashable, Sendable {
+    public var units: Units
+    public var id: String
+    public var unitPrice: Price
+    public var createdAt: Int64
+    public var decidedAt: Int64
+    public var settledAt: Int64
+    public var hold: Int32
+    public var investor: Int32
+    public var status: AllocationStatus
+}
+
+/// `positions` of one investor in one deal, from approved allocations.
+public struct Position: Hashable, Sendable {
+    public var units: Units = .zero
+    /// Sum of units x unit price of approved allocations, exact (14 decimals).
+    public var costBasis: ExactAmount = ExactAmount(raw: 0)
+    public var lastUpdated: Int64 = 0
+}

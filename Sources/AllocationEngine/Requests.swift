@@ -1,0 +1,73 @@
+/// What callers ask of a deal actor. A batch of these reaches the actor in one
+/// call and every request gets its own reply.
+public enum DealRequest: Sendable {
+    case hold(HoldRequest)
+    case release(hold: String)
+    case allocate(hold: String, id: String?)
+    case approve(allocation: String)
+    case reject(allocation: String)
+    case settle(allocation: String)
+    case setStatus(DealStatus)
+    case addLot(LotSpec)
+    case resizeLot(lot: String, unitsTotal: Units)
+    case getDeal
+    case getHold(String)
+    case getAllocation(String)
+    case getLot(String)
+    case inventory
+    case position(investor: String)
+}
+
+public struct HoldRequest: Sendable, Hashable {
+    public var investor: String
+    public var units: Units
+    public var price: Price
+    /// Time to live; the engine's default (30 minutes) when nil.
+    public var ttlMillis: Int64?
+    /// The caller's own id, for safe retries.
+    public var id: String?
+    /// Fill what is there instead of all-or-nothing.
+    public var partial: Bool
+    public init(investor: String, units: Units, price: Price, ttlMillis: Int64? = nil, id: String? = nil, partial: Bool = false) {
+        self.investor = investor
+        self.units = units
+        self.price = price
+        self.ttlMillis = ttlMillis
+        self.id = id
+        self.partial = partial
+    }
+}
+
+/// A lot's share in a reply, by lot id.
+public struct LotShare: Sendable, Hashable {
+    public var lot: String
+    public var units: Units
+}
+
+/// What a successful hold answers: its id, when it expires, and its split.
+public struct HoldReceipt: Sendable, Hashable {
+    public var id: String
+    public var expiresAt: Int64
+    public var units: Units
+    public var parts: [LotShare]
+}
+
+/// A row shown as field/value pairs (like HGETALL).
+public struct Field: Sendable, Hashable {
+    public var name: String
+    public var value: String?
+    public init(_ name: String, _ value: String?) { self.name = name; self.value = value }
+}
+
+public enum DealReply: Sendable, Hashable {
+    case ok
+    case hold(HoldReceipt)
+    case id(String)
+    case fields([Field])
+    case failure(EngineError)
+
+    public var error: EngineError? {
+        if case .failure(let e) = self { return e }
+        return nil
+    }
+}

@@ -1,0 +1,61 @@
+/// A stable hash of the whole state: equal states give equal digests, whatever
+/// the process, platform or history that built them. Two 64-bit FNV-1a lanes
+/// over a canonical field-by-field walk (deals by id; rows in slot order, which
+/// is the order they were applied and so the same after replay).
+public struct StateHasher {
+    private var a: UInt64 = 0xcbf2_9ce4_8422_2325
+    private var b: UInt64 = 0x8422_2325_cbf2_9ce4
+    public init() {}
+
+    @inline(__always)
+    public mutating func byte(_ v: UInt8) {
+        a = (a ^ UInt64(v)) &* 0x0000_0100_0000_01B3
+        b = (b ^ UInt64(v)) &* 0x0000_0100_0000_01B3 ^ (b >> 29)
+    }
+    public mutating func int(_ v: Int64) {
+        var x = UInt64(bitPattern: v)
+        for _ in 0..<8 { byte(UInt8(truncatingIfNeeded: x)); x >>= 8 }
+    }
+    public mutating func int128(_ v: Int128) {
+        int(Int64(truncatingIfNeeded: v))
+        int(Int64(truncatingIfNeeded: v >> 64))
+    }
+    public mutating func string(_ s: String?) {
+        guard let s else { byte(0xFF); return }
+        int(Int64(s.utf8.count))
+        for c in s.utf8 { byte(c) }
+    }
+    public var hex: String {
+        func h(_ v: UInt64) -> String { let s = String(v, radix: 16); return String(repeating: "0", count: 16 - s.count) + s }
+        return h(a) + h(b)
+    }
+}
+
+extension DealState {
+    public func hash(into h: inout StateHasher) {
+        h.string(info.id); h.int(Int64(info.number)); h.string(info.name); h.string(info.dealType); h.string(info.vehicle)
+        h.string(info.currency); h.int(info.offerUnitPrice?.raw ?? -1); h.int(info.openAt ?? -1); h.int(info.closeAt ?? -1)
+        h.byte(info.status.rawValue); h.int(info.createdAt)
+        h.int(Int64(lots.count))
+        for l in lots {
+            h.string(l.id); h.int128(l.unitsTotal.raw); h.int(l.unitCost.raw); h.string(l.currency)
+            h.int(Int64(l.acquiredAt?.days ?? Int32.min)); h.int(Int64(l.lockupUntil?.days ?? Int32.min)); h.string(l.source)
+            h.int(l.createdAt); h.int128(l.unitsRemaining.raw); h.int128(l.unitsHeld.raw); h.int128(l.unitsAllocated.raw)
+        }
+        h.int(Int64(holds.count))
+        for x in holds {
+            h.string(x.id); h.int(Int64(x.investor)); h.int128(x.requested.raw); h.int(x.proposedUnitPrice.raw)
+            h.int(x.createdAt); h.int(x.expiresAt); h.byte(x.status.rawValue); h.byte(x.partial ? 1 : 0); h.int(Int64(x.allocation))
+            for p in [x.firstPart] + x.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
+        }
+        h.int(Int64(allocations.count))
+        for a in allocations {
+            h.string(a.id); h.int128(a.units.raw); h.int(a.unitPrice.raw); h.int(a.createdAt); h.int(a.decidedAt)
+            h.int(a.settledAt); h.int(Int64(a.hold)); h.int(Int64(a.investor)); h.byte(a.status.rawValue)
+        }
+        h.int(Int64(investors.count))
+        for (i, inv) in investors.enumerated() {
+            h.string(inv); h.int128(positions[i].units.raw); h.int128(positions[i].costBasis.raw); h.int(positions[i].lastUpdated)
+        }
+    }
+}
