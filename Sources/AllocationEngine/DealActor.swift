@@ -44,7 +44,7 @@ public actor DealActor {
                 continue
             }
             let before = changes.count
-            replies.append(run(request, now: now))
+            replies.append(state.execute(request, now: now, context: context, changes: &changes))
             if changes.count > before { changed.append(i) }
         }
         let lsn = flushChanges(time: now, replies: &replies, changed: changed)
@@ -63,7 +63,7 @@ public actor DealActor {
         while let entry = state.expiry.popDue(now: now) {
             let h = state.holds[Int(entry.slot)]
             guard h.status == .pending && h.expiresAt == entry.at else { continue }
-            commit(.holdExpired(deal: id, hold: h.id), time: now)
+            state.commit(.holdExpired(deal: id, hold: h.id), time: now, context: context, changes: &changes)
             count += 1
         }
         state.compactExpiryIfMostlyStale()
@@ -80,108 +80,6 @@ public actor DealActor {
     }
 
     public func read<T: Sendable>(_ body: (DealState) -> T) -> T { body(state) }
-
-    // MARK: - One request
-
-    private func run(_ request: DealRequest, now: Int64) -> DealReply {
-        do throws(EngineError) {
-            switch request {
-            case .hold(let r): return try hold(r, now: now)
-            case .release(let holdID):
-                let (change, error) = try state.decideRelease(holdID, now: now, index: context.indexes)
-                if let change { commit(change, time: now) }
-                if let error { return .failure(error) }
-                return .ok
-            case .allocate(let holdID, let allocationID):
-                switch try state.decideAllocate(hold: holdID, allocationID: allocationID, now: now, index: context.indexes) {
-                case .existing(let existing): return .id(existing)
-                case .expire(let change, let error):
-                    commit(change, time: now)
-                    return .failure(error)
-                case .create(_, let given):
-                    let slot = Int32(state.allocations.count)
-                    let allocationID = try reserveID(given.isEmpty ? nil : given, prefix: "a", slot: slot,
-                                                     index: context.indexes.allocations, what: "allocation")
-                    commit(.allocationCreated(deal: id, hold: holdID, allocation: allocationID), time: now)
-                    return .id(allocationID)
-                }
-            case .approve(let a): return try allocationStatus(a, .approved, now: now)
-            case .reject(let a): return try allocationStatus(a, .rejected, now: now)
-            case .settle(let a): return try allocationStatus(a, .settled, now: now)
-            case .setStatus(let s):
-                if let change = try state.decideStatus(s) { commit(change, time: now) }
-                return .ok
-            case .addLot(let spec):
-                commit(try state.decideAddLot(spec), time: now)
-                return .ok
-            case .resizeLot(let lot, let units):
-                commit(try state.decideResizeLot(lot, to: units), time: now)
-                return .ok
-            case .getDeal: return .fields(state.dealFields())
-            case .getHold(let h): return .fields(state.holdFields(try state.holdSlot(h, index: context.indexes)))
-            case .getAllocation(let a):
-                guard let r = context.indexes.allocations.lookup(a), r.deal == number else {
-                    throw EngineError(.notFound, "allocation \(a) not found")
-                }
-                return .fields(state.allocationFields(r.slot))
-            case .getLot(let l):
-                guard let f = state.lotFields(l) else { throw EngineError(.notFound, "lot \(l) not found in deal \(id)") }
-                return .fields(f)
-            case .inventory: return .fields(state.inventory().fields)
-            case .position(let investor): return .fields(state.positionFields(investor: investor))
-            }
-        } catch {
-            return .failure(error)
-        }
-    }
-
-    private func hold(_ r: HoldRequest, now: Int64) throws(EngineError) -> DealReply {
-        switch try state.decideHold(r, now: now, defaultTTL: context.config.defaultHoldTTLMillis, index: context.indexes) {
-        case .existing(let receipt):
-            return .hold(receipt)
-        case .place(var spec):
-            let slot = Int32(state.holds.count)
-            spec.id = try reserveID(r.id, prefix: "h", slot: slot, index: context.indexes.holds, what: "hold")
-            commit(.holdPlaced(deal: id, hold: spec), time: now)
-            return .hold(state.receipt(of: slot))
-        }
-    }
-
-    private func allocationStatus(_ allocation: String, _ target: AllocationStatus, now: Int64) throws(EngineError) -> DealReply {
-        if let change = try state.decideAllocationStatus(allocation, to: target, index: context.indexes) {
-            commit(change, time: now)
-        }
-        return .ok
-    }
-
-    /// Claims an id in the global index for the row about to be created at `slot`:
-    /// the caller's id (a conflict if another deal took it meanwhile) or a
-    /// generated one (skipping any a caller already chose).
-    private func reserveID(_ given: String?, prefix: String, slot: Int32, index: IdIndex, what: String) throws(EngineError) -> String {
-        let ref = RowRef(deal: number, slot: slot)
-        if let given {
-            guard index.insertIfAbsent(given, ref) == nil else { throw EngineError(.conflict, "\(what) id \(given) is already used") }
-            return given
-        }
-        var attempt = 0
-        while true {
-            let candidate = state.generatedID(prefix: prefix, sequence: Int(slot) + 1, attempt: attempt)
-            if index.insertIfAbsent(candidate, ref) == nil { return candidate }
-            attempt += 1
-        }
-    }
-
-    /// Applies a change this actor has just decided. It cannot fail: a failure
-    /// here means the decision and the state machine disagree, a bug that must
-    /// stop the engine before it writes a wrong record.
-    private func commit(_ change: Change, time: Int64) {
-        do throws(EngineError) {
-            try state.apply(change, time: time, index: context.indexes, indexNew: false)
-        } catch {
-            preconditionFailure("decided change failed to apply: \(error) for \(change)")
-        }
-        if context.sink != nil { changes.append(change) }
-    }
 
     private func flushChanges(time: Int64, replies: inout [DealReply], changed: [Int]) -> UInt64? {
         guard let sink = context.sink, !changes.isEmpty else { return nil }

@@ -14,7 +14,7 @@ extension DealState {
             throw EngineError(.invalid, "TTL must be between \(EngineLimits.minHoldTTLMillis / 1000) and \(EngineLimits.maxHoldTTLMillis / 1000) seconds")
         }
         if let id = r.id {
-            try Validate.id(id, field: "hold id")
+            try Validate.callerID(id, field: "hold id")
             if let existing = index.holds.lookup(id) {
                 guard existing.deal == ref, Int(existing.slot) < holds.count else {
                     throw EngineError(.conflict, "hold id \(id) is already used in another deal")
@@ -56,12 +56,6 @@ extension DealState {
         if let openAt = info.openAt, now < openAt { throw EngineError(.closed, "deal \(info.id) opens at \(openAt / 1000)") }
     }
 
-    /// A generated id: `h<deal number>.<sequence>`, or `a...` for allocations.
-    func generatedID(prefix: String, sequence: Int, attempt: Int) -> String {
-        let base = "\(prefix)\(info.number).\(sequence)"
-        return attempt == 0 ? base : "\(base)-\(attempt)"
-    }
-
     func decideRelease(_ id: String, now: Int64, index: EngineIndexes) throws(EngineError) -> (Change?, EngineError?) {
         let slot = try holdSlot(id, index: index)
         let h = holds[Int(slot)]
@@ -86,7 +80,7 @@ extension DealState {
     func decideAllocate(hold id: String, allocationID: String?, now: Int64, index: EngineIndexes) throws(EngineError) -> AllocateDecision {
         let slot = try holdSlot(id, index: index)
         let h = holds[Int(slot)]
-        if let a = allocationID { try Validate.id(a, field: "allocation id") }
+        if let a = allocationID { try Validate.callerID(a, field: "allocation id") }
         switch h.status {
         case .approved:
             let existing = allocations[Int(h.allocation)].id

@@ -63,7 +63,7 @@ extension DealState {
     }
 
     public func positionFields(investor: String) -> [Field] {
-        let p = investorSlot[investor].map { positions[Int($0)] } ?? Position()
+        let p = investorSlot[IdKey(investor)].map { positions[Int($0)] } ?? Position()
         return [
             Field("investor", investor), Field("deal", info.id), Field("units", p.units.description),
             Field("cost_basis", p.costBasis.roundedToMoney.description), Field("cost_basis_exact", p.costBasis.description),
@@ -72,7 +72,7 @@ extension DealState {
     }
 
     public func position(investor: String) -> Position {
-        investorSlot[investor].map { positions[Int($0)] } ?? Position()
+        investorSlot[IdKey(investor)].map { positions[Int($0)] } ?? Position()
     }
 }
 

@@ -15,7 +15,7 @@ public struct DealState: Sendable {
     public internal(set) var holds: [Hold] = []
     public internal(set) var allocations: [Allocation] = []
     public internal(set) var investors: [String] = []
-    var investorSlot: [String: Int32] = [:]
+    var investorSlot: [IdKey: Int32] = [:]
     public internal(set) var positions: [Position] = []
     var expiry = ExpiryHeap()
 
@@ -239,10 +239,11 @@ public struct DealState: Sendable {
     }
 
     mutating func internInvestor(_ id: String) -> Int32 {
-        if let slot = investorSlot[id] { return slot }
+        let key = IdKey(id)
+        if let slot = investorSlot[key] { return slot }
         let slot = Int32(investors.count)
         investors.append(id)
-        investorSlot[id] = slot
+        investorSlot[key] = slot
         positions.append(Position())
         return slot
     }
@@ -279,7 +280,7 @@ public struct DealState: Sendable {
 /// The two global id maps, passed to the state so replay and the live path fill
 /// them the same way.
 public final class EngineIndexes: Sendable {
-    public let holds = IdIndex()
-    public let allocations = IdIndex()
+    public let holds = IdIndex(generatedPrefix: UInt8(ascii: "h"))
+    public let allocations = IdIndex(generatedPrefix: UInt8(ascii: "a"))
     public init() {}
 }

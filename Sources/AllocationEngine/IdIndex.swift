@@ -16,47 +16,115 @@ public struct RowRef: Hashable, Sendable {
 /// across deals, so `RELEASE <hold>` finds its deal without being told. Sharded
 /// so that lookups from many deals never queue behind one lock; each lock is
 /// held only for one dictionary operation.
+///
+/// Ids the engine generates (`h<deal>.<n>` for holds, `a<deal>.<n>` for
+/// allocations) are never stored: they name their deal and slot themselves, so
+/// the hot path of a hold without a caller's id touches no shared table at all.
+/// Callers may not choose ids of that form (`isReserved`).
 public final class IdIndex: Sendable {
     static let shardCount = 64
-    private let shards: [Locked<[String: UInt64]>]
+    private let shards: [Locked<IdTable>]
+    /// `h` or `a`: the first byte of this index's generated ids.
+    public let generatedPrefix: UInt8
 
-    public init() {
-        shards = (0..<Self.shardCount).map { _ in Locked([:]) }
+    public init(generatedPrefix: UInt8) {
+        self.generatedPrefix = generatedPrefix
+        shards = (0..<Self.shardCount).map { _ in Locked(IdTable()) }
+    }
+
+    /// Parses `<prefix><deal>.<sequence>` into the deal number and slot.
+    @inline(__always)
+    public func generatedRef(_ id: String) -> RowRef? {
+        GeneratedID.parse(id, prefix: generatedPrefix)
     }
 
     @inline(__always)
-    private func shard(_ id: String) -> Int {
-        // FNV-1a over the bytes: cheap, and independent of the dictionary's own hash.
-        var h: UInt32 = 2_166_136_261
-        for b in id.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
-        return Int(h % UInt32(Self.shardCount))
+    private func shard(_ key: IdKey) -> Int {
+        // The high bits pick the shard; the dictionary mixes all of them again.
+        Int((key.hash >> 40) % UInt64(Self.shardCount))
     }
 
     public func lookup(_ id: String) -> RowRef? {
-        shards[shard(id)].withLock { $0[id] }.map(RowRef.init(packed:))
+        if let ref = generatedRef(id) { return ref }
+        let key = IdKey(id)
+        return shards[shard(key)].withLock { $0.find(key) }.map(RowRef.init(packed:))
     }
 
     /// Inserts when absent; returns the existing entry otherwise.
     public func insertIfAbsent(_ id: String, _ ref: RowRef) -> RowRef? {
-        shards[shard(id)].withLock { dict -> RowRef? in
-            if let existing = dict[id] { return RowRef(packed: existing) }
-            dict[id] = ref.packed
+        if let generated = generatedRef(id) {
+            precondition(generated == ref, "generated id \(id) does not name its own slot")
             return nil
         }
+        let key = IdKey(id)
+        return shards[shard(key)].withLock { $0.insertIfAbsent(key, ref.packed) }.map(RowRef.init(packed:))
     }
 
     public func set(_ id: String, _ ref: RowRef) {
-        shards[shard(id)].withLock { $0[id] = ref.packed }
+        if generatedRef(id) != nil { return }
+        let key = IdKey(id)
+        shards[shard(key)].withLock { $0.set(key, ref.packed) }
     }
 
     public func remove(_ id: String) {
-        shards[shard(id)].withLock { _ = $0.removeValue(forKey: id) }
+        if generatedRef(id) != nil { return }
+        let key = IdKey(id)
+        shards[shard(key)].withLock { $0.remove(key) }
     }
 
     public var count: Int { shards.reduce(0) { $0 + $1.withLock { $0.count } } }
 
     public func reserveCapacity(_ n: Int) {
         let each = n / Self.shardCount + 1
-        for s in shards { s.withLock { $0.reserveCapacity(each) } }
+        for s in shards { s.withLock { $0.reserve(each) } }
+    }
+}
+
+/// The shape of generated ids: one prefix byte, the deal number, a dot, and the
+/// row's sequence (slot + 1), in plain decimal without leading zeros.
+public enum GeneratedID {
+    public static func make(prefix: UInt8, deal: UInt32, slot: Int32) -> String {
+        String(unsafeUninitializedCapacity: 32) { buffer in
+            var n = 0
+            func putNumber(_ value: Int) {
+                var v = value, start = n
+                repeat { buffer[n] = UInt8(48 + v % 10); v /= 10; n += 1 } while v > 0
+                var end = n - 1
+                while start < end { buffer.swapAt(start, end); start += 1; end -= 1 }
+            }
+            buffer[n] = prefix; n += 1
+            putNumber(Int(deal))
+            buffer[n] = UInt8(ascii: "."); n += 1
+            putNumber(Int(slot) + 1)
+            return n
+        }
+    }
+
+    public static func parse(_ id: String, prefix: UInt8) -> RowRef? {
+        var s = id
+        return s.withUTF8 { b -> RowRef? in
+            guard b.count >= 4, b.count <= 22, b[0] == prefix else { return nil }
+            var i = 1
+            func number(limit: UInt64) -> UInt64? {
+                let start = i
+                var v: UInt64 = 0
+                while i < b.count, b[i] >= 48, b[i] <= 57 {
+                    v = v * 10 + UInt64(b[i] - 48)
+                    i += 1
+                    if v > limit { return nil }
+                }
+                if i == start || (b[start] == 48 && i - start > 1) { return nil }
+                return v
+            }
+            guard let deal = number(limit: UInt64(UInt32.max)), i < b.count, b[i] == UInt8(ascii: ".") else { return nil }
+            i += 1
+            guard let seq = number(limit: UInt64(Int32.max)), i == b.count, seq >= 1 else { return nil }
+            return RowRef(deal: UInt32(deal), slot: Int32(seq - 1))
+        }
+    }
+
+    /// Whether a caller-chosen id has the reserved generated form.
+    public static func isReserved(_ id: String) -> Bool {
+        parse(id, prefix: UInt8(ascii: "h")) != nil || parse(id, prefix: UInt8(ascii: "a")) != nil
     }
 }

@@ -28,6 +28,13 @@ enum Validate {
             throw EngineError(.invalid, "\(field) may hold only printable characters without spaces or quotes")
         }
     }
+    /// A caller-chosen hold or allocation id: an id, and not of the generated form.
+    static func callerID(_ s: String, field: String) throws(EngineError) {
+        try id(s, field: field)
+        if GeneratedID.isReserved(s) {
+            throw EngineError(.invalid, "\(field) \(s) has the form of a generated id (h<n>.<n> or a<n>.<n>), which is reserved")
+        }
+    }
     static func text(_ s: String, field: String) throws(EngineError) {
         guard s.utf8.count <= EngineLimits.maxTextBytes else {
             throw EngineError(.invalid, "\(field) is longer than \(EngineLimits.maxTextBytes) bytes")

@@ -1,0 +1,99 @@
+/// Running one request inside the deal actor. These are `mutating` on purpose:
+/// the actor calls them on its stored state in place, so no copy of the state is
+/// made per request (a non-mutating call on an actor's stored struct copies it).
+extension DealState {
+
+    mutating func execute(_ request: DealRequest, now: Int64, context: EngineContext, changes: inout [Change]) -> DealReply {
+        do throws(EngineError) {
+            switch request {
+            case .hold(let r): return try hold(r, now: now, context: context, changes: &changes)
+            case .release(let holdID):
+                let (change, error) = try decideRelease(holdID, now: now, index: context.indexes)
+                if let change { commit(change, time: now, context: context, changes: &changes) }
+                if let error { return .failure(error) }
+                return .ok
+            case .allocate(let holdID, let allocationID):
+                switch try decideAllocate(hold: holdID, allocationID: allocationID, now: now, index: context.indexes) {
+                case .existing(let existing): return .id(existing)
+                case .expire(let change, let error):
+                    commit(change, time: now, context: context, changes: &changes)
+                    return .failure(error)
+                case .create(_, let given):
+                    let slot = Int32(allocations.count)
+                    let allocationID = try reserveID(given.isEmpty ? nil : given, prefix: UInt8(ascii: "a"), slot: slot,
+                                                     index: context.indexes.allocations, what: "allocation")
+                    commit(.allocationCreated(deal: info.id, hold: holdID, allocation: allocationID), time: now, context: context, changes: &changes)
+                    return .id(allocationID)
+                }
+            case .approve(let a): return try allocationStatus(a, .approved, now: now, context: context, changes: &changes)
+            case .reject(let a): return try allocationStatus(a, .rejected, now: now, context: context, changes: &changes)
+            case .settle(let a): return try allocationStatus(a, .settled, now: now, context: context, changes: &changes)
+            case .setStatus(let s):
+                if let change = try decideStatus(s) { commit(change, time: now, context: context, changes: &changes) }
+                return .ok
+            case .addLot(let spec):
+                commit(try decideAddLot(spec), time: now, context: context, changes: &changes)
+                return .ok
+            case .resizeLot(let lot, let units):
+                commit(try decideResizeLot(lot, to: units), time: now, context: context, changes: &changes)
+                return .ok
+            case .getDeal: return .fields(dealFields())
+            case .getHold(let h): return .fields(holdFields(try holdSlot(h, index: context.indexes)))
+            case .getAllocation(let a):
+                guard let r = context.indexes.allocations.lookup(a), r.deal == ref else {
+                    throw EngineError(.notFound, "allocation \(a) not found")
+                }
+                return .fields(allocationFields(r.slot))
+            case .getLot(let l):
+                guard let f = lotFields(l) else { throw EngineError(.notFound, "lot \(l) not found in deal \(info.id)") }
+                return .fields(f)
+            case .inventory: return .fields(inventory().fields)
+            case .position(let investor): return .fields(positionFields(investor: investor))
+            }
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private mutating func hold(_ r: HoldRequest, now: Int64, context: EngineContext, changes: inout [Change]) throws(EngineError) -> DealReply {
+        switch try decideHold(r, now: now, defaultTTL: context.config.defaultHoldTTLMillis, index: context.indexes) {
+        case .existing(let receipt):
+            return .hold(receipt)
+        case .place(var spec):
+            let slot = Int32(holds.count)
+            spec.id = try reserveID(r.id, prefix: UInt8(ascii: "h"), slot: slot, index: context.indexes.holds, what: "hold")
+            commit(.holdPlaced(deal: info.id, hold: spec), time: now, context: context, changes: &changes)
+            return .hold(receipt(of: slot))
+        }
+    }
+
+    private mutating func allocationStatus(_ allocation: String, _ target: AllocationStatus, now: Int64, context: EngineContext, changes: inout [Change]) throws(EngineError) -> DealReply {
+        if let change = try decideAllocationStatus(allocation, to: target, index: context.indexes) {
+            commit(change, time: now, context: context, changes: &changes)
+        }
+        return .ok
+    }
+
+    /// Claims an id in the global index for the row about to be created at
+    /// `slot`: the caller's id (a conflict if another deal took it meanwhile), or
+    /// a generated one, which names its slot and so needs no claim.
+    private func reserveID(_ given: String?, prefix: UInt8, slot: Int32, index: IdIndex, what: String) throws(EngineError) -> String {
+        let ref = RowRef(deal: self.ref, slot: slot)
+        guard let given else { return GeneratedID.make(prefix: prefix, deal: self.ref, slot: slot) }
+        guard index.insertIfAbsent(given, ref) == nil else { throw EngineError(.conflict, "\(what) id \(given) is already used") }
+        return given
+    }
+
+    /// Applies a change this actor has just decided. It cannot fail: a failure
+    /// here means the decision and the state machine disagree, a bug that must
+    /// stop the engine before it writes a wrong record.
+    mutating func commit(_ change: Change, time: Int64, context: EngineContext, changes: inout [Change]) {
+        do throws(EngineError) {
+            try apply(change, time: time, index: context.indexes, indexNew: false)
+        } catch {
+            preconditionFailure("decided change failed to apply: \(error) for \(change)")
+        }
+        if context.sink != nil { changes.append(change) }
+    }
+
+}
