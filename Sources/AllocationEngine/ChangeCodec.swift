@@ -1,0 +1,127 @@
+import WAL
+
+/// The binary payload of each change record in the log. The record type byte
+/// (`Change.recordType`) says which layout follows; layouts are documented in
+/// docs/wal-format.md and never change meaning (a new layout gets a new type).
+public enum ChangeCodec {
+    public static func encode(_ change: Change, into w: inout ByteWriter) {
+        switch change {
+        case .dealCreated(let info):
+            w.string(info.id); w.varint(UInt64(info.number)); w.string(info.name); w.string(info.dealType)
+            optionalString(info.vehicle, &w); w.string(info.currency)
+            optionalInt(info.offerUnitPrice?.raw, &w); optionalInt(info.openAt, &w); optionalInt(info.closeAt, &w)
+            w.u8(info.status.rawValue); w.zigzag(info.createdAt)
+        case .dealStatus(let deal, let status):
+            w.string(deal); w.u8(status.rawValue)
+        case .lotAdded(let deal, let lot):
+            w.string(deal); w.string(lot.id); w.varint128(UInt128(lot.unitsTotal.raw)); w.zigzag(lot.unitCost.raw)
+            w.string(lot.currency); optionalInt(lot.acquiredAt.map { Int64($0.days) }, &w)
+            optionalInt(lot.lockupUntil.map { Int64($0.days) }, &w); optionalString(lot.source, &w)
+        case .lotResized(let deal, let lot, let units):
+            w.string(deal); w.varint(UInt64(lot)); w.varint128(UInt128(units.raw))
+        case .holdPlaced(let deal, let h):
+            w.string(deal); w.string(h.id); w.string(h.investor); w.varint128(UInt128(h.requested.raw))
+            w.zigzag(h.price.raw); w.zigzag(h.expiresAt); w.u8(h.partial ? 1 : 0)
+            w.varint(UInt64(h.parts.count))
+            for p in h.parts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+        case .holdReleased(let deal, let hold), .holdExpired(let deal, let hold):
+            w.string(deal); w.string(hold)
+        case .allocationCreated(let deal, let hold, let allocation):
+            w.string(deal); w.string(hold); w.string(allocation)
+        case .allocationStatus(let deal, let allocation, let status):
+            w.string(deal); w.string(allocation); w.u8(status.rawValue)
+        }
+    }
+
+    public static func decode(type: UInt8, payload: UnsafeRawBufferPointer) throws(DecodeError) -> Change {
+        var r = ByteReader(payload)
+        let change: Change
+        switch type {
+        case 1:
+            change = try StateCodec.decodeDealInfo(&r)
+        case 2:
+            change = .dealStatus(deal: try r.string(), status: try dealStatus(&r))
+        case 3:
+            let deal = try r.string()
+            let id = try r.string()
+            let units = try units(&r)
+            let cost = Price(raw: try r.zigzag())
+            let currency = try r.string()
+            let acquired = try optionalInt(&r).map { CivilDate(days: Int32(truncatingIfNeeded: $0)) }
+            let lockup = try optionalInt(&r).map { CivilDate(days: Int32(truncatingIfNeeded: $0)) }
+            let source = try optionalString(&r)
+            change = .lotAdded(deal: deal, lot: LotSpec(id: id, unitsTotal: units, unitCost: cost, currency: currency,
+                                                      acquiredAt: acquired, lockupUntil: lockup, source: source))
+        case 4:
+            let deal = try r.string()
+            let lot = try r.varint()
+            guard lot <= UInt64(Int32.max) else { throw DecodeError("lot index out of range") }
+            change = .lotResized(deal: deal, lot: Int32(lot), unitsTotal: try units(&r))
+        case 5:
+            let deal = try r.string()
+            let id = try r.string()
+            let investor = try r.string()
+            let requested = try units(&r)
+            let price = Price(raw: try r.zigzag())
+            let expiresAt = try r.zigzag()
+            let partial = try r.u8() != 0
+            let count = try r.varint()
+            guard count >= 1 && count <= UInt64(EngineLimits.maxLotsPerDeal) else { throw DecodeError("hold lot count \(count)") }
+            var parts: [LotPart] = []
+            parts.reserveCapacity(Int(count))
+            for _ in 0..<count {
+                let lot = try r.varint()
+                guard lot <= UInt64(Int32.max) else { throw DecodeError("lot index out of range") }
+                parts.append(LotPart(lot: Int32(lot), units: try units(&r)))
+            }
+            change = .holdPlaced(deal: deal, hold: HoldSpec(id: id, investor: investor, requested: requested, price: price,
+                                                            expiresAt: expiresAt, partial: partial, parts: parts))
+        case 6: change = .holdReleased(deal: try r.string(), hold: try r.string())
+        case 7: change = .holdExpired(deal: try r.string(), hold: try r.string())
+        case 8: change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string())
+        case 9:
+            let deal = try r.string()
+            let allocation = try r.string()
+            let raw = try r.u8()
+            guard let status = AllocationStatus(rawValue: raw) else { throw DecodeError("allocation status \(raw)") }
+            change = .allocationStatus(deal: deal, allocation: allocation, status: status)
+        default:
+            throw DecodeError("unknown change record type \(type)")
+        }
+        guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes after a type \(type) record") }
+        return change
+    }
+
+    // MARK: - Pieces
+
+    static func optionalString(_ s: String?, _ w: inout ByteWriter) {
+        if let s { w.u8(1); w.string(s) } else { w.u8(0) }
+    }
+    static func optionalInt(_ v: Int64?, _ w: inout ByteWriter) {
+        if let v { w.u8(1); w.zigzag(v) } else { w.u8(0) }
+    }
+    static func optionalString(_ r: inout ByteReader) throws(DecodeError) -> String? {
+        switch try r.u8() {
+        case 0: return nil
+        case 1: return try r.string()
+        case let f: throw DecodeError("bad optional flag \(f)")
+        }
+    }
+    static func optionalInt(_ r: inout ByteReader) throws(DecodeError) -> Int64? {
+        switch try r.u8() {
+        case 0: return nil
+        case 1: return try r.zigzag()
+        case let f: throw DecodeError("bad optional flag \(f)")
+        }
+    }
+    static func units(_ r: inout ByteReader) throws(DecodeError) -> Units {
+        let v = try r.varint128()
+        guard v <= UInt128(NumberLimits.maxUnitsRaw) * 1_000_000 else { throw DecodeError("units out of range") }
+        return Units(raw: Int128(v))
+    }
+    static func dealStatus(_ r: inout ByteReader) throws(DecodeError) -> DealStatus {
+        let raw = try r.u8()
+        guard let s = DealStatus(rawValue: raw) else { throw DecodeError("deal status \(raw)") }
+        return s
+    }
+}

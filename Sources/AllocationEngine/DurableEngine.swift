@@ -1,0 +1,197 @@
+import Foundation
+import Snapshot
+import Synchronization
+import WAL
+
+public struct DurableConfig: Sendable {
+    public var dataDir: String
+    public var mode: DurabilityMode = .strict
+    public var periodicIntervalMillis = 1000
+    public var segmentBytes = LogConfig.defaultSegmentBytes
+    /// Take a snapshot after this many records since the last one (0 = never by count).
+    public var snapshotEveryRecords: UInt64 = 5_000_000
+    /// ... or after this many seconds with at least one change (0 = never by time).
+    public var snapshotEverySeconds: Double = 600
+    /// Snapshots kept; log segments older than the oldest kept one are deleted.
+    public var keepSnapshots = 3
+    public var truncateCorruption = false
+    public var engine = EngineConfig()
+    public init(dataDir: String) { self.dataDir = dataDir }
+}
+
+/// An engine with its data directory: recovered on open, logging every change,
+/// snapshotting in the background, closed cleanly.
+public final class DurableEngine: Sendable {
+    public let engine: Engine
+    public let writer: LogWriter
+    public let recovery: RecoveryReport
+    public let config: DurableConfig
+    let io: any FileIO
+    let directory: DataDirectory
+    let store: SnapshotStore
+    let log: @Sendable (String) -> Void
+    private let snapshotGate = SnapshotGate()
+    private let background = Mutex<Task<Void, Never>?>(nil)
+    private let snapshotStats = Mutex<SnapshotStats>(SnapshotStats())
+
+    public struct SnapshotStats: Sendable {
+        public var taken = 0
+        public var lastLSN: UInt64 = 0
+        public var lastBytes = 0
+        public var lastSeconds = 0.0
+        public var lastPath: String?
+        public var lastError: String?
+        public var recordsAtLast: UInt64 = 0
+        public var timeAtLast = 0.0
+    }
+
+    /// Opens (creating if missing) a data directory, recovers its state, expires
+    /// holds whose time passed while the engine was down, and starts the log.
+    public static func open(_ config: DurableConfig, io: any FileIO = PosixFileIO(), clock: any EngineClock = SystemClock(),
+                            log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> DurableEngine {
+        let engineConfig = try config.engine.validated()
+        let dir = DataDirectory(config.dataDir)
+        try io.createDirectory(dir.path)
+        try io.createDirectory(dir.wal)
+        try io.createDirectory(dir.snapshots)
+        let result = try Recovery.recover(dir, io: io, options: RecoveryOptions(truncateCorruption: config.truncateCorruption),
+                                          now: monotonicSeconds)
+        let r = result.report
+        for s in r.skippedSnapshots { log("snapshot skipped: \(s)") }
+        if let t = r.tornTail { log("torn record at the end of the log cut off: \(t)") }
+        if let t = r.truncated { log("log TRUNCATED at damaged record \(t): \(r.droppedRecords) records dropped") }
+        log("recovered \(r.recordsReplayed) records after snapshot LSN \(r.snapshotLSN) in \(String(format: "%.3f", r.seconds)) s: \(result.states.count) deals, next LSN \(r.nextLSN)")
+        if config.mode == .none { log("WARNING: durability mode 'none': changes are never fsynced; a crash loses them. For tests and benchmarks only.") }
+        let logConfig = LogConfig(directory: dir.wal, mode: config.mode, periodicIntervalMillis: config.periodicIntervalMillis,
+                                  segmentBytes: config.segmentBytes)
+        let writer = try LogWriter(config: logConfig, io: io, nextLSN: r.nextLSN)
+        let engine = Engine(config: engineConfig, clock: clock, sink: WALChangeSink(writer: writer),
+                            restoring: result.states, indexes: result.indexes)
+        let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, io: io, directory: dir, log: log)
+        let expired = await engine.sweepExpired()
+        if expired > 0 { log("expired \(expired) holds whose time passed while the engine was down") }
+        return durable
+    }
+
+    init(engine: Engine, writer: LogWriter, recovery: RecoveryReport, config: DurableConfig, io: any FileIO,
+         directory: DataDirectory, log: @escaping @Sendable (String) -> Void) {
+        self.engine = engine
+        self.writer = writer
+        self.recovery = recovery
+        self.config = config
+        self.io = io
+        self.directory = directory
+        self.store = SnapshotStore(directory: directory.snapshots, io: io, keep: config.keepSnapshots)
+        self.log = log
+        snapshotStats.withLock {
+            $0.recordsAtLast = recovery.nextLSN - 1
+            $0.timeAtLast = monotonicSeconds()
+        }
+    }
+
+    /// Starts the expiry ticker and the snapshot policy (every N records or T seconds).
+    public func startBackground() {
+        engine.startExpiryTicker()
+        background.withLock { task in
+            guard task == nil else { return }
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(500))
+                    guard let self else { return }
+                    await self.snapshotIfDue()
+                }
+            }
+        }
+    }
+
+    func snapshotIfDue() async {
+        let appended = writer.stats.nextLSN - 1
+        let due = snapshotStats.withLock { s -> Bool in
+            let records = appended - min(appended, s.recordsAtLast)
+            if config.snapshotEveryRecords > 0 && records >= config.snapshotEveryRecords { return true }
+            if config.snapshotEverySeconds > 0 && records > 0 && monotonicSeconds() - s.timeAtLast >= config.snapshotEverySeconds { return true }
+            return false
+        }
+        if due {
+            do { _ = try await snapshot() } catch { log("snapshot failed: \(error)") }
+        }
+    }
+
+    /// Writes a snapshot now (one at a time; a request during one waits for it
+    /// and then takes its own). Hold traffic goes on: each deal is copied in its
+    /// actor (copy-on-write) and encoded outside it.
+    @discardableResult
+    public func snapshot() async throws -> SnapshotStats {
+        try await snapshotGate.run { [self] in
+            let started = monotonicSeconds()
+            let floor = writer.stats.nextLSN - 1
+            let deals = await engine.capture()
+            let image = EngineImage(floorLSN: floor, deals: deals)
+            let payload = StateCodec.encode(image)
+            let lsn = image.replayFrom
+            do {
+                let path = try store.write(lsn: lsn, time: engine.clock.nowMillis(), payload: payload)
+                try store.prune()
+                // Segments wholly covered by the oldest kept snapshot are no longer needed.
+                if let oldest = try store.list().last {
+                    let deleted = try writer.deleteSegments(coveredBy: oldest.lsn)
+                    if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
+                }
+                let seconds = monotonicSeconds() - started
+                log("snapshot written: \(path), LSN \(lsn), \(deals.count) deals, \(payload.count) bytes in \(String(format: "%.3f", seconds)) s")
+                return snapshotStats.withLock { s in
+                    s.taken += 1
+                    s.lastLSN = lsn
+                    s.lastBytes = payload.count
+                    s.lastSeconds = seconds
+                    s.lastPath = path
+                    s.lastError = nil
+                    s.recordsAtLast = floor
+                    s.timeAtLast = monotonicSeconds()
+                    return s
+                }
+            } catch {
+                snapshotStats.withLock { $0.lastError = "\(error)" }
+                throw error
+            }
+        }
+    }
+
+    public var snapshots: SnapshotStats { snapshotStats.withLock { $0 } }
+
+    /// Stops background work, waits for the log to flush and sync, closes it.
+    public func close() async throws {
+        engine.stopExpiryTicker()
+        let task = background.withLock { t -> Task<Void, Never>? in
+            let current = t
+            t = nil
+            return current
+        }
+        task?.cancel()
+        let last = writer.stats.nextLSN - 1
+        if last > 0 && writer.failure == nil { try? await writer.durable(last) }
+        try writer.close()
+    }
+}
+
+/// Serializes snapshots.
+actor SnapshotGate {
+    private var running = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        while running { await withCheckedContinuation { waiters.append($0) } }
+        running = true
+        defer {
+            running = false
+            if !waiters.isEmpty { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}
+
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

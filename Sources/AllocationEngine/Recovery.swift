@@ -1,0 +1,183 @@
+import Snapshot
+import WAL
+
+/// The layout of a data directory: `wal/` holds the log segments, `snapshots/`
+/// the snapshot files, `LOCK` keeps a second server out.
+public struct DataDirectory: Sendable {
+    public let path: String
+    public init(_ path: String) { self.path = path }
+    public var wal: String { FilePath.join(path, "wal") }
+    public var snapshots: String { FilePath.join(path, "snapshots") }
+    public var lockFile: String { FilePath.join(path, "LOCK") }
+}
+
+public struct RecoveryOptions: Sendable {
+    /// Cut the log at a damaged record before its end instead of refusing to start.
+    public var truncateCorruption = false
+    /// Point-in-time: stop after this LSN / before the first record later than this time.
+    public var toLSN: UInt64?
+    public var toTime: Int64?
+    /// Called now and then with (records replayed, LSN reached).
+    public var progress: (@Sendable (Int, UInt64) -> Void)?
+    public init(truncateCorruption: Bool = false, toLSN: UInt64? = nil, toTime: Int64? = nil,
+                progress: (@Sendable (Int, UInt64) -> Void)? = nil) {
+        self.truncateCorruption = truncateCorruption
+        self.toLSN = toLSN
+        self.toTime = toTime
+        self.progress = progress
+    }
+}
+
+public struct RecoveryReport: Sendable {
+    public var snapshotPath: String?
+    public var snapshotLSN: UInt64 = 0
+    public var skippedSnapshots: [String] = []
+    public var recordsReplayed = 0
+    public var recordsSkipped = 0
+    public var lastLSN: UInt64 = 0
+    /// The LSN the log writer continues with.
+    public var nextLSN: UInt64 = 1
+    public var tornTail: String?
+    public var truncated: String?
+    public var droppedRecords = 0
+    public var segments = 0
+    public var seconds = 0.0
+    /// Whether replay stopped at --to-lsn / --to-time before the end of the log.
+    public var stoppedEarly = false
+}
+
+public struct RecoveryError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Rebuilds the engine's state from a data directory: the newest snapshot that
+/// loads (older ones when it is damaged), then every later record of the log,
+/// applied with its logged time. Nothing here reads the clock or decides: a
+/// record that does not apply is damage, reported with its LSN and place.
+public enum Recovery {
+    public struct Result: Sendable {
+        public var states: [DealState]
+        public var indexes: EngineIndexes
+        public var report: RecoveryReport
+    }
+
+    public static func recover(_ dir: DataDirectory, io: any FileIO, options: RecoveryOptions = RecoveryOptions(),
+                               now: () -> Double) throws -> Result {
+        let started = now()
+        var report = RecoveryReport()
+        let indexes = EngineIndexes()
+        var states: [DealState] = []
+        var dealIndex: [IdKey: Int] = [:]
+        var skipUpTo: [Int: UInt64] = [:]
+
+        // 1. Snapshot: newest that decodes and, for point-in-time, lies entirely before the target.
+        var replayFrom: UInt64 = 0
+        let store = SnapshotStore(directory: dir.snapshots, io: io)
+        for info in try store.list() {
+            do {
+                let bytes = try io.readAll(info.path)
+                let decoded = try SnapshotFormat.decode(bytes, path: info.path)
+                let image = try StateCodec.decode(decoded.payload)
+                let newest = image.deals.reduce(image.floorLSN) { max($0, $1.lsn) }
+                if let to = options.toLSN, newest > to {
+                    report.skippedSnapshots.append("\(info.name): reaches past LSN \(to)")
+                    continue
+                }
+                if let toTime = options.toTime, decoded.time > toTime {
+                    report.skippedSnapshots.append("\(info.name): taken after the target time")
+                    continue
+                }
+                let candidate = image.deals.map(\.state)
+                let problems = candidate.flatMap { $0.invariantViolations() }
+                guard problems.isEmpty else {
+                    report.skippedSnapshots.append("\(info.name): state breaks invariants: \(problems.prefix(3).joined(separator: "; "))")
+                    continue
+                }
+                let candidateIndexes = EngineIndexes()
+                try StateCodec.index(candidate, into: candidateIndexes)
+                // Accepted.
+                states = candidate
+                for (i, entry) in image.deals.enumerated() {
+                    dealIndex[IdKey(entry.state.info.id)] = i
+                    skipUpTo[i] = entry.lsn
+                }
+                try StateCodec.index(states, into: indexes)
+                replayFrom = image.replayFrom
+                report.snapshotPath = info.path
+                report.snapshotLSN = replayFrom
+                break
+            } catch let e as SnapshotError {
+                if case .newerVersion = e { throw RecoveryError("\(e)") }
+                report.skippedSnapshots.append("\(info.name): \(e)")
+            } catch let e as DecodeError {
+                if e.message.contains("newer than this engine") { throw RecoveryError("\(info.path): \(e.message)") }
+                report.skippedSnapshots.append("\(info.name): \(e)")
+            } catch {
+                report.skippedSnapshots.append("\(info.name): \(error)")
+            }
+        }
+
+        // 2. The log after the snapshot.
+        struct Stop: Error {}
+        var replayed = 0
+        var lastLSN = replayFrom
+        let summary: LogScanSummary
+        do {
+            summary = try LogReader.scan(directory: dir.wal, io: io, fromLSN: replayFrom + 1,
+                                         onCorruption: options.truncateCorruption ? .truncate : .stop) { record in
+                if let to = options.toLSN, record.lsn > to { throw Stop() }
+                if let t = options.toTime, record.time > t { throw Stop() }
+                let change: Change
+                do {
+                    change = try ChangeCodec.decode(type: record.type, payload: record.payload)
+                } catch {
+                    throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): undecodable record: \(error)")
+                }
+                lastLSN = record.lsn
+                if case .dealCreated(let info) = change {
+                    let key = IdKey(info.id)
+                    guard dealIndex[key] == nil else {
+                        if let i = dealIndex[key], let skip = skipUpTo[i], record.lsn <= skip { report.recordsSkipped += 1; return }
+                        throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): deal \(info.id) created twice")
+                    }
+                    dealIndex[key] = states.count
+                    states.append(DealState(info: info))
+                } else {
+                    guard let i = dealIndex[IdKey(change.deal)] else {
+                        throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): change to unknown deal \(change.deal)")
+                    }
+                    if let skip = skipUpTo[i], record.lsn <= skip { report.recordsSkipped += 1; return }
+                    do {
+                        try states[i].apply(change, time: record.time, index: indexes, indexNew: true)
+                    } catch {
+                        throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): record does not apply: \(error)")
+                    }
+                }
+                replayed += 1
+                if replayed % 1_000_000 == 0 { options.progress?(replayed, record.lsn) }
+            }
+        } catch is Stop {
+            report.stoppedEarly = true
+            report.recordsReplayed = replayed
+            report.lastLSN = lastLSN
+            report.nextLSN = lastLSN + 1
+            report.seconds = now() - started
+            return Result(states: states, indexes: indexes, report: report)
+        } catch let e as LogCorruption {
+            throw RecoveryError("damaged log: \(e). Start with --truncate-corrupt to cut the log there (records after it are dropped).")
+        }
+        report.recordsReplayed = replayed
+        report.segments = summary.segments
+        report.lastLSN = max(summary.lastLSN ?? 0, replayFrom)
+        report.nextLSN = max(summary.nextLSN, replayFrom + 1)
+        if let t = summary.tornTail { report.tornTail = "\(t.segment) at offset \(t.offset) (\(t.bytes) bytes cut)" }
+        if let t = summary.truncated {
+            report.truncated = "\(t.segment) at offset \(t.offset), LSN \(t.lsn) (\(t.recoveryCase.rawValue))"
+            report.droppedRecords = summary.droppedRecords
+        }
+        report.seconds = now() - started
+        return Result(states: states, indexes: indexes, report: report)
+    }
+}

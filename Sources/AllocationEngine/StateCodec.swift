@@ -1,0 +1,212 @@
+import WAL
+
+/// The payload of a snapshot file: every deal's state and the LSN it is
+/// complete up to. Derived structures (lot order, id maps, expiry heap, sums)
+/// are rebuilt on load, not stored, so they can never disagree with the rows.
+public struct EngineImage: Sendable {
+    /// Every record at or below this LSN is in the image; replay starts after it
+    /// and skips, per deal, the records at or below that deal's own LSN.
+    public var floorLSN: UInt64
+    public var deals: [(state: DealState, lsn: UInt64)]
+    public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)]) {
+        self.floorLSN = floorLSN
+        self.deals = deals
+    }
+    /// The LSN after which the log must be replayed.
+    public var replayFrom: UInt64 { deals.reduce(floorLSN) { min($0, $1.lsn) } }
+}
+
+public enum StateCodec {
+    /// Bumped when the payload layout changes; older engines refuse newer images.
+    public static let formatVersion: UInt16 = 1
+
+    public static func encode(_ image: EngineImage) -> [UInt8] {
+        var w = ByteWriter(capacity: 1 << 16)
+        w.u16(formatVersion)
+        w.varint(image.floorLSN)
+        w.varint(UInt64(image.deals.count))
+        for (state, lsn) in image.deals {
+            w.varint(lsn)
+            encode(state, into: &w)
+        }
+        return w.bytes
+    }
+
+    static func encode(_ s: DealState, into w: inout ByteWriter) {
+        ChangeCodec.encode(.dealCreated(s.info), into: &w)
+        w.varint(UInt64(s.lots.count))
+        for l in s.lots {
+            w.string(l.id); w.varint128(UInt128(l.unitsTotal.raw)); w.zigzag(l.unitCost.raw); w.string(l.currency)
+            ChangeCodec.optionalInt(l.acquiredAt.map { Int64($0.days) }, &w)
+            ChangeCodec.optionalInt(l.lockupUntil.map { Int64($0.days) }, &w)
+            ChangeCodec.optionalString(l.source, &w); w.zigzag(l.createdAt)
+            w.varint128(UInt128(l.unitsRemaining.raw)); w.varint128(UInt128(l.unitsHeld.raw)); w.varint128(UInt128(l.unitsAllocated.raw))
+        }
+        w.varint(UInt64(s.investors.count))
+        for (i, inv) in s.investors.enumerated() {
+            let p = s.positions[i]
+            w.string(inv); w.varint128(UInt128(p.units.raw)); w.zigzag128(p.costBasis.raw); w.zigzag(p.lastUpdated)
+        }
+        w.varint(UInt64(s.holds.count))
+        for h in s.holds {
+            w.string(h.id); w.varint(UInt64(h.investor)); w.varint128(UInt128(h.requested.raw)); w.zigzag(h.proposedUnitPrice.raw)
+            w.zigzag(h.createdAt); w.zigzag(h.expiresAt); w.zigzag(Int64(h.allocation)); w.u8(h.status.rawValue)
+            w.u8(h.partial ? 1 : 0)
+            w.varint(UInt64(1 + h.moreParts.count))
+            for p in [h.firstPart] + h.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+        }
+        w.varint(UInt64(s.allocations.count))
+        for a in s.allocations {
+            w.string(a.id); w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw); w.zigzag(a.createdAt)
+            w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.varint(UInt64(a.hold)); w.varint(UInt64(a.investor))
+            w.u8(a.status.rawValue)
+        }
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> EngineImage {
+        let result: Result<EngineImage, DecodeError> = bytes.withUnsafeBytes { raw in
+            do throws(DecodeError) {
+                var r = ByteReader(raw)
+                let version = try r.u16()
+                guard version <= formatVersion else {
+                    throw DecodeError("snapshot state format \(version) is newer than this engine's \(formatVersion); upgrade the engine")
+                }
+                let floor = try r.varint()
+                let count = try r.varint()
+                guard count <= UInt64(r.remaining) else { throw DecodeError("deal count \(count) exceeds the payload") }
+                var deals: [(DealState, UInt64)] = []
+                for _ in 0..<count {
+                    let lsn = try r.varint()
+                    deals.append((try decodeDeal(&r), lsn))
+                }
+                guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes in snapshot state") }
+                return .success(EngineImage(floorLSN: floor, deals: deals))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    static func count(_ r: inout ByteReader, _ what: String) throws(DecodeError) -> Int {
+        let n = try r.varint()
+        // Every row takes at least one byte, so a count beyond the bytes left is damage.
+        guard n <= UInt64(r.remaining) else { throw DecodeError("\(what) count \(n) exceeds the payload") }
+        return Int(n)
+    }
+
+    static func index(_ r: inout ByteReader, below limit: Int, _ what: String) throws(DecodeError) -> Int32 {
+        let v = try r.varint()
+        guard v < UInt64(limit) else { throw DecodeError("\(what) \(v) out of range (< \(limit))") }
+        return Int32(v)
+    }
+
+    static func decodeDeal(_ r: inout ByteReader) throws(DecodeError) -> DealState {
+        // The deal's header has the layout of a deal.created record.
+        guard case .dealCreated(let info) = try decodeDealInfo(&r) else { throw DecodeError("deal header") }
+        var s = DealState(info: info)
+        let lotCount = try count(&r, "lot")
+        for _ in 0..<lotCount {
+            let id = try r.string()
+            let total = try ChangeCodec.units(&r)
+            let cost = Price(raw: try r.zigzag())
+            let currency = try r.string()
+            let acquired = try ChangeCodec.optionalInt(&r).map { CivilDate(days: Int32(truncatingIfNeeded: $0)) }
+            let lockup = try ChangeCodec.optionalInt(&r).map { CivilDate(days: Int32(truncatingIfNeeded: $0)) }
+            let source = try ChangeCodec.optionalString(&r)
+            let createdAt = try r.zigzag()
+            let remaining = try ChangeCodec.units(&r), held = try ChangeCodec.units(&r), allocated = try ChangeCodec.units(&r)
+            guard s.lotByID[id] == nil else { throw DecodeError("duplicate lot \(id)") }
+            s.lotByID[id] = Int32(s.lots.count)
+            s.lots.append(Lot(id: id, unitsTotal: total, unitCost: cost, currency: currency, acquiredAt: acquired, lockupUntil: lockup,
+                              source: source, createdAt: createdAt, unitsRemaining: remaining, unitsHeld: held, unitsAllocated: allocated))
+            s.unitsTotal += total; s.unitsRemaining += remaining; s.unitsHeld += held; s.unitsAllocated += allocated
+        }
+        s.rebuildLotOrder()
+        let investorCount = try count(&r, "investor")
+        for _ in 0..<investorCount {
+            let inv = try r.string()
+            let slot = s.internInvestor(inv)
+            guard Int(slot) == s.investors.count - 1 else { throw DecodeError("duplicate investor \(inv)") }
+            s.positions[Int(slot)] = Position(units: try ChangeCodec.units(&r), costBasis: ExactAmount(raw: try r.zigzag128()),
+                                              lastUpdated: try r.zigzag())
+        }
+        let holdCount = try count(&r, "hold")
+        s.holds.reserveCapacity(holdCount)
+        for slot in 0..<holdCount {
+            let id = try r.string()
+            let investor = try index(&r, below: s.investors.count, "hold investor")
+            let requested = try ChangeCodec.units(&r)
+            let price = Price(raw: try r.zigzag())
+            let createdAt = try r.zigzag(), expiresAt = try r.zigzag()
+            let allocation = try r.zigzag()
+            guard allocation >= -1 && allocation <= Int64(Int32.max) else { throw DecodeError("hold allocation \(allocation)") }
+            let rawStatus = try r.u8()
+            guard let status = HoldStatus(rawValue: rawStatus) else { throw DecodeError("hold status \(rawStatus)") }
+            let partial = try r.u8() != 0
+            let partCount = try count(&r, "hold part")
+            guard partCount >= 1 else { throw DecodeError("hold \(id) without lots") }
+            var parts: [LotPart] = []
+            for _ in 0..<partCount {
+                parts.append(LotPart(lot: try index(&r, below: s.lots.count, "hold lot"), units: try ChangeCodec.units(&r)))
+            }
+            s.holds.append(Hold(requested: requested, firstPart: parts[0], id: id, proposedUnitPrice: price, createdAt: createdAt,
+                                expiresAt: expiresAt, moreParts: Array(parts.dropFirst()), investor: investor,
+                                allocation: Int32(allocation), status: status, partial: partial))
+            if status == .pending {
+                s.pendingHolds += 1
+                s.expiry.push(at: expiresAt, slot: Int32(slot))
+            }
+        }
+        let allocationCount = try count(&r, "allocation")
+        for _ in 0..<allocationCount {
+            let id = try r.string()
+            let units = try ChangeCodec.units(&r)
+            let price = Price(raw: try r.zigzag())
+            let createdAt = try r.zigzag(), decidedAt = try r.zigzag(), settledAt = try r.zigzag()
+            let hold = try index(&r, below: s.holds.count, "allocation hold")
+            let investor = try index(&r, below: s.investors.count, "allocation investor")
+            let rawStatus = try r.u8()
+            guard let status = AllocationStatus(rawValue: rawStatus) else { throw DecodeError("allocation status \(rawStatus)") }
+            s.allocations.append(Allocation(units: units, id: id, unitPrice: price, createdAt: createdAt, decidedAt: decidedAt,
+                                            settledAt: settledAt, hold: hold, investor: investor, status: status))
+        }
+        for h in s.holds where h.allocation >= 0 {
+            guard Int(h.allocation) < s.allocations.count else { throw DecodeError("hold \(h.id) names a missing allocation") }
+        }
+        return s
+    }
+
+    static func decodeDealInfo(_ r: inout ByteReader) throws(DecodeError) -> Change {
+        // Reuse the deal.created layout; ChangeCodec.decode wants the exact
+        // payload, so decode field by field here with the same order.
+        let id = try r.string()
+        let number = try r.varint()
+        guard number <= UInt64(UInt32.max) else { throw DecodeError("deal number out of range") }
+        var info = DealInfo(id: id, number: UInt32(number))
+        info.name = try r.string(); info.dealType = try r.string(); info.vehicle = try ChangeCodec.optionalString(&r)
+        info.currency = try r.string()
+        info.offerUnitPrice = try ChangeCodec.optionalInt(&r).map(Price.init(raw:))
+        info.openAt = try ChangeCodec.optionalInt(&r); info.closeAt = try ChangeCodec.optionalInt(&r)
+        info.status = try ChangeCodec.dealStatus(&r); info.createdAt = try r.zigzag()
+        return .dealCreated(info)
+    }
+
+    /// Puts every caller-chosen id of the image's rows into the global maps.
+    public static func index(_ states: [DealState], into indexes: EngineIndexes) throws(DecodeError) {
+        for s in states {
+            for (slot, h) in s.holds.enumerated() {
+                if let existing = indexes.holds.insertIfAbsent(h.id, RowRef(deal: s.info.number, slot: Int32(slot))),
+                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
+                    throw DecodeError("hold id \(h.id) appears twice")
+                }
+            }
+            for (slot, a) in s.allocations.enumerated() {
+                if let existing = indexes.allocations.insertIfAbsent(a.id, RowRef(deal: s.info.number, slot: Int32(slot))),
+                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
+                    throw DecodeError("allocation id \(a.id) appears twice")
+                }
+            }
+        }
+    }
+}
