@@ -102,7 +102,7 @@ public struct RESPParser: Sendable {
                     if pos >= end { break }
                     if buf[pos] == UInt8(ascii: "*") {
                         var n = 0
-                        switch readLength(buf, at: &pos, end: end, what: "multibulk count", value: &n) {
+                        switch readLength(buf, at: &pos, end: end, what: "multibulk length", value: &n) {
                         case .ok: break
                         case .incomplete: pos = cmdStart; break
                         case .failed(let e): failure = e
