@@ -312,10 +312,11 @@ final class EventLoop: @unchecked Sendable {
             }
             shared.totalConnections.add(1, ordering: .relaxed)
             if shared.connected.load(ordering: .relaxed) >= limits.maxConnections {
+                shared.rejected.add(1, ordering: .relaxed)
+                shared.config.logger("net: connection rejected: maxConnections (\(limits.maxConnections)) reached")
                 let message: StaticString = "-ERR max number of clients reached\r\n"
                 _ = send(fd, message.utf8Start, message.utf8CodeUnitCount, SysFlags.msgNoSignal)
                 close(fd)
-                shared.rejected.add(1, ordering: .relaxed)
                 continue
             }
             shared.connected.add(1, ordering: .relaxed)

@@ -5,7 +5,8 @@
 /// when `protocolVersion` is 2.
 public struct RESPEncoder: Sendable {
     public var bytes: [UInt8]
-    public let protocolVersion: Int
+    /// 2 or 3. Mutable so a batch can switch after `HELLO 3` mid-batch.
+    public var protocolVersion: Int
 
     public init(protocolVersion: Int = 2, reservingCapacity capacity: Int = 64) {
         self.protocolVersion = protocolVersion
