@@ -377,6 +377,37 @@ private func waitUntil(_ seconds: Double = 3, _ condition: () -> Bool) -> Bool {
         }
     }
 
+    @Test func redisPyClient() throws {
+        let python = "/usr/bin/python3"
+        guard FileManager.default.isExecutableFile(atPath: python) else { return }
+        try withServer { _, _, port in
+            let script = """
+            import sys
+            try:
+                import redis
+            except ImportError:
+                print("SKIP"); sys.exit(0)
+            r = redis.Redis(port=\(port), socket_timeout=3)
+            assert r.ping() is True
+            assert r.echo("héllo wörld") == "héllo wörld".encode()
+            p = r.pipeline(transaction=False)
+            for _ in range(100): p.execute_command("INCR", "py")
+            assert p.execute() == list(range(1, 101))
+            print("OK")
+            """
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: python)
+            p.arguments = ["-c", script]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            try p.run()
+            p.waitUntilExit()
+            let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(out.hasSuffix("OK\n") || out == "SKIP\n", "\(out)")
+        }
+    }
+
     @Test func netBenchAgainstToyServer() throws {
         try withServer { _, _, port in
             let r = NetBench.runPingLoad(port: port, connections: 4, pipeline: 4, seconds: 0.2)
