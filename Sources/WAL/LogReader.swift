@@ -169,7 +169,7 @@ public enum LogReader {
             for (index, segment) in segments.enumerated() where segment.firstLSN <= fromLSN { start = index }
         }
         var expected: UInt64? = nil
-        if fromLSN > 1 && segments[start].firstLSN > fromLSN {
+        if fromLSN > 0 && segments[start].firstLSN > fromLSN {
             // Records fromLSN ..< firstLSN are missing: a gap at the start.
             let name = segments[start].name
             let c = RecoveryCase.segmentGap

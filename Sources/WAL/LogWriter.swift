@@ -48,8 +48,8 @@ public struct LogConfig: Sendable {
         periodicIntervalMillis: Int = 1000,
         segmentBytes: Int = LogConfig.defaultSegmentBytes,
         preallocate: Bool = true,
-        maxBatchBytes: Int = LogConfig.defaultMaxBatchBytes,
-        maxRecordBytes: Int = LogConfig.defaultMaxRecordBytes,
+        maxBatchBytes: Int? = nil,
+        maxRecordBytes: Int? = nil,
         maxPendingBytes: Int = LogConfig.defaultMaxPendingBytes
     ) {
         self.directory = directory
@@ -57,8 +57,11 @@ public struct LogConfig: Sendable {
         self.periodicIntervalMillis = periodicIntervalMillis
         self.segmentBytes = segmentBytes
         self.preallocate = preallocate
-        self.maxBatchBytes = maxBatchBytes
-        self.maxRecordBytes = maxRecordBytes
+        // Defaults scale down with small segments: a batch is at most a quarter
+        // segment, a record at most a batch.
+        let batch = maxBatchBytes ?? min(LogConfig.defaultMaxBatchBytes, segmentBytes / 4)
+        self.maxBatchBytes = batch
+        self.maxRecordBytes = maxRecordBytes ?? min(LogConfig.defaultMaxRecordBytes, batch - LogFormat.recordOverheadBytes)
         self.maxPendingBytes = maxPendingBytes
     }
 

@@ -29,7 +29,7 @@ func removeTree(_ path: String) {
         try io.truncate(fd, length: 4)
         try io.fsync(fd)
         try io.close(fd)
-        #expect(try io.readAll(path) == [1, 2, 3, 4])
+        #expect(try io.readAll(path) == [9, 2, 3, 4])  // write() starts at position 0
         try io.rename(from: path, to: path + ".b")
         try io.fsyncDirectory(dir)
         #expect(try io.listDirectory(dir) == ["a.bin.b"])

@@ -44,9 +44,9 @@ final class Counter: Sendable {
     let value = Atomic<Int>(0)
 }
 
-func simConfig(_ mode: DurabilityMode = .strict, segmentBytes: Int = 1 << 20) -> LogConfig {
-    LogConfig(directory: "/wal", mode: mode, segmentBytes: segmentBytes, maxBatchBytes: min(segmentBytes / 2, 1 << 18),
-              maxRecordBytes: min(segmentBytes / 4, 1 << 16))
+func simConfig(_ mode: DurabilityMode = .strict, segmentBytes: Int = 64 << 10) -> LogConfig {
+    LogConfig(directory: "/wal", mode: mode, segmentBytes: segmentBytes, maxBatchBytes: segmentBytes / 2,
+              maxRecordBytes: segmentBytes / 4)
 }
 
 /// Polls until the writer thread has handed `lsn` to the file layer.
@@ -109,10 +109,10 @@ func waitWritten(_ log: LogWriter, _ lsn: UInt64) async {
         #expect(throws: LogError.self) {
             _ = try log.appendBatch { appender in
                 _ = appender.append(type: 1, time: 0) { $0.bytes([1, 2, 3]) }
-                _ = appender.append(type: 1, time: 0) { $0.bytes([UInt8](repeating: 0, count: 1 << 17)) }
+                _ = appender.append(type: 1, time: 0) { $0.bytes([UInt8](repeating: 0, count: 1 << 15)) }
             }
         }
-        #expect(throws: LogError.self) { try log.append(type: 1, time: 0) { $0.bytes([UInt8](repeating: 0, count: 1 << 17)) } }
+        #expect(throws: LogError.self) { try log.append(type: 1, time: 0) { $0.bytes([UInt8](repeating: 0, count: 1 << 15)) } }
         try await log.durable(try appendRange(log, 11...20))
         try log.close()
         let (records, _) = try readLog("/wal", io)
@@ -122,7 +122,7 @@ func waitWritten(_ log: LogWriter, _ lsn: UInt64) async {
     @Test func groupCommitBatchesConcurrentAppenders() async throws {
         let dir = makeTempDirectory("group")
         defer { removeTree(dir) }
-        let log = try LogWriter(config: LogConfig(directory: dir, segmentBytes: 4 << 20), io: PosixFileIO(), nextLSN: 1)
+        let log = try LogWriter(config: LogConfig(directory: dir, segmentBytes: 8 << 20), io: PosixFileIO(), nextLSN: 1)
         let callbacks = Counter()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<16 {
@@ -195,7 +195,7 @@ func waitWritten(_ log: LogWriter, _ lsn: UInt64) async {
 
     @Test func configLimitsAreChecked() {
         #expect(throws: LogError.self) { try LogConfig(directory: "/x", segmentBytes: 100).validate() }
-        #expect(throws: LogError.self) { try LogConfig(directory: "/x", maxBatchBytes: 100).validate() }
+        #expect(throws: LogError.self) { try LogConfig(directory: "/x", maxBatchBytes: 100, maxRecordBytes: 1000).validate() }
         #expect(throws: LogError.self) { try LogConfig(directory: "").validate() }
         #expect(throws: Never.self) { try LogConfig(directory: "/x").validate() }
     }
