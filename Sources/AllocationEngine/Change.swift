@@ -12,9 +12,13 @@ public enum Change: Hashable, Sendable {
     case holdExpired(deal: String, hold: String)
     case allocationCreated(deal: String, hold: String, allocation: String)
     case allocationStatus(deal: String, allocation: String, status: AllocationStatus)
+    /// Not of any deal: applies to the engine's access state.
+    case tokenCreated(UserToken)
 
+    /// The deal the change belongs to; empty for engine-wide changes.
     public var deal: String {
         switch self {
+        case .tokenCreated: ""
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
              .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _),
@@ -34,12 +38,13 @@ public enum Change: Hashable, Sendable {
         case .holdExpired: 7
         case .allocationCreated: 8
         case .allocationStatus: 9
+        case .tokenCreated: 10
         }
     }
 
     public static let typeNames: [UInt8: String] = [
         1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
-        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status",
+        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 10: "token.created",
     ]
 }
 

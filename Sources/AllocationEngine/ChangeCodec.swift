@@ -30,6 +30,8 @@ public enum ChangeCodec {
             w.string(deal); w.string(hold); w.string(allocation)
         case .allocationStatus(let deal, let allocation, let status):
             w.string(deal); w.string(allocation); w.u8(status.rawValue)
+        case .tokenCreated(let t):
+            encodeToken(t, into: &w)
         }
     }
 
@@ -85,6 +87,8 @@ public enum ChangeCodec {
             let raw = try r.u8()
             guard let status = AllocationStatus(rawValue: raw) else { throw DecodeError("allocation status \(raw)") }
             change = .allocationStatus(deal: deal, allocation: allocation, status: status)
+        case 10:
+            change = .tokenCreated(try decodeToken(&r))
         default:
             throw DecodeError("unknown change record type \(type)")
         }
@@ -93,6 +97,24 @@ public enum ChangeCodec {
     }
 
     // MARK: - Pieces
+
+    static func encodeToken(_ t: UserToken, into w: inout ByteWriter) {
+        w.string(t.user); w.string(t.role.rawValue); w.string(t.tokenHash); w.zigzag(t.createdAt)
+        w.varint(UInt64(t.investors.count))
+        for i in t.investors { w.string(i) }
+    }
+    static func decodeToken(_ r: inout ByteReader) throws(DecodeError) -> UserToken {
+        let user = try r.string()
+        let roleName = try r.string()
+        guard let role = UserRole(rawValue: roleName) else { throw DecodeError("unknown role \(roleName)") }
+        let hash = try r.string()
+        let createdAt = try r.zigzag()
+        let n = try r.varint()
+        guard n <= UInt64(r.remaining) else { throw DecodeError("investor count \(n) exceeds the payload") }
+        var investors: [String] = []
+        for _ in 0..<n { investors.append(try r.string()) }
+        return UserToken(user: user, role: role, investors: investors, tokenHash: hash, createdAt: createdAt)
+    }
 
     static func optionalString(_ s: String?, _ w: inout ByteWriter) {
         if let s { w.u8(1); w.string(s) } else { w.u8(0) }

@@ -31,7 +31,10 @@ public actor DealActor {
         public var changed: [Int]
     }
 
-    public func execute(_ requests: [DealRequest]) -> BatchResult {
+    /// Runs a batch. `actingFor`, when given, limits the batch to rows of those
+    /// investors (an investor user's connection); a request outside it is refused
+    /// with NOPERM and changes nothing.
+    public func execute(_ requests: [DealRequest], actingFor: Set<String>? = nil) -> BatchResult {
         precondition(requests.count <= EngineLimits.maxBatch, "batch larger than EngineLimits.maxBatch")
         let now = context.clock.nowMillis()
         var replies: [DealReply] = []
@@ -44,6 +47,10 @@ public actor DealActor {
                 continue
             }
             let before = changes.count
+            if let scope = actingFor, let refusal = state.refusal(of: request, actingFor: scope, index: context.indexes) {
+                replies.append(.failure(refusal))
+                continue
+            }
             replies.append(state.execute(request, now: now, context: context, changes: &changes))
             if changes.count > before { changed.append(i) }
         }

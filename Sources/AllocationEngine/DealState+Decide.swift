@@ -131,7 +131,7 @@ extension DealState {
         return .dealStatus(deal: info.id, status: target)
     }
 
-    func decideAddLot(_ spec: LotSpec) throws(EngineError) -> Change {
+    func decideAddLot(_ spec: LotSpec, index: EngineIndexes) throws(EngineError) -> Change {
         try Validate.id(spec.id, field: "lot id")
         try Validate.currency(spec.currency)
         if let s = spec.source { try Validate.text(s, field: "source") }
@@ -142,6 +142,7 @@ extension DealState {
             throw EngineError(.closed, "deal \(info.id) is \(info.status.name); no lots can be added")
         }
         guard lotByID[spec.id] == nil else { throw EngineError(.exists, "lot \(spec.id) already exists in deal \(info.id)") }
+        guard index.lots.lookup(spec.id) == nil else { throw EngineError(.exists, "lot id \(spec.id) is already used by another deal") }
         guard lots.count < EngineLimits.maxLotsPerDeal else {
             throw EngineError(.limit, "deal \(info.id) has the maximum of \(EngineLimits.maxLotsPerDeal) lots")
         }

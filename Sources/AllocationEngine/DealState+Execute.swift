@@ -32,7 +32,12 @@ extension DealState {
                 if let change = try decideStatus(s) { commit(change, time: now, context: context, changes: &changes) }
                 return .ok
             case .addLot(let spec):
-                commit(try decideAddLot(spec), time: now, context: context, changes: &changes)
+                let change = try decideAddLot(spec, index: context.indexes)
+                // Claim the id across deals before applying (another deal may race for it).
+                guard context.indexes.lots.insertIfAbsent(spec.id, RowRef(deal: ref, slot: Int32(lots.count))) == nil else {
+                    throw EngineError(.exists, "lot id \(spec.id) is already used by another deal")
+                }
+                commit(change, time: now, context: context, changes: &changes)
                 return .ok
             case .resizeLot(let lot, let units):
                 commit(try decideResizeLot(lot, to: units), time: now, context: context, changes: &changes)

@@ -43,6 +43,8 @@ public struct DealState: Sendable {
         switch change {
         case .dealCreated:
             throw EngineError(.conflict, "deal \(info.id) already exists")
+        case .tokenCreated:
+            throw EngineError(.invalid, "a token change does not apply to a deal")
         case .dealStatus(_, let status):
             guard info.status.canMove(to: status) else {
                 throw EngineError(.conflict, "deal \(info.id) cannot move from \(info.status.name) to \(status.name)")
@@ -66,6 +68,11 @@ public struct DealState: Sendable {
                 throw EngineError(.limit, "deal \(info.id) has the maximum of \(EngineLimits.maxLotsPerDeal) lots")
             }
             let slot = Int32(lots.count)
+            if indexNew {
+                guard index.lots.insertIfAbsent(spec.id, RowRef(deal: ref, slot: slot)) == nil else {
+                    throw EngineError(.exists, "lot id \(spec.id) is already used")
+                }
+            }
             lots.append(Lot(id: spec.id, unitsTotal: spec.unitsTotal, unitCost: spec.unitCost, currency: spec.currency,
                             acquiredAt: spec.acquiredAt, lockupUntil: spec.lockupUntil, source: spec.source, createdAt: time,
                             unitsRemaining: spec.unitsTotal, unitsHeld: .zero, unitsAllocated: .zero))
@@ -282,5 +289,7 @@ public struct DealState: Sendable {
 public final class EngineIndexes: Sendable {
     public let holds = IdIndex(generatedPrefix: UInt8(ascii: "h"))
     public let allocations = IdIndex(generatedPrefix: UInt8(ascii: "a"))
+    /// Lot ids are unique across deals (the seed's lots are UUIDs); never generated.
+    public let lots = IdIndex(generatedPrefix: 0)
     public init() {}
 }

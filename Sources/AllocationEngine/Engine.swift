@@ -106,6 +106,7 @@ public final class Engine: Sendable {
     public func deal(number: UInt32) -> DealActor? { byNumber[Int(number) % Self.shardCount].withLock { $0[number] } }
     public func dealForHold(_ hold: String) -> DealActor? { indexes.holds.lookup(hold).flatMap { deal(number: $0.deal) } }
     public func dealForAllocation(_ a: String) -> DealActor? { indexes.allocations.lookup(a).flatMap { deal(number: $0.deal) } }
+    public func dealForLot(_ lot: String) -> DealActor? { indexes.lots.lookup(lot).flatMap { deal(number: $0.deal) } }
 
     public var allDeals: [DealActor] {
         byNumber.flatMap { $0.withLock { Array($0.values) } }.sorted { $0.number < $1.number }

@@ -35,7 +35,7 @@ public final class IdIndex: Sendable {
     /// Parses `<prefix><deal>.<sequence>` into the deal number and slot.
     @inline(__always)
     public func generatedRef(_ id: String) -> RowRef? {
-        GeneratedID.parse(id, prefix: generatedPrefix)
+        generatedPrefix == 0 ? nil : GeneratedID.parse(id, prefix: generatedPrefix)
     }
 
     @inline(__always)

@@ -195,6 +195,12 @@ public enum StateCodec {
     /// Puts every caller-chosen id of the image's rows into the global maps.
     public static func index(_ states: [DealState], into indexes: EngineIndexes) throws(DecodeError) {
         for s in states {
+            for (slot, l) in s.lots.enumerated() {
+                if let existing = indexes.lots.insertIfAbsent(l.id, RowRef(deal: s.info.number, slot: Int32(slot))),
+                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
+                    throw DecodeError("lot id \(l.id) appears twice")
+                }
+            }
             for (slot, h) in s.holds.enumerated() {
                 if let existing = indexes.holds.insertIfAbsent(h.id, RowRef(deal: s.info.number, slot: Int32(slot))),
                    existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
