@@ -107,3 +107,22 @@ func withMutableBytes<R, E: Error>(_ array: inout [UInt8], _ body: (UnsafeMutabl
     let result: Result<R, E> = array.withUnsafeMutableBytes { buffer in Result { () throws(E) -> R in try body(buffer) } }
     return try result.get()
 }
+
+extension FileIO {
+    /// Writes real zeros from the current end of file up to `length` (never shrinks).
+    /// Unlike `preallocate` (fallocate), the blocks are then written, not "unwritten
+    /// extents", so a later fdatasync over them needs no extent conversion: on ext4
+    /// this measured ~10x cheaper per fdatasync (see docs/wal-format.md).
+    public func zeroFill(_ fd: FileHandleID, length: Int, chunkBytes: Int = 1 << 20) throws(IOError) {
+        var offset = try fileSize(fd)
+        guard offset < length else { return }
+        let zeros = [UInt8](repeating: 0, count: chunkBytes)
+        while offset < length {
+            let n = min(chunkBytes, length - offset)
+            try withBytes(zeros) { (buffer) throws(IOError) in
+                try pwrite(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), offset: offset)
+            }
+            offset += n
+        }
+    }
+}

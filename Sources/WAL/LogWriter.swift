@@ -26,7 +26,8 @@ public struct LogConfig: Sendable {
     public var periodicIntervalMillis: Int
     /// A segment is rotated before it would grow past this size.
     public var segmentBytes: Int
-    /// Reserve each segment's blocks at creation (fallocate, or zeros).
+    /// Write each segment full of zeros (and sync) at creation, so later fdatasyncs
+    /// overwrite allocated, written blocks (measured ~10x cheaper than fallocate here).
     public var preallocate: Bool
     /// Pending bytes are cut into chunks of at most this size; one chunk is one write call.
     public var maxBatchBytes: Int
@@ -359,7 +360,7 @@ public final class LogWriter: Sendable {
         let cut = bytes.count > scan.validEnd && !bytes.withUnsafeBytes { LogReader.isZero($0, from: scan.validEnd) }
         if cut {
             try io.truncate(fd, length: scan.validEnd)
-            if config.preallocate { try io.preallocate(fd, length: config.segmentBytes) }
+            if config.preallocate { try io.zeroFill(fd, length: config.segmentBytes) }
             try io.fsync(fd)
         }
         if nextLSN == logNext {
@@ -379,7 +380,7 @@ public final class LogWriter: Sendable {
         let header = SegmentHeader(salt: UInt32.random(in: 1...UInt32.max), firstLSN: firstLSN)
         let fd = try io.create(path)
         try io.pwrite(fd, header.encode(), offset: 0)
-        if config.preallocate { try io.preallocate(fd, length: config.segmentBytes) }
+        if config.preallocate { try io.zeroFill(fd, length: config.segmentBytes) }
         try io.fsync(fd)
         try io.fsyncDirectory(config.directory)
         return Resume(fd: fd, path: path, offset: LogFormat.segmentHeaderBytes, salt: header.salt, firstLSN: firstLSN, created: true)
@@ -640,7 +641,7 @@ public final class LogWriter: Sendable {
             f.fd = fd
             f.path = path
             try io.pwrite(fd, header.encode(), offset: 0)
-            if config.preallocate { try io.preallocate(fd, length: config.segmentBytes) }
+            if config.preallocate { try io.zeroFill(fd, length: config.segmentBytes) }
             try io.fsync(fd)
             try io.fsyncDirectory(config.directory)
             f.offset = LogFormat.segmentHeaderBytes
