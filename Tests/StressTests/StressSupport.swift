@@ -1,0 +1,165 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import AllocationEngine
+
+/// Sizes and seed of the stress runs, from the environment:
+/// `STRESS_OPS` (operations per run, default 2000: a few seconds for the whole
+/// target), `STRESS_SEED` (decimal or 0x-hex; default fixed so CI is repeatable).
+enum Stress {
+    static let ops: Int = {
+        guard let s = ProcessInfo.processInfo.environment["STRESS_OPS"], let n = Int(s), n > 0 else { return 2_000 }
+        return n
+    }()
+
+    static let baseSeed: UInt64 = {
+        guard let s = ProcessInfo.processInfo.environment["STRESS_SEED"] else { return 0x5EED_2C86_6E25 }
+        if s.hasPrefix("0x"), let v = UInt64(s.dropFirst(2), radix: 16) { return v }
+        if let v = UInt64(s) { return v }
+        if s == "random" { return UInt64.random(in: 1...UInt64.max) }
+        return 0x5EED_2C86_6E25
+    }()
+
+    /// A per-test seed, printed so a failing run can be repeated with STRESS_SEED.
+    static func seed(_ test: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in test.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        let seed = baseSeed ^ h
+        print("[stress] \(test): STRESS_SEED=0x\(String(baseSeed, radix: 16)) seed=0x\(String(seed, radix: 16)) ops=\(ops)")
+        return seed
+    }
+}
+
+/// SplitMix64: tiny, fast, and good enough to drive reproducible workloads.
+struct SplitMix64: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+}
+
+/// 2026-01-01T00:00:00Z.
+let stressT0: Int64 = 1_767_225_600_000
+
+func units(_ n: Int) -> Units { Units.whole(n) }
+func units(_ s: String) -> Units { try! Units.parse(s) }
+func price(_ s: String) -> Price { try! Price.parse(s) }
+
+/// A thread-safe list shared by the tasks of one run.
+final class SharedList<T: Sendable>: Sendable {
+    private let items = Mutex<[T]>([])
+    func append(_ x: T) { items.withLock { $0.append(x) } }
+    func random(_ rng: inout SplitMix64) -> T? {
+        items.withLock { $0.isEmpty ? nil : $0[Int(rng.next() % UInt64($0.count))] }
+    }
+    var all: [T] { items.withLock { $0 } }
+}
+
+/// Failures seen inside tasks, reported once at the end (with the seed).
+final class Problems: Sendable {
+    private let list = Mutex<[String]>([])
+    func add(_ s: String) { list.withLock { if $0.count < 50 { $0.append(s) } } }
+    var all: [String] { list.withLock { $0 } }
+}
+
+/// Creates an open deal with `lotSizes` whole-unit lots, oldest first.
+func makeDeal(_ engine: Engine, _ id: String, lotSizes: [Int], fractional: Bool = false) async throws {
+    _ = try await engine.createDeal(DealSpec(id: id))
+    for (i, size) in lotSizes.enumerated() {
+        let total = fractional ? Units(raw: Int128(size) * 100_000_000 + 12_345) : units(size)
+        try await engine.addLot(deal: id, LotSpec(id: "\(id)-L\(i)", unitsTotal: total, unitCost: price("1"),
+                                                  acquiredAt: CivilDate(days: Int32(18_000 + i))))
+    }
+}
+
+/// The checks every run ends with: the engine's own invariant check, then the
+/// same sums recomputed here from the rows (no unit sold twice, nothing lost).
+func checkConservation(_ engine: Engine, sourceLocation: SourceLocation = #_sourceLocation) async {
+    let problems = await engine.invariantViolations()
+    #expect(problems.isEmpty, "invariant violations: \(problems.prefix(10))", sourceLocation: sourceLocation)
+    for actor in engine.allDeals {
+        let state = await actor.read { $0 }
+        var held = [Int128](repeating: 0, count: state.lots.count)
+        var allocated = [Int128](repeating: 0, count: state.lots.count)
+        var pending = 0
+        for h in state.holds {
+            for part in h.parts {
+                switch h.status {
+                case .pending: held[Int(part.lot)] += part.units.raw
+                case .approved where state.allocations[Int(h.allocation)].status != .rejected:
+                    allocated[Int(part.lot)] += part.units.raw
+                default: break
+                }
+            }
+            if h.status == .pending { pending += 1 }
+            if h.status == .approved {
+                let a = state.allocations[Int(h.allocation)]
+                #expect(a.units == h.filled, "deal \(state.info.id) allocation \(a.id) units differ from its hold", sourceLocation: sourceLocation)
+            }
+        }
+        var totalSupply: Int128 = 0, totalAllocated: Int128 = 0
+        for (i, lot) in state.lots.enumerated() {
+            totalSupply += lot.unitsTotal.raw
+            totalAllocated += allocated[i]
+            #expect(held[i] + allocated[i] == lot.unitsTotal.raw - lot.unitsRemaining.raw,
+                    "deal \(state.info.id) lot \(lot.id): held \(held[i]) + allocated \(allocated[i]) != total - remaining",
+                    sourceLocation: sourceLocation)
+            #expect(lot.unitsRemaining.raw >= 0 && allocated[i] <= lot.unitsTotal.raw, sourceLocation: sourceLocation)
+            #expect(lot.unitsHeld.raw == held[i] && lot.unitsAllocated.raw == allocated[i], sourceLocation: sourceLocation)
+        }
+        #expect(totalAllocated <= totalSupply, sourceLocation: sourceLocation)
+        #expect(pending == state.pendingHolds, sourceLocation: sourceLocation)
+        // Positions are exactly the approved and settled allocations.
+        var posUnits = [Int128](repeating: 0, count: state.investors.count)
+        var posCost = [Int128](repeating: 0, count: state.investors.count)
+        for a in state.allocations where a.status == .approved || a.status == .settled {
+            posUnits[Int(a.investor)] += a.units.raw
+            posCost[Int(a.investor)] += a.units.raw * Int128(a.unitPrice.raw)
+        }
+        for (i, p) in state.positions.enumerated() {
+            #expect(p.units.raw == posUnits[i] && p.costBasis.raw == posCost[i],
+                    "deal \(state.info.id) investor \(state.investors[i]) position", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+/// Runs one engine call and returns its outcome as a value.
+func attempt<T>(_ body: () async throws -> T) async -> Result<T, EngineError> {
+    do {
+        return .success(try await body())
+    } catch let error as EngineError {
+        return .failure(error)
+    } catch {
+        return .failure(EngineError(.invalid, "not an engine error: \(error)"))
+    }
+}
+
+/// An atomic integer in a class, so task closures can share it.
+final class Counter: Sendable {
+    private let value: Atomic<Int>
+    init(_ v: Int = 0) { value = Atomic(v) }
+    func add(_ n: Int) { value.add(n, ordering: .relaxed) }
+    func min(_ n: Int) { value.min(n, ordering: .relaxed) }
+    var load: Int { value.load(ordering: .relaxed) }
+}
+
+/// A one-way flag shared by tasks.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
+
+/// A mutex-protected value in a class, so task closures can share it.
+final class Shared<T: Sendable>: Sendable {
+    private let mutex: Mutex<T>
+    init(_ v: T) { mutex = Mutex(v) }
+    func withLock<R: Sendable>(_ body: (inout T) -> R) -> R { mutex.withLock { body(&$0) } }
+}
