@@ -210,4 +210,17 @@ struct EngineInventoryTests {
             #expect(await engine.digest() == before)
         }
     }
+
+    /// Above the price limit (10^9 per unit) a hold's units x price can leave
+    /// Int128 when approved; the engine must refuse it when the hold is asked for.
+    @Test func priceAboveLimitHoldIsInvalid() async throws {
+        try await withEngine { engine, _ in
+            try await openDeal(engine)
+            let before = await engine.digest()
+            await expectError(.invalid) {
+                try await engine.hold(deal: "d1", HoldRequest(investor: "i", units: u("1"), price: Price(raw: Int64(NumberLimits.maxPriceRaw) + 1)))
+            }
+            #expect(await engine.digest() == before)
+        }
+    }
 }
