@@ -9,6 +9,12 @@ extension DealState {
 
     func decideHold(_ r: HoldRequest, now: Int64, defaultTTL: Int64, index: EngineIndexes) throws(EngineError) -> HoldDecision {
         try Validate.id(r.investor, field: "investor")
+        guard r.units.raw > 0 && r.units.raw <= NumberLimits.maxUnitsRaw else {
+            throw EngineError(.invalid, "units must be greater than zero and at most \(Units(raw: NumberLimits.maxUnitsRaw)), got \(r.units)")
+        }
+        guard r.price.raw >= 0 && Int128(r.price.raw) <= NumberLimits.maxPriceRaw else {
+            throw EngineError(.invalid, "price must be between 0 and \(Price(raw: Int64(NumberLimits.maxPriceRaw))), got \(r.price)")
+        }
         let ttl = r.ttlMillis ?? defaultTTL
         guard ttl >= EngineLimits.minHoldTTLMillis && ttl <= EngineLimits.maxHoldTTLMillis else {
             throw EngineError(.invalid, "TTL must be between \(EngineLimits.minHoldTTLMillis / 1000) and \(EngineLimits.maxHoldTTLMillis / 1000) seconds")
@@ -107,14 +113,12 @@ extension DealState {
     /// Approve, reject or settle. Asking for the state it is already in is a
     /// no-op (a retried request), any other move outside the state machine a conflict.
     func decideAllocationStatus(_ id: String, to target: AllocationStatus, index: EngineIndexes) throws(EngineError) -> Change? {
-        guard let r = index.allocations.lookup(id), r.deal == ref, Int(r.slot) < allocations.count else {
-            throw EngineError(.notFound, "allocation \(id) not found")
-        }
+        let slot = try allocationSlot(id, index: index)
+        let current = allocations[Int(slot)].status
+        if current == target { return nil }
         guard info.status != .draft && info.status != .cancelled else {
             throw EngineError(.closed, "deal \(info.id) is \(info.status.name)")
         }
-        let current = allocations[Int(r.slot)].status
-        if current == target { return nil }
         switch (current, target) {
         case (.pendingReview, .approved), (.pendingReview, .rejected), (.approved, .settled):
             return .allocationStatus(deal: info.id, allocation: id, status: target)
@@ -151,6 +155,9 @@ extension DealState {
 
     func decideResizeLot(_ id: String, to total: Units) throws(EngineError) -> Change {
         guard let slot = lotByID[id] else { throw EngineError(.notFound, "lot \(id) not found in deal \(info.id)") }
+        guard total.raw >= 0 && total.raw <= NumberLimits.maxUnitsRaw else {
+            throw EngineError(.invalid, "lot units must be between 0 and \(Units(raw: NumberLimits.maxUnitsRaw)), got \(total)")
+        }
         let lot = lots[Int(slot)]
         let committed = lot.unitsHeld + lot.unitsAllocated
         guard total >= committed else {

@@ -45,10 +45,7 @@ extension DealState {
             case .getDeal: return .fields(dealFields())
             case .getHold(let h): return .fields(holdFields(try holdSlot(h, index: context.indexes)))
             case .getAllocation(let a):
-                guard let r = context.indexes.allocations.lookup(a), r.deal == ref else {
-                    throw EngineError(.notFound, "allocation \(a) not found")
-                }
-                return .fields(allocationFields(r.slot))
+                return .fields(allocationFields(try allocationSlot(a, index: context.indexes)))
             case .getLot(let l):
                 guard let f = lotFields(l) else { throw EngineError(.notFound, "lot \(l) not found in deal \(info.id)") }
                 return .fields(f)

@@ -88,13 +88,15 @@ public struct Inventory: Sendable, Hashable {
     public var holdsPending: Int
     public var lots: [LotLine]
 
-    /// (held + allocated) / total, as a percent with two decimals, rounded half to even.
+    /// (held + allocated) / total as a percent with two decimals, rounded half to
+    /// even on the exact quotient.
     public var utilizationPercent: String {
-        guard unitsTotal.raw > 0 else { return "0" }
-        let used = (unitsHeld + unitsAllocated).raw
-        // percent x 100 (two decimals), scaled by 10^12 so ExactAmount's rounding applies.
-        let scaled = used * 10_000 * 1_000_000_000_000 / unitsTotal.raw
-        return ExactAmount(raw: scaled).roundedToMoney.description
+        guard unitsTotal.raw > 0 else { return "0.00" }
+        let numerator = (unitsHeld + unitsAllocated).raw * 10_000
+        var q = numerator / unitsTotal.raw
+        let r = numerator % unitsTotal.raw
+        if r * 2 > unitsTotal.raw || (r * 2 == unitsTotal.raw && q % 2 != 0) { q += 1 }
+        return Money(raw: q).description
     }
 
     public var fields: [Field] {

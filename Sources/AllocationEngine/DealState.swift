@@ -139,10 +139,7 @@ public struct DealState: Sendable {
             unitsAllocated += units
             return slot
         case .allocationStatus(_, let id, let status):
-            guard let r = index.allocations.lookup(id), r.deal == ref, Int(r.slot) < allocations.count,
-                  allocations[Int(r.slot)].id == id
-            else { throw EngineError(.notFound, "allocation \(id) not found in deal \(info.id)") }
-            let slot = Int(r.slot)
+            let slot = Int(try allocationSlot(id, index: index))
             let current = allocations[slot].status
             switch (current, status) {
             case (.pendingReview, .approved):
@@ -153,7 +150,7 @@ public struct DealState: Sendable {
                 positions[Int(a.investor)].costBasis.raw += a.units.raw * Int128(a.unitPrice.raw)
                 positions[Int(a.investor)].lastUpdated = time
             case (.pendingReview, .rejected):
-                rejectAllocation(r.slot, time: time)
+                rejectAllocation(Int32(slot), time: time)
             case (.approved, .settled):
                 allocations[slot].status = .settled
                 allocations[slot].settledAt = time
@@ -202,9 +199,16 @@ public struct DealState: Sendable {
     // MARK: - Helpers shared by apply
 
     func holdSlot(_ id: String, index: EngineIndexes) throws(EngineError) -> Int32 {
-        guard let r = index.holds.lookup(id), r.deal == ref, Int(r.slot) < holds.count, holds[Int(r.slot)].id == id else {
+        guard let r = index.holds.lookup(id), r.deal == ref, r.slot >= 0, Int(r.slot) < holds.count, holds[Int(r.slot)].id == id else {
             throw EngineError(.notFound, "hold \(id) not found in deal \(info.id)")
         }
+        return r.slot
+    }
+
+    func allocationSlot(_ id: String, index: EngineIndexes) throws(EngineError) -> Int32 {
+        guard let r = index.allocations.lookup(id), r.deal == ref, r.slot >= 0, Int(r.slot) < allocations.count,
+              allocations[Int(r.slot)].id == id
+        else { throw EngineError(.notFound, "allocation \(id) not found in deal \(info.id)") }
         return r.slot
     }
 

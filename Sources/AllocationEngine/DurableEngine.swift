@@ -66,7 +66,7 @@ public final class DurableEngine: Sendable {
                                   segmentBytes: config.segmentBytes)
         let writer = try LogWriter(config: logConfig, io: io, nextLSN: r.nextLSN)
         let engine = Engine(config: engineConfig, clock: clock, sink: WALChangeSink(writer: writer),
-                            restoring: result.states, indexes: result.indexes)
+                            restoring: result.states, indexes: result.indexes, access: result.access)
         let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, io: io, directory: dir, log: log)
         let expired = await engine.sweepExpired()
         if expired > 0 { log("expired \(expired) holds whose time passed while the engine was down") }
@@ -126,7 +126,8 @@ public final class DurableEngine: Sendable {
             let started = monotonicSeconds()
             let floor = writer.stats.nextLSN - 1
             let deals = await engine.capture()
-            let image = EngineImage(floorLSN: floor, deals: deals)
+            let (access, accessLSN) = engine.captureAccess()
+            let image = EngineImage(floorLSN: floor, deals: deals, access: access, accessLSN: accessLSN)
             let payload = StateCodec.encode(image)
             let lsn = image.replayFrom
             do {

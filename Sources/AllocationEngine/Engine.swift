@@ -68,6 +68,8 @@ public final class Engine: Sendable {
     private let byNumber: [Locked<[UInt32: DealActor]>]
     private let nextNumber: Atomic<UInt32>
     private let ticker = Mutex<Task<Void, Never>?>(nil)
+    /// Users and tokens: engine-wide, rarely written, so one lock is enough.
+    let accessState: Locked<AccessState>
 
     public var indexes: EngineIndexes { context.indexes }
     public var clock: any EngineClock { context.clock }
@@ -77,7 +79,8 @@ public final class Engine: Sendable {
     /// An engine holding `states` (from a snapshot and replay; empty for a new
     /// engine) whose ids are already in `indexes`.
     public init(config: EngineConfig = EngineConfig(), clock: any EngineClock = SystemClock(), sink: (any ChangeSink)? = nil,
-                restoring states: [DealState] = [], indexes: EngineIndexes = EngineIndexes()) {
+                restoring states: [DealState] = [], indexes: EngineIndexes = EngineIndexes(), access: AccessState = AccessState()) {
+        accessState = Locked(access)
         context = EngineContext(indexes: indexes, sink: sink, clock: clock, config: config)
         byID = (0..<Self.shardCount).map { _ in Locked([:]) }
         byNumber = (0..<Self.shardCount).map { _ in Locked([:]) }
@@ -116,6 +119,7 @@ public final class Engine: Sendable {
 
     /// Creates a deal. Its creation is logged inside the directory lock, so no
     /// change of the deal can reach the log before its creation does.
+    @discardableResult
     public func createDeal(_ spec: DealSpec) async throws(EngineError) -> DealInfo {
         try Validate.id(spec.id, field: "deal id")
         if let name = spec.name { try Validate.text(name, field: "name") }

@@ -69,7 +69,8 @@ public struct Money: Hashable, Comparable, Sendable, CustomStringConvertible {
     public init(raw: Int128) { self.raw = raw }
     public static let zero = Money(raw: 0)
     public static func < (a: Money, b: Money) -> Bool { a.raw < b.raw }
-    public var description: String { FixedPoint.format(raw, scale: Scale.money) }
+    /// Always two decimals, as money is shown ("2850.00").
+    public var description: String { FixedPoint.format(raw, scale: Scale.money, minimumDecimals: Scale.money) }
     public static func parse(_ text: some StringProtocol, field: String = "amount") throws(EngineError) -> Money {
         Money(raw: try FixedPoint.parse(text, scale: Scale.money, field: field))
     }
@@ -150,7 +151,7 @@ public enum FixedPoint {
 
     /// Formats without exponent, trimming trailing zeros of the fraction
     /// ("100", "28.5", "0.00000001").
-    public static func format(_ raw: Int128, scale: Int) -> String {
+    public static func format(_ raw: Int128, scale: Int, minimumDecimals: Int = 0) -> String {
         var factor: Int128 = 1
         for _ in 0..<scale { factor *= 10 }
         let magnitude = raw < 0 ? -raw : raw
@@ -158,9 +159,9 @@ public enum FixedPoint {
         var frac = magnitude % factor
         var result = raw < 0 ? "-" : ""
         result += String(whole)
-        if frac != 0 {
+        if frac != 0 || minimumDecimals > 0 {
             var digits = scale
-            while frac % 10 == 0 { frac /= 10; digits -= 1 }
+            while digits > minimumDecimals && frac % 10 == 0 { frac /= 10; digits -= 1 }
             let fracText = String(frac)
             result += "." + String(repeating: "0", count: digits - fracText.count) + fracText
         }

@@ -60,6 +60,7 @@ public enum Recovery {
     public struct Result: Sendable {
         public var states: [DealState]
         public var indexes: EngineIndexes
+        public var access: AccessState
         public var report: RecoveryReport
     }
 
@@ -69,6 +70,8 @@ public enum Recovery {
         var report = RecoveryReport()
         let indexes = EngineIndexes()
         var states: [DealState] = []
+        var access = AccessState()
+        var accessSkipUpTo: UInt64 = 0
         var dealIndex: [IdKey: Int] = [:]
         var skipUpTo: [Int: UInt64] = [:]
 
@@ -80,7 +83,7 @@ public enum Recovery {
                 let bytes = try io.readAll(info.path)
                 let decoded = try SnapshotFormat.decode(bytes, path: info.path)
                 let image = try StateCodec.decode(decoded.payload)
-                let newest = image.deals.reduce(image.floorLSN) { max($0, $1.lsn) }
+                let newest = image.newestLSN
                 if let to = options.toLSN, newest > to {
                     report.skippedSnapshots.append("\(info.name): reaches past LSN \(to)")
                     continue
@@ -104,6 +107,8 @@ public enum Recovery {
                     skipUpTo[i] = entry.lsn
                 }
                 try StateCodec.index(states, into: indexes)
+                access = image.access
+                accessSkipUpTo = image.accessLSN
                 replayFrom = image.replayFrom
                 report.snapshotPath = info.path
                 report.snapshotLSN = replayFrom
@@ -136,7 +141,12 @@ public enum Recovery {
                     throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): undecodable record: \(error)")
                 }
                 lastLSN = record.lsn
-                if case .dealCreated(let info) = change {
+                if case .tokenCreated(let token) = change {
+                    if record.lsn <= accessSkipUpTo { report.recordsSkipped += 1; return }
+                    do { try access.apply(token) } catch {
+                        throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): record does not apply: \(error)")
+                    }
+                } else if case .dealCreated(let info) = change {
                     let key = IdKey(info.id)
                     guard dealIndex[key] == nil else {
                         if let i = dealIndex[key], let skip = skipUpTo[i], record.lsn <= skip { report.recordsSkipped += 1; return }
@@ -164,7 +174,7 @@ public enum Recovery {
             report.lastLSN = lastLSN
             report.nextLSN = lastLSN + 1
             report.seconds = now() - started
-            return Result(states: states, indexes: indexes, report: report)
+            return Result(states: states, indexes: indexes, access: access, report: report)
         } catch let e as LogCorruption {
             throw RecoveryError("damaged log: \(e). Start with --truncate-corrupt to cut the log there (records after it are dropped).")
         }
@@ -178,6 +188,6 @@ public enum Recovery {
             report.droppedRecords = summary.droppedRecords
         }
         report.seconds = now() - started
-        return Result(states: states, indexes: indexes, report: report)
+        return Result(states: states, indexes: indexes, access: access, report: report)
     }
 }

@@ -8,12 +8,20 @@ public struct EngineImage: Sendable {
     /// and skips, per deal, the records at or below that deal's own LSN.
     public var floorLSN: UInt64
     public var deals: [(state: DealState, lsn: UInt64)]
-    public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)]) {
+    public var access: AccessState
+    public var accessLSN: UInt64
+    public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)], access: AccessState = AccessState(), accessLSN: UInt64 = 0) {
         self.floorLSN = floorLSN
         self.deals = deals
+        self.access = access
+        self.accessLSN = accessLSN
     }
     /// The LSN after which the log must be replayed.
-    public var replayFrom: UInt64 { deals.reduce(floorLSN) { min($0, $1.lsn) } }
+    /// Every part is captured after `floorLSN` is read, so this is `floorLSN`
+    /// unless an image was put together differently.
+    public var replayFrom: UInt64 { deals.reduce(min(floorLSN, accessLSN)) { min($0, $1.lsn) } }
+    /// The highest LSN any part of the image covers.
+    public var newestLSN: UInt64 { deals.reduce(max(floorLSN, accessLSN)) { max($0, $1.lsn) } }
 }
 
 public enum StateCodec {
@@ -29,6 +37,10 @@ public enum StateCodec {
             w.varint(lsn)
             encode(state, into: &w)
         }
+        w.varint(image.accessLSN)
+        let tokens = image.access.tokens.values.sorted { $0.tokenHash < $1.tokenHash }
+        w.varint(UInt64(tokens.count))
+        for t in tokens { ChangeCodec.encodeToken(t, into: &w) }
         return w.bytes
     }
 
@@ -72,15 +84,23 @@ public enum StateCodec {
                     throw DecodeError("snapshot state format \(version) is newer than this engine's \(formatVersion); upgrade the engine")
                 }
                 let floor = try r.varint()
-                let count = try r.varint()
-                guard count <= UInt64(r.remaining) else { throw DecodeError("deal count \(count) exceeds the payload") }
+                let dealCount = try count(&r, "deal")
                 var deals: [(DealState, UInt64)] = []
-                for _ in 0..<count {
+                for _ in 0..<dealCount {
                     let lsn = try r.varint()
                     deals.append((try decodeDeal(&r), lsn))
                 }
+                let accessLSN = try r.varint()
+                let tokenCount = try count(&r, "token")
+                var access = AccessState()
+                for _ in 0..<tokenCount {
+                    let token = try ChangeCodec.decodeToken(&r)
+                    do throws(EngineError) { try access.apply(token) } catch {
+                        throw DecodeError("snapshot token: \(error)")
+                    }
+                }
                 guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes in snapshot state") }
-                return .success(EngineImage(floorLSN: floor, deals: deals))
+                return .success(EngineImage(floorLSN: floor, deals: deals, access: access, accessLSN: accessLSN))
             } catch {
                 return .failure(error)
             }

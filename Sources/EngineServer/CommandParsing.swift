@@ -7,6 +7,7 @@ enum Operation: Sendable {
     /// A deal command, sent to the actor that owns its target.
     case deal(DealRequest, Target)
     case createDeal(DealSpec)
+    case createToken(user: String, role: UserRole, investors: [String])
     case snapshot
     case sweep
     case digest

@@ -46,7 +46,7 @@ struct EngineAllocationTests {
             #expect(f[field: "investor"] == "bob")
             #expect(f[field: "units"] == "50")
             #expect(f[field: "unit_price"] == "2.5")
-            #expect(f[field: "amount"] == "125")
+            #expect(f[field: "amount"] == "125.00")
             #expect(f[field: "created_at"] == String(t0 + 1_000))
             #expect(f[field: "approved_at"] == nil)
             let inv = try await engine.inventory(deal: "d1")
@@ -124,7 +124,7 @@ struct EngineAllocationTests {
         }
     }
 
-    @Test(arguments: [("0.125", "0.12"), ("0.135", "0.14"), ("0.1251", "0.13"), ("0.124999", "0.12"), ("0.005", "0"), ("0.015", "0.02")])
+    @Test(arguments: [("0.125", "0.12"), ("0.135", "0.14"), ("0.1251", "0.13"), ("0.124999", "0.12"), ("0.005", "0.00"), ("0.015", "0.02")])
     func costBasisRoundsHalfEven(_ price: String, _ cents: String) async throws {
         try await withEngine { engine, _ in
             try await openDeal(engine)

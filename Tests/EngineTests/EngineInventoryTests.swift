@@ -8,7 +8,7 @@ struct EngineInventoryTests {
         try await withEngine { engine, _ in
             try await openDeal(engine, lots: [("A", "100", "2020-01-01"), ("B", "200", "2021-01-01")])
             var inv = try await engine.inventory(deal: "d1")
-            #expect(inv.utilizationPercent == "0")
+            #expect(inv.utilizationPercent == "0.00")
             let h1 = try await engine.hold(deal: "d1", holdReq("120"))
             _ = try await engine.hold(deal: "d1", holdReq("30"))
             try await engine.allocate(hold: h1.id)
@@ -38,8 +38,8 @@ struct EngineInventoryTests {
         }
     }
 
-    @Test(arguments: [("300", "75", "25"), ("3", "1", "33.33"), ("3", "2", "66.67"), ("800", "1", "0.12"), ("800", "3", "0.38"),
-                      ("10", "10", "100"), ("100000000", "0.00000001", "0"), ("7", "0.00000001", "0")])
+    @Test(arguments: [("300", "75", "25.00"), ("3", "1", "33.33"), ("3", "2", "66.67"), ("800", "1", "0.12"), ("800", "3", "0.38"),
+                      ("10", "10", "100.00"), ("100000000", "0.00000001", "0.00"), ("7", "0.00000001", "0.00")])
     func utilizationPercent(_ total: String, _ held: String, _ expected: String) async throws {
         try await withEngine { engine, _ in
             try await openDeal(engine, lots: [("L", total, nil)])
@@ -62,7 +62,7 @@ struct EngineInventoryTests {
         try await withEngine { engine, _ in
             try await openDeal(engine, lots: [])
             let inv = try await engine.inventory(deal: "d1")
-            #expect(inv.utilizationPercent == "0")
+            #expect(inv.utilizationPercent == "0.00")
             #expect(inv.fields[field: "lots"] == "0")
         }
     }
@@ -145,7 +145,7 @@ struct EngineInventoryTests {
         try await withEngine { engine, _ in
             try await openDeal(engine)
             _ = try await engine.hold(deal: "d1", holdReq("10"))
-            let state = await try #require(engine.deal("d1")).capture().state
+            let state = try await #require(engine.deal("d1")).capture().state
             #expect(state.invariantViolations().isEmpty)
             var broken = state
             broken.lots[0].unitsRemaining = u("91")

@@ -28,7 +28,7 @@ struct EngineLotTests {
     @Test func addLotErrors() async throws {
         try await withEngine { engine, _ in
             try await openDeal(engine)
-            let before = await engine.digest()
+            _ = await engine.digest()
             await expectError(.exists, message: "lot L1 already exists in deal d1") {
                 try await engine.addLot(deal: "d1", LotSpec(id: "L1", unitsTotal: u("5"), unitCost: p("1")))
             }

@@ -70,17 +70,17 @@ struct EngineNumberTests {
     @Test func moneyRoundsHalfEven() {
         func cents(_ raw: Int128) -> String { ExactAmount(raw: raw).roundedToMoney.description }
         let half: Int128 = 500_000_000_000  // 0.005 at 14 decimals
-        #expect(cents(half) == "0")
+        #expect(cents(half) == "0.00")
         #expect(cents(3 * half) == "0.02")
         #expect(cents(5 * half) == "0.02")
         #expect(cents(half + 1) == "0.01")
-        #expect(cents(half - 1) == "0")
-        #expect(cents(-half) == "0")
+        #expect(cents(half - 1) == "0.00")
+        #expect(cents(-half) == "0.00")
         #expect(cents(-3 * half) == "-0.02")
         #expect(cents(-half - 1) == "-0.01")
         #expect(ExactAmount(units: u("3.33333333"), price: p("1.005")).description == "3.34999999665")
         #expect(ExactAmount(units: u("3.33333333"), price: p("1.005")).roundedToMoney.description == "3.35")
-        #expect(ExactAmount(units: u("1000000000000"), price: p("1000000000")).roundedToMoney.description == "1000000000000000000000")
+        #expect(ExactAmount(units: u("1000000000000"), price: p("1000000000")).roundedToMoney.description == "1000000000000000000000.00")
     }
 
     @Test(arguments: [("1970-01-01", Int32(0)), ("2026-01-01", 20454), ("1900-01-01", -25567), ("2000-02-29", 11016),

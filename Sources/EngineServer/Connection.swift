@@ -1,0 +1,17 @@
+import AllocationEngine
+
+/// The handler's state for one connection (kept in `Session.attachment`, so
+/// confined to the connection's loop thread like the session itself).
+final class ConnectionState {
+    var principal: Principal?
+    init(principal: Principal?) { self.principal = principal }
+}
+
+/// How clients prove who they are.
+public enum AccessMode: Sendable {
+    /// No token file: only loopback clients, each treated as the staff admin
+    /// (Redis' protected mode).
+    case loopbackAdmin
+    /// Every connection must AUTH; `adminTokenHash` is the staff admin's token.
+    case tokens(adminTokenHash: String)
+}

@@ -1,0 +1,283 @@
+import AllocationEngine
+import Foundation
+import Synchronization
+
+/// Turns batches of commands from one connection into engine work and replies.
+///
+/// On the loop thread it parses every command, answers the connection-level ones
+/// (PING, HELLO, AUTH, CLIENT, INFO, ...) and checks permissions. The engine
+/// commands then run in one task per batch: consecutive deal commands are
+/// grouped by deal and each group reaches its actor in one call; the batch waits
+/// once for the highest LSN it produced; all replies go out in one buffer, in
+/// order. Replies to changes are sent only once the change is durable.
+public final class EngineRequestHandler: RequestHandler {
+    public struct Settings: Sendable {
+        public var access: AccessMode = .loopbackAdmin
+        public var host = "127.0.0.1"
+        public var port = 7379
+        public var dataDir: String?
+        public var durability = "none"
+        public var version = "0.1.0"
+        public init() {}
+    }
+
+    let engine: Engine
+    let durable: DurableEngine?
+    let settings: Settings
+    let log: @Sendable (String) -> Void
+    public let holdLatency = LatencyHistogram()
+    let startedAt = monotonicSeconds()
+    let commandsProcessed = Atomic<UInt64>(0)
+    let errorReplies = Atomic<UInt64>(0)
+    let holdsPlaced = Atomic<UInt64>(0)
+    let statsSource = Mutex<(@Sendable () -> ServerStats)?>(nil)
+
+    public init(engine: Engine, durable: DurableEngine? = nil, settings: Settings = Settings(),
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.engine = engine
+        self.durable = durable
+        self.settings = settings
+        self.log = log
+    }
+
+    /// Lets INFO report the network layer's counters.
+    public func attach(statsFrom server: EventLoopServer) {
+        statsSource.withLock { $0 = { server.stats } }
+    }
+
+    public func sessionOpened(_ session: Session) {
+        switch settings.access {
+        case .loopbackAdmin: session.attachment = ConnectionState(principal: session.isLoopback ? .admin : nil)
+        case .tokens: session.attachment = ConnectionState(principal: nil)
+        }
+    }
+
+    private func connection(_ session: Session) -> ConnectionState {
+        if let c = session.attachment as? ConnectionState { return c }
+        sessionOpened(session)
+        return session.attachment as! ConnectionState
+    }
+
+    // MARK: - Batches
+
+    enum Step: Sendable {
+        case encoded([UInt8])
+        case pending(Operation, proto: Int)
+    }
+
+    public func handle(_ commands: [RESPCommand], session: Session,
+                       complete: @escaping @Sendable (_ replyBytes: [UInt8], _ close: Bool) -> Void) {
+        let conn = connection(session)
+        var steps: [Step] = []
+        steps.reserveCapacity(commands.count)
+        var pending = 0
+        var holds = 0
+        var close = false
+        commandsProcessed.add(UInt64(commands.count), ordering: .relaxed)
+        for command in commands where !close {
+            let name = command.name
+            do throws(CommandError) {
+                if let reply = try connectionCommand(name, command, session: session, connection: conn, close: &close) {
+                    steps.append(.encoded(reply))
+                    continue
+                }
+                guard let principal = conn.principal else {
+                    throw CommandError("NOAUTH", "Authentication required.")
+                }
+                var parsed = try CommandParser.parse(name, command)
+                if parsed == nil { parsed = try adminOperation(name, command) }
+                guard let operation = parsed else {
+                    throw CommandError("ERR", "unknown command '\(name.prefix(40).lowercased())', with args beginning with: \(Self.preview(command))")
+                }
+                try authorize(operation, principal)
+                steps.append(.pending(operation, proto: session.protocolVersion))
+                pending += 1
+                if name == "HOLD" { holds += 1 }
+            } catch {
+                errorReplies.add(1, ordering: .relaxed)
+                var e = RESPEncoder(protocolVersion: session.protocolVersion)
+                e.error(code: error.code, message: error.message)
+                steps.append(.encoded(e.bytes))
+            }
+        }
+        if pending == 0 {
+            complete(Self.join(steps), close)
+            return
+        }
+        let scope = conn.principal?.investors
+        let started = DispatchTime.now().uptimeNanoseconds
+        Task {
+            await self.run(steps, scope: scope, close: close, holds: holds, started: started, complete: complete)
+        }
+    }
+
+    private static func join(_ steps: [Step]) -> [UInt8] {
+        var out: [UInt8] = []
+        for case .encoded(let b) in steps { out.append(contentsOf: b) }
+        return out
+    }
+
+    private static func preview(_ command: RESPCommand) -> String {
+        (1..<min(command.count, 4)).map { "'\(command.string(at: $0).prefix(32))'" }.joined(separator: " ")
+    }
+
+    /// Runs the engine part of a batch, then answers it once durable.
+    private func run(_ steps: [Step], scope: Set<String>?, close: Bool, holds: Int, started: UInt64,
+                     complete: @escaping @Sendable ([UInt8], Bool) -> Void) async {
+        var outcomes = [DealReply?](repeating: nil, count: steps.count)
+        var changed = [Bool](repeating: false, count: steps.count)
+        var maxLSN: UInt64 = 0
+        var i = 0
+        while i < steps.count {
+            guard case .pending(let operation, _) = steps[i] else { i += 1; continue }
+            switch operation {
+            case .deal:
+                // A run of consecutive deal commands, grouped by deal. A command
+                // whose hold/allocation/lot is not known yet ends the run, so one
+                // created earlier in the same batch is found after the run executes.
+                var groups: [(actor: DealActor, requests: [DealRequest], slots: [Int])] = []
+                var j = i
+                while j < steps.count {
+                    guard case .pending(let op, _) = steps[j] else { j += 1; continue }
+                    guard case .deal(let request, let target) = op else { break }
+                    guard let actor = resolve(target) else {
+                        if groups.isEmpty {
+                            outcomes[j] = .failure(notFound(target))
+                            j += 1
+                            continue
+                        }
+                        break
+                    }
+                    if let g = groups.firstIndex(where: { $0.actor === actor }) {
+                        groups[g].requests.append(request)
+                        groups[g].slots.append(j)
+                    } else {
+                        groups.append((actor, [request], [j]))
+                    }
+                    j += 1
+                }
+                for group in groups {
+                    let result = await group.actor.execute(group.requests, actingFor: scope)
+                    for (k, slot) in group.slots.enumerated() { outcomes[slot] = result.replies[k] }
+                    for k in result.changed { changed[group.slots[k]] = true }
+                    if let lsn = result.lsn { maxLSN = max(maxLSN, lsn) }
+                }
+                i = j
+            case .createDeal(let spec):
+                do throws(EngineError) {
+                    _ = try await engine.createDeal(spec)
+                    outcomes[i] = .ok
+                } catch { outcomes[i] = .failure(error) }
+                i += 1
+            case .createToken(let user, let role, let investors):
+                do throws(EngineError) {
+                    outcomes[i] = .id(try await engine.createToken(user: user, role: role, investors: investors))
+                } catch { outcomes[i] = .failure(error) }
+                i += 1
+            case .snapshot:
+                if let durable {
+                    do {
+                        try await durable.snapshot()
+                        outcomes[i] = .ok
+                    } catch {
+                        outcomes[i] = .failure(EngineError(.readOnly, "snapshot failed: \(error)"))
+                    }
+                } else {
+                    outcomes[i] = .failure(EngineError(.invalid, "this engine has no data directory"))
+                }
+                i += 1
+            case .sweep:
+                outcomes[i] = .id(String(await engine.sweepExpired()))
+                i += 1
+            case .digest:
+                outcomes[i] = .id(await engine.digest())
+                i += 1
+            }
+        }
+        let finish: @Sendable (EngineError?) -> Void = { [outcomes, changed] durabilityError in
+            var encoder = RESPEncoder(protocolVersion: 2, reservingCapacity: 64 * steps.count)
+            var errors: UInt64 = 0
+            for (k, step) in steps.enumerated() {
+                switch step {
+                case .encoded(let bytes): encoder.raw(bytes)
+                case .pending(let op, let proto):
+                    encoder.protocolVersion = proto
+                    var reply = outcomes[k] ?? .failure(EngineError(.invalid, "not executed"))
+                    if let durabilityError, changed[k] { reply = .failure(durabilityError) }
+                    if reply.error != nil { errors += 1 }
+                    if case .sweep = op, case .id(let n) = reply { encoder.integer(Int(n) ?? 0) } else { encoder.dealReply(reply) }
+                }
+            }
+            if errors > 0 { self.errorReplies.add(errors, ordering: .relaxed) }
+            if holds > 0 {
+                let micros = (DispatchTime.now().uptimeNanoseconds - started) / 1000
+                self.holdLatency.record(micros: micros, count: holds)
+                self.holdsPlaced.add(UInt64(holds), ordering: .relaxed)
+            }
+            complete(encoder.bytes, close)
+        }
+        if maxLSN > 0, let sink = engine.sink {
+            sink.whenDurable(maxLSN, finish)
+        } else {
+            finish(nil)
+        }
+    }
+
+    private func resolve(_ target: Target) -> DealActor? {
+        switch target {
+        case .deal(let d): engine.deal(d)
+        case .hold(let h): engine.dealForHold(h)
+        case .allocation(let a): engine.dealForAllocation(a)
+        case .lot(let l): engine.dealForLot(l)
+        }
+    }
+
+    private func notFound(_ target: Target) -> EngineError {
+        switch target {
+        case .deal(let d): EngineError(.notFound, "deal \(d) not found")
+        case .hold(let h): EngineError(.notFound, "hold \(h) not found")
+        case .allocation(let a): EngineError(.notFound, "allocation \(a) not found")
+        case .lot(let l): EngineError(.notFound, "lot \(l) not found")
+        }
+    }
+
+    // MARK: - Permissions
+
+    private func authorize(_ operation: Operation, _ p: Principal) throws(CommandError) {
+        let needed: UserRole.Permission
+        switch operation {
+        case .deal(let request, _):
+            switch request {
+            case .getDeal, .getHold, .getAllocation, .getLot, .inventory, .position: needed = .read
+            case .hold, .release, .allocate: needed = .hold
+            case .approve, .reject, .settle: needed = .decide
+            case .setStatus, .addLot, .resizeLot: needed = .administer
+            }
+        case .digest: needed = .read
+        case .createDeal, .snapshot, .sweep: needed = .administer
+        case .createToken: needed = .manageUsers
+        }
+        guard p.role.allows(needed) else {
+            throw CommandError("NOPERM", "user \(p.user) (\(p.role.rawValue)) may not run this command")
+        }
+    }
+
+    /// Engine-wide commands that are not deal commands.
+    private func adminOperation(_ name: String, _ command: RESPCommand) throws(CommandError) -> Operation? {
+        guard name == "TOKEN.CREATE" else { return nil }
+        let usage = "TOKEN.CREATE <user> <role> [INVESTOR <investor> ...]"
+        guard command.count >= 3 else { throw CommandError.arity(name, usage) }
+        let user = command.string(at: 1)
+        guard let role = UserRole(rawValue: command.string(at: 2).lowercased()) else {
+            throw CommandError("INVALID", "unknown role '\(command.string(at: 2).prefix(32))': one of \(UserRole.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var investors: [String] = []
+        var k = 3
+        while k < command.count {
+            guard command.string(at: k).uppercased() == "INVESTOR", k + 1 < command.count else { throw CommandError.arity(name, usage) }
+            investors.append(command.string(at: k + 1))
+            k += 2
+        }
+        return .createToken(user: user, role: role, investors: investors)
+    }
+}

@@ -1,0 +1,36 @@
+import AllocationEngine
+
+extension RESPEncoder {
+    mutating func engineError(_ e: EngineError) {
+        error(code: e.code.rawValue, message: e.message)
+    }
+
+    /// Engine replies: `+OK`, a hold's `[id, expires-at ms, [lot, units, ...]]`, an
+    /// id as a bulk string, a row as field/value pairs (a map under RESP3, a flat
+    /// array like HGETALL under RESP2), or `-CODE message`.
+    mutating func dealReply(_ reply: DealReply) {
+        switch reply {
+        case .ok: simple("OK")
+        case .id(let id): bulk(id)
+        case .hold(let receipt):
+            arrayHeader(3)
+            bulk(receipt.id)
+            integer(Int(receipt.expiresAt))
+            arrayHeader(receipt.parts.count * 2)
+            for p in receipt.parts {
+                bulk(p.lot)
+                bulk(p.units.description)
+            }
+        case .fields(let fields): self.fields(fields)
+        case .failure(let e): engineError(e)
+        }
+    }
+
+    mutating func fields(_ fields: [Field]) {
+        mapHeader(fields.count)
+        for f in fields {
+            bulk(f.name)
+            if let v = f.value { bulk(v) } else { null() }
+        }
+    }
+}

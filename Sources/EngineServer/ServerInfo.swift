@@ -1,0 +1,68 @@
+import AllocationEngine
+import Foundation
+
+/// INFO: `key:value` lines in `# Section` blocks, like Redis.
+extension EngineRequestHandler {
+    func info(section: String) -> String {
+        var out = ""
+        func add(_ name: String, _ lines: [(String, String)]) {
+            guard section == "all" || section == "everything" || section == "default" || section == name.lowercased() else { return }
+            out += "# \(name)\r\n"
+            for (k, v) in lines { out += "\(k):\(v)\r\n" }
+            out += "\r\n"
+        }
+        add("Server", [
+            ("server", "allocation-engine"), ("version", settings.version), ("process_id", String(getpid())),
+            ("tcp_port", String(settings.port)), ("bind", settings.host),
+            ("uptime_in_seconds", String(Int(monotonicSeconds() - startedAt))),
+            ("data_dir", settings.dataDir ?? ""), ("durability", settings.durability),
+        ])
+        let net = statsSource.withLock { $0 }?()
+        add("Clients", [
+            ("connected_clients", String(net?.connectedClients ?? 0)),
+            ("total_connections_received", String(net?.totalConnections ?? 0)),
+            ("rejected_connections", String(net?.rejectedConnections ?? 0)),
+            ("protocol_errors", String(net?.protocolErrors ?? 0)),
+            ("output_buffer_disconnects", String(net?.outputBufferDisconnects ?? 0)),
+            ("idle_disconnects", String(net?.idleDisconnects ?? 0)),
+            ("total_net_input_bytes", String(net?.bytesIn ?? 0)),
+            ("total_net_output_bytes", String(net?.bytesOut ?? 0)),
+        ])
+        add("Engine", [
+            ("deals", String(engine.allDeals.count)),
+            ("total_commands_processed", String(commandsProcessed.load(ordering: .relaxed))),
+            ("total_error_replies", String(errorReplies.load(ordering: .relaxed))),
+            ("holds_requested", String(holdsPlaced.load(ordering: .relaxed))),
+            ("read_only", engine.sink?.failureReason == nil ? "0" : "1"),
+            ("read_only_reason", engine.sink?.failureReason ?? ""),
+        ])
+        if let durable {
+            let s = durable.writer.stats
+            add("WAL", [
+                ("records_appended", String(s.recordsAppended)), ("next_lsn", String(s.nextLSN)),
+                ("durable_lsn", String(s.durableLSN)), ("batches", String(s.batches)), ("fsyncs", String(s.fsyncs)),
+                ("fsyncs_per_sec", String(format: "%.1f", s.fsyncsPerSecond)),
+                ("records_per_fsync", String(format: "%.1f", s.recordsPerFsync)),
+                ("last_batch_records", String(s.lastBatchRecords)), ("bytes_written", String(s.bytesWritten)),
+                ("pending_bytes", String(s.pendingBytes)), ("segments_created", String(s.segmentsCreated)),
+                ("failure", s.failure ?? ""),
+                ("recovered_records", String(durable.recovery.recordsReplayed)),
+                ("recovery_seconds", String(format: "%.3f", durable.recovery.seconds)),
+            ])
+            let snap = durable.snapshots
+            add("Snapshot", [
+                ("snapshots_taken", String(snap.taken)), ("last_snapshot_lsn", String(snap.lastLSN)),
+                ("last_snapshot_bytes", String(snap.lastBytes)),
+                ("last_snapshot_seconds", String(format: "%.3f", snap.lastSeconds)),
+                ("last_snapshot_error", snap.lastError ?? ""),
+            ])
+        }
+        add("Latency", [
+            ("hold_samples", String(holdLatency.total)),
+            ("hold_p50_usec", String(holdLatency.percentile(50))),
+            ("hold_p99_usec", String(holdLatency.percentile(99))),
+            ("hold_p999_usec", String(holdLatency.percentile(99.9))),
+        ])
+        return out
+    }
+}

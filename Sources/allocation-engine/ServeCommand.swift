@@ -1,0 +1,168 @@
+import AllocationEngine
+import Dispatch
+import EngineServer
+import Foundation
+import Synchronization
+import WAL
+
+enum ServeCommand {
+    static let version = "0.1.0"
+
+    static let specs: [Options.Spec] = [
+        .init(name: "data-dir", value: "DIR", help: "data directory, created if missing (default ./data)"),
+        .init(name: "bind", value: "HOST", help: "address to listen on (default 127.0.0.1)"),
+        .init(name: "port", value: "N", help: "TCP port (default 7379)"),
+        .init(name: "durability", value: "MODE", help: "strict (fsync before every reply, default) | periodic | none"),
+        .init(name: "fsync-interval-ms", value: "N", help: "periodic mode: fsync at most every N ms (default 1000)"),
+        .init(name: "admin-token-file", value: "PATH", help: "file holding the staff admin token; every client must AUTH"),
+        .init(name: "snapshot-every-records", value: "N", help: "snapshot after N logged changes (default 5000000, 0 = off)"),
+        .init(name: "snapshot-every-seconds", value: "S", help: "snapshot after S seconds with changes (default 600, 0 = off)"),
+        .init(name: "keep-snapshots", value: "K", help: "snapshots kept; older log segments are deleted (default 3)"),
+        .init(name: "segment-mb", value: "N", help: "log segment size in MiB (default 64)"),
+        .init(name: "hold-ttl-seconds", value: "S", help: "TTL of a hold without TTL (default 1800)"),
+        .init(name: "max-clients", value: "N", help: "maximum connections (default 10000)"),
+        .init(name: "max-output-buffer-mb", value: "N", help: "per-client unsent reply limit; a client over it is disconnected (default 64)"),
+        .init(name: "max-bulk-bytes", value: "N", help: "largest bulk argument (default 524288)"),
+        .init(name: "max-inline-bytes", value: "N", help: "longest inline command line (default 65536)"),
+        .init(name: "max-pipeline", value: "N", help: "commands taken from one client per batch (default 1024)"),
+        .init(name: "idle-timeout", value: "S", help: "close clients idle for S seconds (default 0 = never)"),
+        .init(name: "loops", value: "N", help: "event-loop threads (default: one per core, at most 2)"),
+        .init(name: "truncate-corrupt", value: nil, help: "cut the log at a damaged record instead of refusing to start"),
+    ]
+
+    static func run(_ args: [String]) async throws -> Int32 {
+        let o = try Options(command: "allocation-engine serve", specs: specs, arguments: args)
+        if o.wantsHelp {
+            print(o.helpText(summary: "Starts the allocation engine: a Redis-protocol server in front of a durable engine.",
+                             usage: "allocation-engine serve [options]"))
+            return 0
+        }
+        guard o.positional.isEmpty else { throw UsageError("unexpected argument '\(o.positional[0])'") }
+        var durable = DurableConfig(dataDir: o.string("data-dir") ?? "./data")
+        let modeText = o.string("durability") ?? "strict"
+        guard let mode = DurabilityMode(rawValue: modeText) else {
+            throw UsageError("--durability must be strict, periodic or none, got '\(modeText)'")
+        }
+        durable.mode = mode
+        durable.periodicIntervalMillis = try o.int("fsync-interval-ms", default: 1000, range: 1...60_000)
+        durable.snapshotEveryRecords = UInt64(try o.int("snapshot-every-records", default: 5_000_000, range: 0...Int.max))
+        durable.snapshotEverySeconds = Double(try o.int("snapshot-every-seconds", default: 600, range: 0...86_400 * 30))
+        durable.keepSnapshots = try o.int("keep-snapshots", default: 3, range: 1...100)
+        durable.segmentBytes = try o.int("segment-mb", default: 64, range: 1...4096) << 20
+        durable.engine.defaultHoldTTLMillis = Int64(try o.int("hold-ttl-seconds", default: 1800, range: 1...7 * 86_400)) * 1000
+        durable.truncateCorruption = o.flag("truncate-corrupt")
+
+        var limits = NetLimits()
+        limits.maxConnections = try o.int("max-clients", default: 10_000, range: 1...1_000_000)
+        limits.maxOutputBufferBytes = try o.int("max-output-buffer-mb", default: 64, range: 1...4096) << 20
+        limits.maxBulkLength = try o.int("max-bulk-bytes", default: NetLimits.defaultMaxBulkLength, range: 1024...(64 << 20))
+        limits.maxInlineLength = try o.int("max-inline-bytes", default: NetLimits.defaultMaxInlineLength, range: 1024...(64 << 20))
+        limits.maxPendingCommands = try o.int("max-pipeline", default: NetLimits.defaultMaxPendingCommands, range: 1...EngineLimits.maxBatch)
+        limits.idleTimeoutSeconds = Double(try o.int("idle-timeout", default: 0, range: 0...86_400 * 30))
+        let host = o.string("bind") ?? "127.0.0.1"
+        let port = try o.int("port", default: 7379, range: 0...65_535)
+        let loops = try o.int("loops", default: ServerConfig.defaultLoopCount, range: 1...64)
+
+        var access = AccessMode.loopbackAdmin
+        if let path = o.string("admin-token-file") {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw UsageError("cannot read --admin-token-file \(path)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard token.count >= 16 else { throw UsageError("the admin token in \(path) must be at least 16 characters") }
+            access = .tokens(adminTokenHash: SHA256.hex(token))
+        }
+
+        // One server per data directory.
+        let lock = try DataDirectoryLock(DataDirectory(durable.dataDir))
+        defer { lock.release() }
+
+        let engine = try await DurableEngine.open(durable, log: logLine)
+        var settings = EngineRequestHandler.Settings()
+        settings.access = access
+        settings.host = host
+        settings.port = port
+        settings.dataDir = durable.dataDir
+        settings.durability = mode.rawValue
+        settings.version = version
+        let handler = EngineRequestHandler(engine: engine.engine, durable: engine, settings: settings, log: logLine)
+        let server = try EventLoopServer(config: ServerConfig(host: host, port: port, loops: loops, limits: limits, logger: logLine),
+                                         handler: handler)
+        try server.start()
+        handler.attach(statsFrom: server)
+        engine.startBackground()
+        if case .loopbackAdmin = access {
+            logLine("WARNING: no --admin-token-file: only loopback clients are served, each as the staff admin (protected mode)")
+        }
+        logLine("listening on \(host):\(server.boundPort), data in \(durable.dataDir), durability \(mode.rawValue), pid \(getpid())")
+
+        await waitForStopSignal()
+        logLine("shutting down: no new connections, finishing requests in flight")
+        server.stopAccepting()
+        server.shutdown(gracefulTimeoutSeconds: 10)
+        do {
+            try await engine.close()
+            logLine("log flushed and closed; shutdown complete")
+        } catch {
+            logLine("error closing the log: \(error)")
+            return 1
+        }
+        return 0
+    }
+
+    /// Waits for SIGTERM or SIGINT. A second signal exits at once: the log
+    /// makes that safe (nothing acknowledged is lost).
+    static func waitForStopSignal() async {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let count = Atomic<Int>(0)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let queue = DispatchQueue(label: "signals")
+            var sources: [DispatchSourceSignal] = []
+            for sig in [SIGTERM, SIGINT] {
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                source.setEventHandler {
+                    let n = count.add(1, ordering: .relaxed).newValue
+                    if n == 1 {
+                        continuation.resume()
+                    } else {
+                        logLine("second signal: exiting now")
+                        _exit(130)
+                    }
+                }
+                source.resume()
+                sources.append(source)
+            }
+            SignalSources.keep(sources)
+        }
+    }
+}
+
+/// Keeps the signal sources alive for the life of the process.
+enum SignalSources {
+    private static let held = Mutex<Int>(0)
+    static func keep(_ s: [DispatchSourceSignal]) {
+        // Leak them on purpose: they must live until exit.
+        for source in s { _ = Unmanaged.passRetained(source as AnyObject) }
+        held.withLock { $0 += s.count }
+    }
+}
+
+/// An exclusive `flock` on `DIR/LOCK`, so two servers never share a data directory.
+final class DataDirectoryLock {
+    let fd: Int32
+    init(_ dir: DataDirectory) throws {
+        try? FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        fd = open(dir.lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw UsageError("cannot open \(dir.lockFile): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw UsageError("data directory \(dir.path) is in use by another allocation-engine process")
+        }
+    }
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

@@ -1,0 +1,243 @@
+import AllocationEngine
+import Foundation
+import Snapshot
+import WAL
+
+/// Prints a progress line on stderr every million records, with the rate.
+func progressPrinter(label: String) -> @Sendable (Int, UInt64) -> Void {
+    let start = monotonicSeconds()
+    return { records, lsn in
+        let rate = Double(records) / max(monotonicSeconds() - start, 1e-9)
+        printError("\(label): \(records) records, LSN \(lsn), \(Int(rate)) records/s")
+    }
+}
+
+func describe(_ c: Change) -> String {
+    switch c {
+    case .dealCreated(let i):
+        return "deal=\(i.id) number=\(i.number) name=\"\(i.name)\" currency=\(i.currency) status=\(i.status.name)"
+            + (i.offerUnitPrice.map { " price=\($0)" } ?? "") + (i.openAt.map { " open_at=\($0)" } ?? "") + (i.closeAt.map { " close_at=\($0)" } ?? "")
+    case .dealStatus(let d, let s): return "deal=\(d) status=\(s.name)"
+    case .lotAdded(let d, let l):
+        return "deal=\(d) lot=\(l.id) units=\(l.unitsTotal) unit_cost=\(l.unitCost) currency=\(l.currency)"
+            + (l.acquiredAt.map { " acquired=\($0)" } ?? "") + (l.lockupUntil.map { " lockup=\($0)" } ?? "")
+    case .lotResized(let d, let l, let u): return "deal=\(d) lot=#\(l) units_total=\(u)"
+    case .holdPlaced(let d, let h):
+        return "deal=\(d) hold=\(h.id) investor=\(h.investor) units=\(h.requested) price=\(h.price) expires_at=\(h.expiresAt)"
+            + (h.partial ? " partial" : "") + " lots=" + h.parts.map { "#\($0.lot):\($0.units)" }.joined(separator: ",")
+    case .holdReleased(let d, let h): return "deal=\(d) hold=\(h)"
+    case .holdExpired(let d, let h): return "deal=\(d) hold=\(h)"
+    case .allocationCreated(let d, let h, let a): return "deal=\(d) hold=\(h) allocation=\(a)"
+    case .allocationStatus(let d, let a, let s): return "deal=\(d) allocation=\(a) status=\(s.name)"
+    case .tokenCreated(let t): return "user=\(t.user) role=\(t.role.rawValue) investors=\(t.investors.joined(separator: ",")) token_sha256=\(t.tokenHash.prefix(12))…"
+    }
+}
+
+func parseTime(_ text: String, _ flag: String) throws -> Int64 {
+    if let v = Int64(text) { return v >= 100_000_000_000 ? v : v * 1000 }
+    if let v = Double(text), v >= 0 { return Int64((v * 1000).rounded()) }
+    throw UsageError("--\(flag) must be unix seconds (or milliseconds), got '\(text)'")
+}
+
+enum VerifyCommand {
+    static func run(_ args: [String]) throws -> Int32 {
+        let o = try Options(command: "allocation-engine verify", specs: [], arguments: args)
+        if o.wantsHelp {
+            print(o.helpText(summary: "Checks every snapshot (checksum, format, invariants) and every log segment (headers, CRC, LSN continuity), then replays the whole directory. Exits 1 on damage.",
+                             usage: "allocation-engine verify DIR"))
+            return 0
+        }
+        guard o.positional.count == 1 else { throw UsageError("usage: allocation-engine verify DIR") }
+        let dir = DataDirectory(o.positional[0])
+        let io = PosixFileIO()
+        guard io.fileExists(dir.path) else { printError("\(dir.path): no such directory"); return 1 }
+        var damaged = false
+
+        let store = SnapshotStore(directory: dir.snapshots, io: io)
+        let snapshots = (try? store.list()) ?? []
+        for info in snapshots {
+            do {
+                let decoded = try SnapshotFormat.decode(try io.readAll(info.path), path: info.path)
+                let image = try StateCodec.decode(decoded.payload)
+                let problems = image.deals.flatMap { $0.state.invariantViolations() }
+                if problems.isEmpty {
+                    print("snapshot \(info.name): ok, LSN \(image.replayFrom), \(image.deals.count) deals, \(decoded.payload.count) bytes")
+                } else {
+                    damaged = true
+                    print("snapshot \(info.name): BROKEN INVARIANTS: \(problems.prefix(5).joined(separator: "; "))")
+                }
+            } catch {
+                damaged = true
+                print("snapshot \(info.name): DAMAGED: \(error)")
+            }
+        }
+
+        var records = 0
+        var decodeFailures = 0
+        let summary: LogScanSummary
+        do {
+            let progress = progressPrinter(label: "verify")
+            summary = try LogReader.scan(directory: dir.wal, io: io) { record in
+                records += 1
+                if records % 1_000_000 == 0 { progress(records, record.lsn) }
+                do { _ = try ChangeCodec.decode(type: record.type, payload: record.payload) } catch {
+                    decodeFailures += 1
+                    if decodeFailures <= 10 { print("record LSN \(record.lsn) in \(record.segment) at \(record.offset): UNDECODABLE: \(error)") }
+                }
+            }
+        } catch {
+            print("log: DAMAGED: \(error)")
+            return 1
+        }
+        if decodeFailures > 0 { damaged = true }
+        let range = summary.firstLSN.map { "\($0)...\(summary.lastLSN ?? $0)" } ?? "empty"
+        print("log: \(summary.segments) segments, \(records) records, LSN \(range)")
+        if let t = summary.tornTail { print("log: torn record at the end cut off on recovery: \(t.segment) offset \(t.offset) (\(t.bytes) bytes); nothing acknowledged is lost") }
+
+        do {
+            let result = try Recovery.recover(dir, io: io, options: RecoveryOptions(progress: progressPrinter(label: "replay")),
+                                              now: monotonicSeconds)
+            let holds = result.states.reduce(0) { $0 + $1.holds.count }
+            let pending = result.states.reduce(0) { $0 + $1.pendingHolds }
+            let allocations = result.states.reduce(0) { $0 + $1.allocations.count }
+            let problems = result.states.flatMap { $0.invariantViolations() }
+            print("state: \(result.states.count) deals, \(holds) holds (\(pending) pending), \(allocations) allocations, next LSN \(result.report.nextLSN)")
+            print("digest: \(Engine.digest(of: result.states))")
+            if !problems.isEmpty {
+                damaged = true
+                print("state: BROKEN INVARIANTS: \(problems.prefix(5).joined(separator: "; "))")
+            } else {
+                print("invariant: holds for every lot")
+            }
+        } catch {
+            print("replay: FAILED: \(error)")
+            return 1
+        }
+        print(damaged ? "verify: DAMAGE FOUND" : "verify: ok")
+        return damaged ? 1 : 0
+    }
+}
+
+enum DumpCommand {
+    static let specs: [Options.Spec] = [
+        .init(name: "from-lsn", value: "N", help: "first LSN to print"),
+        .init(name: "to-lsn", value: "N", help: "last LSN to print"),
+        .init(name: "from-time", value: "T", help: "records accepted at or after T (unix seconds or ms)"),
+        .init(name: "to-time", value: "T", help: "records accepted at or before T"),
+        .init(name: "deal", value: "ID", help: "only this deal's records"),
+        .init(name: "type", value: "NAME", help: "only this record type (e.g. hold.placed)"),
+        .init(name: "limit", value: "N", help: "print at most N records"),
+    ]
+
+    static func run(_ args: [String]) throws -> Int32 {
+        let o = try Options(command: "allocation-engine dump", specs: specs, arguments: args)
+        if o.wantsHelp {
+            print(o.helpText(summary: "Prints log records, one per line: LSN, time (ms), type, fields.",
+                             usage: "allocation-engine dump DIR [filters]"))
+            return 0
+        }
+        guard o.positional.count == 1 else { throw UsageError("usage: allocation-engine dump DIR [filters]") }
+        let dir = DataDirectory(o.positional[0])
+        let fromLSN = UInt64(try o.int("from-lsn", default: 0, range: 0...Int.max))
+        let toLSN = UInt64(try o.int("to-lsn", default: Int.max, range: 0...Int.max))
+        let fromTime = try o.string("from-time").map { try parseTime($0, "from-time") } ?? Int64.min
+        let toTime = try o.string("to-time").map { try parseTime($0, "to-time") } ?? Int64.max
+        let limit = try o.int("limit", default: Int.max, range: 1...Int.max)
+        let deal = o.string("deal")
+        var typeFilter: UInt8?
+        if let name = o.string("type") {
+            guard let t = Change.typeNames.first(where: { $0.value == name })?.key else {
+                throw UsageError("unknown record type '\(name)': one of \(Change.typeNames.values.sorted().joined(separator: ", "))")
+            }
+            typeFilter = t
+        }
+        struct Done: Error {}
+        var printed = 0
+        do {
+            _ = try LogReader.scan(directory: dir.wal, io: PosixFileIO(), fromLSN: fromLSN) { r in
+                if r.lsn > toLSN { throw Done() }
+                guard r.time >= fromTime, r.time <= toTime else { return }
+                if let typeFilter, r.type != typeFilter { return }
+                let text: String
+                do {
+                    let change = try ChangeCodec.decode(type: r.type, payload: r.payload)
+                    if let deal, change.deal != deal { return }
+                    text = describe(change)
+                } catch {
+                    text = "UNDECODABLE \(error)"
+                }
+                print("\(r.lsn) \(r.time) \(Change.typeNames[r.type] ?? "type\(r.type)") \(text)")
+                printed += 1
+                if printed >= limit { throw Done() }
+            }
+        } catch is Done {}
+        return 0
+    }
+}
+
+enum ReplayCommand {
+    static let specs: [Options.Spec] = [
+        .init(name: "to-lsn", value: "N", help: "replay up to and including LSN N"),
+        .init(name: "to-time", value: "T", help: "replay records accepted at or before T (unix seconds or ms)"),
+        .init(name: "out", value: "DIR2", help: "write the rebuilt state as a new data directory the server can start from"),
+        .init(name: "truncate-corrupt", value: nil, help: "stop at a damaged record instead of failing"),
+    ]
+
+    static func run(_ args: [String], writeOut: Bool) throws -> Int32 {
+        let name = writeOut ? "replay" : "digest"
+        let o = try Options(command: "allocation-engine \(name)", specs: writeOut ? specs : Array(specs.prefix(2)), arguments: args)
+        if o.wantsHelp {
+            print(o.helpText(summary: writeOut
+                             ? "Rebuilds the state of DIR up to a point (point-in-time recovery) into a new data directory, printing its digest and inventory."
+                             : "Prints the state digest and per-deal inventory of DIR (optionally as of an LSN or time).",
+                             usage: writeOut ? "allocation-engine replay DIR (--to-lsn N | --to-time T) --out DIR2" : "allocation-engine digest DIR [--to-lsn N | --to-time T]"))
+            return 0
+        }
+        guard o.positional.count == 1 else { throw UsageError("usage: allocation-engine \(name) DIR ...") }
+        var options = RecoveryOptions(progress: progressPrinter(label: "replay"))
+        if let t = o.string("to-lsn") {
+            guard let v = UInt64(t) else { throw UsageError("--to-lsn must be a number, got '\(t)'") }
+            options.toLSN = v
+        }
+        if let t = o.string("to-time") { options.toTime = try parseTime(t, "to-time") }
+        options.truncateCorruption = o.flag("truncate-corrupt")
+        var out: DataDirectory?
+        if writeOut {
+            guard options.toLSN != nil || options.toTime != nil else { throw UsageError("replay needs --to-lsn N or --to-time T") }
+            guard let path = o.string("out") else { throw UsageError("replay needs --out DIR2") }
+            let io = PosixFileIO()
+            if io.fileExists(path), !((try? io.listDirectory(path)) ?? []).isEmpty {
+                throw UsageError("--out \(path) exists and is not empty; choose a new directory")
+            }
+            out = DataDirectory(path)
+        }
+        let dir = DataDirectory(o.positional[0])
+        let io = PosixFileIO()
+        guard io.fileExists(dir.path) else { throw UsageError("\(dir.path): no such directory") }
+        let result = try Recovery.recover(dir, io: io, options: options, now: monotonicSeconds)
+        let r = result.report
+        let rate = Double(r.recordsReplayed) / max(r.seconds, 1e-9)
+        print("replayed \(r.recordsReplayed) records after snapshot LSN \(r.snapshotLSN) in \(String(format: "%.3f", r.seconds)) s (\(Int(rate)) records/s); last LSN \(r.lastLSN)")
+        for s in r.skippedSnapshots { print("snapshot skipped: \(s)") }
+        if let t = r.truncated { print("log truncated at \(t): \(r.droppedRecords) records dropped") }
+        print("digest: \(Engine.digest(of: result.states))")
+        for s in result.states.sorted(by: { $0.info.id < $1.info.id }) {
+            let inv = s.inventory()
+            print("deal \(s.info.id) \(s.info.status.name): total \(inv.unitsTotal) remaining \(inv.unitsRemaining) held \(inv.unitsHeld) allocated \(inv.unitsAllocated) pending_holds \(inv.holdsPending) utilization \(inv.utilizationPercent)%")
+        }
+        let problems = result.states.flatMap { $0.invariantViolations() }
+        if !problems.isEmpty {
+            print("BROKEN INVARIANTS: \(problems.prefix(5).joined(separator: "; "))")
+            return 1
+        }
+        if let out {
+            try io.createDirectory(out.path)
+            try io.createDirectory(out.wal)
+            let lsn = r.lastLSN
+            let image = EngineImage(floorLSN: lsn, deals: result.states.map { ($0, lsn) }, access: result.access, accessLSN: lsn)
+            let path = try SnapshotStore(directory: out.snapshots, io: io).write(lsn: lsn, time: 0, payload: StateCodec.encode(image))
+            print("wrote \(out.path): snapshot \(path) at LSN \(lsn); start it with: allocation-engine serve --data-dir \(out.path)")
+        }
+        return 0
+    }
+}
