@@ -364,6 +364,12 @@ public final class LogWriter: Sendable {
             if config.preallocate { try io.zeroFill(fd, length: config.segmentBytes) }
             try io.fsync(fd)
         }
+        // The valid records may exist only in the page cache: after a failed
+        // fsync and a process restart, Linux shows them but has marked the pages
+        // clean without writing them. Recovery has replayed them, so write them
+        // again and sync before any new record is acknowledged after them.
+        try io.pwrite(fd, Array(bytes[0..<scan.validEnd]), offset: 0)
+        try io.fdatasync(fd)
         if nextLSN == logNext {
             // Case: continue in the last segment.
             return Resume(fd: fd, path: path, offset: scan.validEnd, salt: header.salt, firstLSN: header.firstLSN, created: false)

@@ -247,7 +247,7 @@ final class ServerProcess: @unchecked Sendable {
         self.port = try port ?? freePort()
         self.dataDir = dataDir
         logPath = dataDir + ".server-\(UInt32.random(in: 0...UInt32.max)).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data-dir", dataDir, "--port", String(self.port), "--durability", durability] + extra
@@ -324,8 +324,8 @@ func runTool(_ args: [String], timeoutSeconds: Double = 60) throws -> (status: I
     let dir = try makeTempDir("tool")
     defer { removeTempTree(dir) }
     let outPath = dir + "/out", errPath = dir + "/err"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binary)
     p.arguments = args
