@@ -418,7 +418,7 @@ import Testing
         // Process restart: nothing of the failed batch was written.
         let r = try await openDurable(io, clock)
         #expect(await r.engine.digest() == acknowledged)
-        try await r.engine.hold(deal: "d1", HoldRequest(investor: "inv8", units: Units.whole(2), price: Price.whole(10), id: "late-1"))
+        _ = try await r.engine.hold(deal: "d1", HoldRequest(investor: "inv8", units: Units.whole(2), price: Price.whole(10), id: "late-1"))
         let live = await r.engine.digest()
         try await r.close()
         io.crash(mode: .dropUnsynced)
@@ -481,7 +481,7 @@ import Testing
                 }
                 group.addTask {
                     while acked.withLock({ $0.count }) < crashAfter {
-                        if crashed.withLock { $0 } { return }
+                        if crashed.withLock({ $0 }) { return }
                         await Task.yield()
                     }
                     io.crash(mode: mode)
