@@ -2,6 +2,7 @@
 /// owning deal actor, runs as a batch of one and waits for durability. Network
 /// traffic uses `submit(_:to:)` with whole batches instead.
 extension Engine {
+    @discardableResult
     public func hold(deal: String, _ request: HoldRequest) async throws(EngineError) -> HoldReceipt {
         guard case .hold(let receipt) = try await submit(.hold(request), deal: deal) else { preconditionFailure("hold reply") }
         return receipt

@@ -488,7 +488,7 @@ import Testing
                     crashed.withLock { $0 = true }
                 }
                 await group.next()
-                if !crashed.withLock { $0 } {
+                if !crashed.withLock({ $0 }) {
                     // All holds finished before the crash point: crash now.
                     io.crash(mode: mode)
                     crashed.withLock { $0 = true }
