@@ -293,6 +293,7 @@ final class SrvHarness: @unchecked Sendable {
         var mode: DurabilityMode = .strict
         var io: (any FileIO)?
         var engine = EngineConfig()
+        var segmentBytes = 1 << 20
     }
 
     private init(dataDir: String, ownsDir: Bool, durable: DurableEngine, handler: EngineRequestHandler,
@@ -318,6 +319,8 @@ final class SrvHarness: @unchecked Sendable {
         config.engine = options.engine
         config.snapshotEverySeconds = 0
         config.snapshotEveryRecords = 0
+        // Segments are preallocated; small ones keep the tests quick.
+        config.segmentBytes = options.segmentBytes
         let durable = if let io = options.io {
             try await DurableEngine.open(config, io: io)
         } else {
