@@ -70,6 +70,24 @@ import Testing
         }
     }
 
+    /// More commands than one batch takes (1024): replies stay in order across batches.
+    @Test func pipelineLongerThanOneBatch() async throws {
+        try await withSrv { h in
+            let c = try h.client()
+            await srvSetupDeal(c, units: "100000")
+            var text = ""
+            for i in 0..<5000 { text += i % 2 == 0 ? "HOLD d1 i\(i) 1 10 ID q\(i)\r\n" : "*5\r\n$4\r\nHOLD\r\n$2\r\nd1\r\n$\(String(i).count + 1)\r\ni\(i)\r\n$1\r\n1\r\n$2\r\n10\r\n" }
+            text += "INVENTORY d1\r\n"
+            let r = await c.send(text, replies: 5001)
+            #expect(r.count == 5001)
+            let wrong = r.prefix(5000).enumerated().filter { i, reply in
+                i % 2 == 0 ? reply.elements?.first != .bulk("q\(i)") : reply.elements?.count != 3
+            }
+            #expect(wrong.isEmpty, "\(wrong.prefix(3))")
+            #expect(r.last?.fields?["units_held"] == "5000")
+        }
+    }
+
     /// HOLD x then RELEASE x (and ALLOCATE, HOLD.GET) in one write: the later
     /// commands find the hold the earlier one created.
     @Test func holdThenReleaseInOneWrite() async throws {
