@@ -491,4 +491,52 @@ import Testing
             }
         }
     }
+
+    /// What each deal status allows, over the protocol.
+    @Test func dealStatusRules() async throws {
+        try await withSrv { h in
+            let c = try h.client()
+            await srvSetupDeal(c)
+            let h1 = await c.call("HOLD", "d1", "inv1", "10", "10", "ID", "s1").elements?.first?.string ?? ""
+            let h2 = await c.call("HOLD", "d1", "inv1", "10", "10", "ID", "s2").elements?.first?.string ?? ""
+            let a1 = await c.call("ALLOCATE", h1).string ?? ""
+            #expect(await c.call("DEAL.STATUS", "d1", "allocation_pending") == .simple("OK"))
+            // allocation_pending: no new holds, allocations and decisions go on.
+            #expect(await c.call("HOLD", "d1", "inv1", "1", "10").errorCode == "CLOSED")
+            let a2 = await c.call("ALLOCATE", h2).string ?? ""
+            #expect(!a2.isEmpty)
+            #expect(await c.call("APPROVE", a1) == .simple("OK"))
+            #expect(await c.call("LOT.ADD", "d1", "late", "5", "1") == .simple("OK"))
+            #expect(await c.call("DEAL.STATUS", "d1", "closed") == .simple("OK"))
+            // closed: no lots; settling goes on.
+            #expect(await c.call("LOT.ADD", "d1", "later", "5", "1").errorCode == "CLOSED")
+            #expect(await c.call("SETTLE", a1) == .simple("OK"))
+            #expect(await c.call("REJECT", a2) == .simple("OK"))
+            #expect(await c.call("LOT.GET", "d1-L1").fields?["units_allocated"] == "10")
+            // cancelled: no decisions, no allocations.
+            await srvSetupDeal(c, "d2")
+            let h3 = await c.call("HOLD", "d2", "inv1", "1", "10").elements?.first?.string ?? ""
+            let h4 = await c.call("HOLD", "d2", "inv1", "1", "10").elements?.first?.string ?? ""
+            let a3 = await c.call("ALLOCATE", h3).string ?? ""
+            #expect(await c.call("DEAL.STATUS", "d2", "cancelled") == .simple("OK"))
+            #expect(await c.call("APPROVE", a3).errorCode == "CLOSED")
+            // Cancelling releases pending holds and rejects allocations under review.
+            #expect(await c.call("HOLD.GET", h4).fields?["status"] == "cancelled")
+            #expect(await c.call("ALLOCATION.GET", a3).fields?["status"] == "rejected")
+            #expect(await c.call("ALLOCATE", h4).errorCode == "CONFLICT")
+            #expect(await c.call("INVENTORY", "d2").fields?["units_remaining"] == "100")
+            #expect(await c.call("HOLD", "d2", "inv1", "1", "10").errorCode == "CLOSED")
+            #expect(await c.call("DEAL.STATUS", "d2", "open").errorCode == "CONFLICT")
+            // A lot can shrink to what is committed, not below. Zero is refused by the parser.
+            await srvSetupDeal(c, "d3")
+            _ = await c.call("HOLD", "d3", "inv1", "4", "10")
+            #expect(await c.call("LOT.RESIZE", "d3", "d3-L1", "4") == .simple("OK"))
+            #expect(await c.call("LOT.GET", "d3-L1").fields?["status"] == "held")
+            #expect(await c.call("LOT.RESIZE", "d3", "d3-L1", "3.99999999").errorCode == "CONFLICT")
+            #expect(await c.call("HOLD", "d3", "inv1", "1", "10") == .error("INSUFFICIENT requested 1, available 0"))
+            await srvSetupDeal(c, "d4")
+            let zero = await c.call("LOT.RESIZE", "d4", "d4-L1", "0")
+            #expect(zero.errorCode == "INVALID", "\(zero)")
+        }
+    }
 }
