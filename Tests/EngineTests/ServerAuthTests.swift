@@ -234,3 +234,53 @@ private func hexBytes(_ s: String) -> [UInt8]? {
     while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
     return out
 }
+
+/// Loopback-admin mode (no token file): a client from a non-loopback address is
+/// not the admin; it must AUTH with a token.
+@Suite struct ServerProtectedModeTests {
+    /// The first non-loopback IPv4 address of this host, if any.
+    static func externalIPv4() -> String? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return nil }
+        defer { freeifaddrs(list) }
+        var p: UnsafeMutablePointer<ifaddrs>? = first
+        while let a = p {
+            defer { p = a.pointee.ifa_next }
+            guard let sa = a.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) else { continue }
+            var sin = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+            var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+            inet_ntop(AF_INET, &sin.sin_addr, &buf, socklen_t(INET_ADDRSTRLEN))
+            let s = String(cString: buf)
+            if !s.hasPrefix("127.") { return s }
+        }
+        return nil
+    }
+
+    @Test func nonLoopbackClientMustAuthenticate() async throws {
+        guard let ip = Self.externalIPv4() else { return }
+        let dir = SrvHarness.newTempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var config = DurableConfig(dataDir: dir)
+        config.segmentBytes = 1 << 20
+        let durable = try await DurableEngine.open(config)
+        let handler = EngineRequestHandler(engine: durable.engine, durable: durable)
+        let server = try EventLoopServer(config: ServerConfig(host: "0.0.0.0", port: 0, loops: 1), handler: handler)
+        do { try server.start() } catch { try? await durable.close(); return }
+        let local = try SrvClient(port: server.boundPort)
+        #expect(await local.call("DEAL.CREATE", "d1") == .simple("OK"))
+        let token = await local.call("TOKEN.CREATE", "alice", "investor", "INVESTOR", "inv-1").string ?? ""
+        if let fd = NetBench.connectBlocking(host: ip, port: server.boundPort) {
+            let remote = SrvClient(adopting: fd)
+            #expect(await remote.call("CLIENT", "INFO").string?.contains("addr=\(ip):") == true)
+            #expect(await remote.call("DEAL.CREATE", "d2").errorCode == "NOAUTH")
+            #expect(await remote.call("INVENTORY", "d1").errorCode == "NOAUTH")
+            #expect(await remote.call("INFO").errorCode == "NOAUTH")
+            #expect(await remote.call("AUTH", "admin", "guess").errorCode == "WRONGPASS")
+            #expect(await remote.call("AUTH", token) == .simple("OK"))
+            #expect(await remote.call("INVENTORY", "d1").fields?["deal"] == "d1")
+            #expect(await remote.call("DEAL.CREATE", "d2").errorCode == "NOPERM")
+        }
+        await srvBlocking { server.shutdown(gracefulTimeoutSeconds: 1) }
+        try? await durable.close()
+    }
+}

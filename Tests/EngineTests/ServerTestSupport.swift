@@ -164,6 +164,14 @@ final class SrvClient: @unchecked Sendable {
         self.fd = fd
     }
 
+    /// Wraps an already connected socket.
+    init(adopting fd: Int32, timeoutSeconds: Int = 5) {
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        self.fd = fd
+    }
+
     deinit { _ = Glibc.close(fd) }
 
     // MARK: blocking primitives
