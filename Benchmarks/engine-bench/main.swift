@@ -13,6 +13,9 @@ func runBenchmarks() async -> BenchReport {
     if options.runs("wal") {
         await DurabilityBenchmarks(options: options).run(into: &report)
     }
+    if options.runs("net") {
+        await NetBenchmarks(options: options).run(into: &report)
+    }
     return report
 }
 let options = BenchOptions(CommandLine.arguments.dropFirst())

@@ -14,6 +14,9 @@ public protocol ChangeSink: Sendable {
     var lastAppendedLSN: UInt64 { get }
     /// Why the log stopped accepting changes, if it did.
     var failureReason: String? { get }
+    /// True while the log is too far behind to take more work; checked before a
+    /// batch decides anything, so overload refuses requests instead of losing them.
+    var isOverloaded: Bool { get }
 }
 
 extension ChangeSink {

@@ -41,9 +41,14 @@ public actor DealActor {
         replies.reserveCapacity(requests.count)
         var changed: [Int] = []
         let readOnly = context.sink?.failureReason
+        let overloaded = readOnly == nil && (context.sink?.isOverloaded ?? false)
         for (i, request) in requests.enumerated() {
             if let reason = readOnly, request.isChange {
                 replies.append(.failure(EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")))
+                continue
+            }
+            if overloaded && request.isChange {
+                replies.append(.failure(EngineError(.limit, "the log is behind the disk; retry shortly")))
                 continue
             }
             let before = changes.count

@@ -59,7 +59,10 @@ public final class DurableEngine: Sendable {
         let r = result.report
         for s in r.skippedSnapshots { log("snapshot skipped: \(s)") }
         if let t = r.tornTail { log("torn record at the end of the log cut off: \(t)") }
-        if let t = r.truncated { log("log TRUNCATED at damaged record \(t): \(r.droppedRecords) records dropped") }
+        if let t = r.truncated {
+            log("log TRUNCATED at damaged record \(t): \(r.droppedRecords) records dropped")
+            if let segment = r.truncatedSegment { try setAsideSegments(after: segment, in: dir, io: io, log: log) }
+        }
         log("recovered \(r.recordsReplayed) records after snapshot LSN \(r.snapshotLSN) in \(String(format: "%.3f", r.seconds)) s: \(result.states.count) deals, next LSN \(r.nextLSN)")
         if config.mode == .none { log("WARNING: durability mode 'none': changes are never fsynced; a crash loses them. For tests and benchmarks only.") }
         let logConfig = LogConfig(directory: dir.wal, mode: config.mode, periodicIntervalMillis: config.periodicIntervalMillis,
@@ -71,6 +74,23 @@ public final class DurableEngine: Sendable {
         let expired = await engine.sweepExpired()
         if expired > 0 { log("expired \(expired) holds whose time passed while the engine was down") }
         return durable
+    }
+
+    /// After an operator-approved truncation, the segments after the damaged one
+    /// hold records that were dropped: rename them (`.dropped`, kept for
+    /// forensics) so the log continues from the cut.
+    static func setAsideSegments(after damaged: String, in dir: DataDirectory, io: any FileIO, log: (String) -> Void) throws {
+        guard let damagedLSN = LogFormat.parseSegmentName(damaged) else { return }
+        var moved = 0
+        for name in try io.listDirectory(dir.wal) {
+            guard let first = LogFormat.parseSegmentName(name), first > damagedLSN else { continue }
+            try io.rename(from: FilePath.join(dir.wal, name), to: FilePath.join(dir.wal, name + ".dropped"))
+            moved += 1
+        }
+        if moved > 0 {
+            try io.fsyncDirectory(dir.wal)
+            log("set aside \(moved) log segments after the damaged one as *.dropped")
+        }
     }
 
     init(engine: Engine, writer: LogWriter, recovery: RecoveryReport, config: DurableConfig, io: any FileIO,
@@ -124,8 +144,7 @@ public final class DurableEngine: Sendable {
     public func snapshot() async throws -> SnapshotStats {
         try await snapshotGate.run { [self] in
             let started = monotonicSeconds()
-            let floor = writer.stats.nextLSN - 1
-            let deals = await engine.capture()
+            let (floor, deals) = await engine.capture()
             let (access, accessLSN) = engine.captureAccess()
             let image = EngineImage(floorLSN: floor, deals: deals, access: access, accessLSN: accessLSN)
             let payload = StateCodec.encode(image)

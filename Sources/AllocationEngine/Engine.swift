@@ -70,6 +70,11 @@ public final class Engine: Sendable {
     private let ticker = Mutex<Task<Void, Never>?>(nil)
     /// Users and tokens: engine-wide, rarely written, so one lock is enough.
     let accessState: Locked<AccessState>
+    /// Held while a deal's creation is logged and registered, and while a
+    /// snapshot reads its LSN floor and lists the deals, so a snapshot can never
+    /// see a deal's creation in the log without seeing the deal (creations are
+    /// rare; lookups never take this lock).
+    let creationLock = Locked<Void>(())
 
     public var indexes: EngineIndexes { context.indexes }
     public var clock: any EngineClock { context.clock }
@@ -134,7 +139,7 @@ public final class Engine: Sendable {
             throw EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")
         }
         let now = clock.nowMillis()
-        let result: Result<(DealInfo, UInt64?), EngineError> = byID[Self.shard(spec.id)].withLock { dict in
+        let result: Result<(DealInfo, UInt64?), EngineError> = creationLock.withLock { _ in byID[Self.shard(spec.id)].withLock { dict in
             if dict[spec.id] != nil { return .failure(EngineError(.exists, "deal \(spec.id) already exists")) }
             let number = nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue
             var info = DealInfo(id: spec.id, number: number, name: spec.name, dealType: spec.dealType, vehicle: spec.vehicle,
@@ -149,7 +154,7 @@ public final class Engine: Sendable {
             dict[spec.id] = actor
             byNumber[Int(number) % Self.shardCount].withLock { $0[number] = actor }
             return .success((info, lsn))
-        }
+        } }
         let (info, lsn) = try result.get()
         if let lsn, let sink { try await sink.waitDurable(lsn) }
         return info
@@ -218,15 +223,18 @@ public final class Engine: Sendable {
 
     // MARK: - Whole-state views
 
-    /// Copies of every deal's state with the LSN each is complete up to.
-    public func capture() async -> [(state: DealState, lsn: UInt64)] {
+    /// Copies of every deal's state with the LSN each is complete up to, and
+    /// the floor: every record at or below it belongs to a captured deal (or to
+    /// the access state, captured separately).
+    public func capture() async -> (floor: UInt64, deals: [(state: DealState, lsn: UInt64)]) {
+        let (floor, actors) = creationLock.withLock { _ in (sink?.lastAppendedLSN ?? 0, allDeals) }
         var out: [(DealState, UInt64)] = []
-        for actor in allDeals { out.append(await actor.capture()) }
-        return out
+        for actor in actors { out.append(await actor.capture()) }
+        return (floor, out)
     }
 
     public func digest() async -> String {
-        let states = await capture().map(\.state)
+        let states = await capture().deals.map(\.state)
         return Self.digest(of: states)
     }
 

@@ -39,6 +39,8 @@ public struct RecoveryReport: Sendable {
     public var nextLSN: UInt64 = 1
     public var tornTail: String?
     public var truncated: String?
+    /// The segment holding the damaged record the log was cut at.
+    public var truncatedSegment: String?
     public var droppedRecords = 0
     public var segments = 0
     public var seconds = 0.0
@@ -185,6 +187,7 @@ public enum Recovery {
         if let t = summary.tornTail { report.tornTail = "\(t.segment) at offset \(t.offset) (\(t.bytes) bytes cut)" }
         if let t = summary.truncated {
             report.truncated = "\(t.segment) at offset \(t.offset), LSN \(t.lsn) (\(t.recoveryCase.rawValue))"
+            report.truncatedSegment = t.segment
             report.droppedRecords = summary.droppedRecords
         }
         report.seconds = now() - started

@@ -1,9 +1,13 @@
+import Synchronization
 import WAL
 
 /// The engine's changes going into the write-ahead log: one record per change,
 /// all of an actor batch appended under one lock acquisition.
 public final class WALChangeSink: ChangeSink {
     public let writer: LogWriter
+    /// Set when an append fails after its batch was applied in memory: the log
+    /// and memory now differ, so the engine must stop taking changes (fail-stop).
+    private let appendFailure = Mutex<String?>(nil)
 
     public init(writer: LogWriter) { self.writer = writer }
 
@@ -16,6 +20,7 @@ public final class WALChangeSink: ChangeSink {
                 }
             }
         } catch {
+            appendFailure.withLock { if $0 == nil { $0 = "log append failed: \(error)" } }
             throw Self.engineError(error)
         }
         guard let last else { preconditionFailure("a non-empty batch appended nothing") }
@@ -32,14 +37,10 @@ public final class WALChangeSink: ChangeSink {
     }
 
     public var lastAppendedLSN: UInt64 { writer.stats.nextLSN - 1 }
-    public var failureReason: String? { writer.failure }
+    public var failureReason: String? { writer.failure ?? appendFailure.withLock { $0 } }
+    public var isOverloaded: Bool { writer.isOverloaded }
 
     static func engineError(_ e: LogError) -> EngineError {
-        switch e {
-        case .overloaded, .recordTooLarge:
-            EngineError(.limit, "the log refused the change: \(e)")
-        default:
-            EngineError(.readOnly, "the change is not durable and the engine refuses changes: \(e)")
-        }
+        EngineError(.readOnly, "the change is not durable and the engine refuses changes: \(e)")
     }
 }

@@ -33,7 +33,8 @@ public struct LogConfig: Sendable {
     public var maxBatchBytes: Int
     /// Largest payload one record may carry.
     public var maxRecordBytes: Int
-    /// Appends are refused with `.overloaded` when this many bytes wait for the writer thread.
+    /// `append` refuses with `.overloaded` when this many bytes wait for the writer
+    /// thread; `appendBatch` callers check `isOverloaded` before deciding work.
     public var maxPendingBytes: Int
 
     public static let defaultSegmentBytes = 64 << 20
@@ -363,6 +364,12 @@ public final class LogWriter: Sendable {
             if config.preallocate { try io.zeroFill(fd, length: config.segmentBytes) }
             try io.fsync(fd)
         }
+        // The valid records may exist only in the page cache: after a failed
+        // fsync and a process restart, Linux shows them but has marked the pages
+        // clean without writing them. Recovery has replayed them, so write them
+        // again and sync before any new record is acknowledged after them.
+        try io.pwrite(fd, Array(bytes[0..<scan.validEnd]), offset: 0)
+        try io.fdatasync(fd)
         if nextLSN == logNext {
             // Case: continue in the last segment.
             return Resume(fd: fd, path: path, offset: scan.validEnd, salt: header.salt, firstLSN: header.firstLSN, created: false)
@@ -411,6 +418,13 @@ public final class LogWriter: Sendable {
         return try result.get()
     }
 
+    /// True while more than `maxPendingBytes` wait for the writer thread: the
+    /// moment to refuse new work before deciding it (see `appendBatch`).
+    public var isOverloaded: Bool {
+        let limit = config.maxPendingBytes
+        return state.withLock { $0.pendingBytes >= limit }
+    }
+
     /// Appends many records under one lock acquisition; returns the last LSN (nil if none).
     /// If any payload is over the limit, nothing of the batch is appended and this throws.
     public func appendBatch(_ body: (inout LogAppender) -> Void) throws(LogError) -> UInt64? {
@@ -418,9 +432,9 @@ public final class LogWriter: Sendable {
         let (result, signal) = state.withLock { s -> (Result<UInt64?, LogError>, Bool) in
             if let failure = s.failure { return (.failure(.failed(failure)), false) }
             if s.closeRequested { return (.failure(.closed), false) }
-            if s.pendingBytes >= config.maxPendingBytes {
-                return (.failure(.overloaded(pendingBytes: s.pendingBytes, limit: config.maxPendingBytes)), false)
-            }
+            // No pending-bytes check here: a batch caller has already applied its
+            // changes in memory, so refusing now would lose them. Callers admit
+            // work up front with `isOverloaded` instead.
             // Move the state into the appender and back (State is ~Copyable: no copy is made).
             let snapshot = (s.nextLSN, s.segmentSalt, s.segmentOffset, s.sealed.count, s.open.writer.count,
                             s.open.records, s.open.lastLSN, s.open.newSegment, s.pendingBytes, s.pendingRecords,

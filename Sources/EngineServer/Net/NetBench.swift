@@ -5,6 +5,16 @@
 import CLinux
 import Glibc
 
+public struct NetBenchResult: Sendable {
+    public var requestsPerSecond: Double
+    public var p50Micros: Double
+    public var p99Micros: Double
+    public var p999Micros: Double
+    /// Replies that were errors (`-...`).
+    public var errors: Int
+    public var completed: Int
+}
+
 public enum NetBench {
     /// Runs the load for `seconds` and reports throughput and the latency of each
     /// round trip (one pipeline batch: send to last reply), in microseconds.
@@ -13,24 +23,40 @@ public enum NetBench {
         port: Int, connections: Int, pipeline: Int, seconds: Double,
         command: [String] = ["PING"], host: String = "127.0.0.1"
     ) -> (requestsPerSecond: Double, p50Micros: Double, p99Micros: Double, p999Micros: Double) {
+        let r = runLoad(port: port, connections: connections, pipeline: pipeline, seconds: seconds, commands: [command], host: host)
+        return (r.requestsPerSecond, r.p50Micros, r.p99Micros, r.p999Micros)
+    }
+
+    /// Like `runPingLoad`, with several command variants: each round trip of a
+    /// connection sends the next variant (connection `i` starts at variant `i`),
+    /// so e.g. 1,000 deals can be spread over 50 connections.
+    public static func runLoad(
+        port: Int, connections: Int, pipeline: Int, seconds: Double,
+        commands: [[String]], host: String = "127.0.0.1"
+    ) -> NetBenchResult {
         let pipeline = max(1, pipeline)
-        var one: [UInt8] = Array("*\(command.count)\r\n".utf8)
-        for arg in command {
-            one.append(contentsOf: Array("$\(arg.utf8.count)\r\n".utf8))
-            one.append(contentsOf: Array(arg.utf8))
-            one.append(contentsOf: [13, 10])
+        let requests: [[UInt8]] = commands.map { command in
+            var one: [UInt8] = Array("*\(command.count)\r\n".utf8)
+            for arg in command {
+                one.append(contentsOf: Array("$\(arg.utf8.count)\r\n".utf8))
+                one.append(contentsOf: Array(arg.utf8))
+                one.append(contentsOf: [13, 10])
+            }
+            var request: [UInt8] = []
+            for _ in 0..<pipeline { request.append(contentsOf: one) }
+            return request
         }
-        var request: [UInt8] = []
-        for _ in 0..<pipeline { request.append(contentsOf: one) }
+        var errors = 0
 
         struct Client {
             var fd: Int32
             var input: [UInt8] = []
             var awaiting = 0
             var sentAt: UInt64 = 0
+            var variant = 0
         }
         let epfd = epoll_create1(SysFlags.cloexec)
-        guard epfd >= 0 else { return (0, 0, 0, 0) }
+        guard epfd >= 0 else { return NetBenchResult(requestsPerSecond: 0, p50Micros: 0, p99Micros: 0, p999Micros: 0, errors: 0, completed: 0) }
         defer { close(epfd) }
         var clients: [Client] = []
         defer { for c in clients { close(c.fd) } }
@@ -39,9 +65,9 @@ public enum NetBench {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | SysFlags.nonblock)
             setIntOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             _ = epollControl(epfd, EPOLL_CTL_ADD, fd, events: SysFlags.epollIn, token: UInt64(i))
-            clients.append(Client(fd: fd))
+            clients.append(Client(fd: fd, variant: i % requests.count))
         }
-        guard !clients.isEmpty else { return (0, 0, 0, 0) }
+        guard !clients.isEmpty else { return NetBenchResult(requestsPerSecond: 0, p50Micros: 0, p99Micros: 0, p999Micros: 0, errors: 0, completed: 0) }
         var latencies: [UInt32] = []
         latencies.reserveCapacity(1 << 20)
         var completed = 0
@@ -49,6 +75,8 @@ public enum NetBench {
         func send(_ index: Int) -> Bool {
             clients[index].sentAt = monotonicNanos()
             clients[index].awaiting = pipeline
+            let request = requests[clients[index].variant]
+            clients[index].variant = (clients[index].variant + 1) % requests.count
             var off = 0
             while off < request.count {
                 let n = request.withUnsafeBytes { Glibc.send(clients[index].fd, $0.baseAddress! + off, $0.count - off, SysFlags.msgNoSignal) }
@@ -94,6 +122,7 @@ public enum NetBench {
                 let got: Int = clients[i].input.withUnsafeBufferPointer { buf in
                     var count = 0
                     while count < clients[i].awaiting, let next = skipReply(buf, from: pos) {
+                        if buf[pos] == UInt8(ascii: "-") { errors += 1 }
                         pos = next
                         count += 1
                     }
@@ -116,7 +145,8 @@ public enum NetBench {
             let idx = min(latencies.count - 1, Int(Double(latencies.count) * p))
             return Double(latencies[idx])
         }
-        return (Double(completed) / max(elapsed, 1e-9), percentile(0.50), percentile(0.99), percentile(0.999))
+        return NetBenchResult(requestsPerSecond: Double(completed) / max(elapsed, 1e-9), p50Micros: percentile(0.50),
+                              p99Micros: percentile(0.99), p999Micros: percentile(0.999), errors: errors, completed: completed)
     }
 
     /// Index just after one complete RESP reply starting at `pos`, or nil if the
