@@ -50,7 +50,9 @@ extension DealState {
                 guard let f = lotFields(l) else { throw EngineError(.notFound, "lot \(l) not found in deal \(info.id)") }
                 return .fields(f)
             case .inventory: return .fields(inventory().fields)
-            case .position(let investor): return .fields(positionFields(investor: investor))
+            case .position(let investor):
+                try Validate.id(investor, field: "investor")
+                return .fields(positionFields(investor: investor))
             }
         } catch {
             return .failure(error)

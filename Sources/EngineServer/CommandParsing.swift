@@ -172,7 +172,12 @@ enum CommandParser {
             return .deal(.addLot(spec), .deal(deal))
         case "LOT.RESIZE":
             let deal = try req("deal"), lot = try req("lot"), unitsText = try req("units"); try end()
-            let units = try engine { () throws(EngineError) in try Units.parse(unitsText, field: "lot units") }
+            // A lot may shrink to zero (nothing held or allocated), unlike a new lot.
+            let units = try engine { () throws(EngineError) in
+                let raw = try FixedPoint.parse(unitsText, scale: Scale.units, field: "lot units")
+                guard raw >= 0 else { throw EngineError(.invalid, "lot units must not be negative, got \(unitsText)") }
+                return Units(raw: raw)
+            }
             return .deal(.resizeLot(lot: lot, unitsTotal: units), .deal(deal))
         case "DEAL.CREATE":
             var spec = DealSpec(id: try req("deal"))

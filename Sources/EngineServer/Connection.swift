@@ -3,7 +3,11 @@ import AllocationEngine
 /// The handler's state for one connection (kept in `Session.attachment`, so
 /// confined to the connection's loop thread like the session itself).
 final class ConnectionState {
-    var principal: Principal?
+    var principal: Principal? {
+        didSet { epoch += 1 }
+    }
+    /// Bumped at every (re)authentication.
+    private(set) var epoch = 0
     init(principal: Principal?) { self.principal = principal }
 }
 

@@ -107,6 +107,9 @@ extension EngineRequestHandler {
                 k += 3
             case "SETNAME" where k + 1 < c.count:
                 setName = c.string(at: k + 1)
+                guard !setName!.utf8.contains(where: { $0 <= 0x20 }) else {
+                    throw CommandError("ERR", "Client names cannot contain spaces, newlines or special characters.")
+                }
                 k += 2
             default:
                 throw CommandError("ERR", "syntax error in HELLO: HELLO [2|3] [AUTH <user> <token>] [SETNAME <name>]")

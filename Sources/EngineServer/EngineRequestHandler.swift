@@ -31,6 +31,7 @@ public final class EngineRequestHandler: RequestHandler {
     let errorReplies = Atomic<UInt64>(0)
     let holdsPlaced = Atomic<UInt64>(0)
     let statsSource = Mutex<(@Sendable () -> ServerStats)?>(nil)
+    let boundPort = Atomic<Int>(0)
 
     public init(engine: Engine, durable: DurableEngine? = nil, settings: Settings = Settings(),
                 log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -40,9 +41,10 @@ public final class EngineRequestHandler: RequestHandler {
         self.log = log
     }
 
-    /// Lets INFO report the network layer's counters.
+    /// Lets INFO report the network layer's counters and the port it bound.
     public func attach(statsFrom server: EventLoopServer) {
         statsSource.withLock { $0 = { server.stats } }
+        boundPort.store(server.boundPort, ordering: .relaxed)
     }
 
     public func sessionOpened(_ session: Session) {
@@ -60,9 +62,17 @@ public final class EngineRequestHandler: RequestHandler {
 
     // MARK: - Batches
 
+    /// Who a pending command runs as: the investors it may act for (nil: all)
+    /// and the connection's authentication epoch when it was parsed, so an AUTH
+    /// in the middle of a pipeline applies exactly to the commands after it.
+    struct Scope: Sendable {
+        var investors: Set<String>?
+        var epoch: Int
+    }
+
     enum Step: Sendable {
         case encoded([UInt8])
-        case pending(Operation, proto: Int)
+        case pending(Operation, proto: Int, scope: Scope)
     }
 
     public func handle(_ commands: [RESPCommand], session: Session,
@@ -90,7 +100,8 @@ public final class EngineRequestHandler: RequestHandler {
                     throw CommandError("ERR", "unknown command '\(name.prefix(40).lowercased())', with args beginning with: \(Self.preview(command))")
                 }
                 try authorize(operation, principal)
-                steps.append(.pending(operation, proto: session.protocolVersion))
+                steps.append(.pending(operation, proto: session.protocolVersion,
+                                      scope: Scope(investors: principal.investors, epoch: conn.epoch)))
                 pending += 1
                 if name == "HOLD" { holds += 1 }
             } catch {
@@ -104,10 +115,9 @@ public final class EngineRequestHandler: RequestHandler {
             complete(Self.join(steps), close)
             return
         }
-        let scope = conn.principal?.investors
         let started = DispatchTime.now().uptimeNanoseconds
         Task {
-            await self.run(steps, scope: scope, close: close, holds: holds, started: started, complete: complete)
+            await self.run(steps, close: close, holds: holds, started: started, complete: complete)
         }
     }
 
@@ -122,46 +132,41 @@ public final class EngineRequestHandler: RequestHandler {
     }
 
     /// Runs the engine part of a batch, then answers it once durable.
-    private func run(_ steps: [Step], scope: Set<String>?, close: Bool, holds: Int, started: UInt64,
+    ///
+    /// Commands run in arrival order. Consecutive commands for the same deal (and
+    /// the same user) reach its actor in one call; a command for another deal, or
+    /// one whose hold/allocation/lot is not known yet (it may be created by the
+    /// commands before it), starts a new call after the current one.
+    private func run(_ steps: [Step], close: Bool, holds: Int, started: UInt64,
                      complete: @escaping @Sendable ([UInt8], Bool) -> Void) async {
         var outcomes = [DealReply?](repeating: nil, count: steps.count)
         var changed = [Bool](repeating: false, count: steps.count)
         var maxLSN: UInt64 = 0
         var i = 0
         while i < steps.count {
-            guard case .pending(let operation, _) = steps[i] else { i += 1; continue }
+            guard case .pending(let operation, _, let scope) = steps[i] else { i += 1; continue }
             switch operation {
-            case .deal:
-                // A run of consecutive deal commands, grouped by deal. A command
-                // whose hold/allocation/lot is not known yet ends the run, so one
-                // created earlier in the same batch is found after the run executes.
-                var groups: [(actor: DealActor, requests: [DealRequest], slots: [Int])] = []
-                var j = i
+            case .deal(let first, let target):
+                guard let actor = resolve(target) else {
+                    outcomes[i] = .failure(notFound(target))
+                    i += 1
+                    continue
+                }
+                var requests = [first]
+                var slots = [i]
+                var j = i + 1
                 while j < steps.count {
-                    guard case .pending(let op, _) = steps[j] else { j += 1; continue }
-                    guard case .deal(let request, let target) = op else { break }
-                    guard let actor = resolve(target) else {
-                        if groups.isEmpty {
-                            outcomes[j] = .failure(notFound(target))
-                            j += 1
-                            continue
-                        }
-                        break
-                    }
-                    if let g = groups.firstIndex(where: { $0.actor === actor }) {
-                        groups[g].requests.append(request)
-                        groups[g].slots.append(j)
-                    } else {
-                        groups.append((actor, [request], [j]))
-                    }
+                    guard case .pending(let op, _, let nextScope) = steps[j] else { j += 1; continue }
+                    guard case .deal(let request, let nextTarget) = op, nextScope.epoch == scope.epoch,
+                          let nextActor = resolve(nextTarget), nextActor === actor else { break }
+                    requests.append(request)
+                    slots.append(j)
                     j += 1
                 }
-                for group in groups {
-                    let result = await group.actor.execute(group.requests, actingFor: scope)
-                    for (k, slot) in group.slots.enumerated() { outcomes[slot] = result.replies[k] }
-                    for k in result.changed { changed[group.slots[k]] = true }
-                    if let lsn = result.lsn { maxLSN = max(maxLSN, lsn) }
-                }
+                let result = await actor.execute(requests, actingFor: scope.investors)
+                for (k, slot) in slots.enumerated() { outcomes[slot] = result.replies[k] }
+                for k in result.changed { changed[slots[k]] = true }
+                if let lsn = result.lsn { maxLSN = max(maxLSN, lsn) }
                 i = j
             case .createDeal(let spec):
                 do throws(EngineError) {
@@ -200,7 +205,7 @@ public final class EngineRequestHandler: RequestHandler {
             for (k, step) in steps.enumerated() {
                 switch step {
                 case .encoded(let bytes): encoder.raw(bytes)
-                case .pending(let op, let proto):
+                case .pending(let op, let proto, _):
                     encoder.protocolVersion = proto
                     var reply = outcomes[k] ?? .failure(EngineError(.invalid, "not executed"))
                     if let durabilityError, changed[k] { reply = .failure(durabilityError) }

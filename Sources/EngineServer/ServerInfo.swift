@@ -13,7 +13,7 @@ extension EngineRequestHandler {
         }
         add("Server", [
             ("server", "allocation-engine"), ("version", settings.version), ("process_id", String(getpid())),
-            ("tcp_port", String(settings.port)), ("bind", settings.host),
+            ("tcp_port", String(boundPort.load(ordering: .relaxed) == 0 ? settings.port : boundPort.load(ordering: .relaxed))), ("bind", settings.host),
             ("uptime_in_seconds", String(Int(monotonicSeconds() - startedAt))),
             ("data_dir", settings.dataDir ?? ""), ("durability", settings.durability),
         ])

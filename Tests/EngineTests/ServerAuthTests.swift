@@ -250,7 +250,7 @@ private func hexBytes(_ s: String) -> [UInt8]? {
             var sin = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
             var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
             inet_ntop(AF_INET, &sin.sin_addr, &buf, socklen_t(INET_ADDRSTRLEN))
-            let s = String(cString: buf)
+            let s = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if !s.hasPrefix("127.") { return s }
         }
         return nil

@@ -111,10 +111,8 @@ import Testing
             digest = await c.call("DIGEST")
             let info = await c.call("INFO", "server").string ?? ""
             #expect(info.contains("durability:strict\r\n") && info.contains("data_dir:\(data)\r\n"), "\(info)")
-            // INFO should report the port actually bound. BUG (reported): it shows the configured one (0).
-            withKnownIssue("INFO tcp_port shows the configured port, not the bound one, with --port 0") {
-                #expect(info.contains("tcp_port:\(port)\r\n"), "\(info)")
-            }
+            // INFO reports the port actually bound.
+            #expect(info.contains("tcp_port:\(port)\r\n"), "\(info)")
             // A second server on the same data directory is refused.
             let s2 = try Served(binary: bin, args: args)
             let status2 = await s2.waitExit()
