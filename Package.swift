@@ -20,8 +20,10 @@ let package = Package(
         .target(name: "EngineServer", dependencies: ["AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/EngineServer"),
         .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot"], path: "Sources/allocation-engine"),
         .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot"], path: "Benchmarks/engine-bench"),
-        .testTarget(name: "EngineTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer"], path: "Tests/EngineTests"),
-        .testTarget(name: "StressTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer"], path: "Tests/StressTests"),
+        // Helpers shared by both test targets (child server processes, a RESP client).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "EngineTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer", "TestSupport"], path: "Tests/EngineTests"),
+        .testTarget(name: "StressTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer", "TestSupport"], path: "Tests/StressTests"),
     ],
     swiftLanguageModes: [.v6]
 )

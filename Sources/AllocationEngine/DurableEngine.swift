@@ -58,6 +58,7 @@ public final class DurableEngine: Sendable {
                                           now: monotonicSeconds)
         let r = result.report
         for s in r.skippedSnapshots { log("snapshot skipped: \(s)") }
+        for w in r.warnings { log("WARNING: \(w)") }
         if let t = r.tornTail { log("torn record at the end of the log cut off: \(t)") }
         if let t = r.truncated {
             log("log TRUNCATED at damaged record \(t): \(r.droppedRecords) records dropped")

@@ -46,6 +46,8 @@ public struct RecoveryReport: Sendable {
     public var seconds = 0.0
     /// Whether replay stopped at --to-lsn / --to-time before the end of the log.
     public var stoppedEarly = false
+    /// Things an operator should know that did not stop recovery.
+    public var warnings: [String] = []
 }
 
 public struct RecoveryError: Error, CustomStringConvertible, Sendable {
@@ -142,6 +144,10 @@ public enum Recovery {
                 } catch {
                     throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): undecodable record: \(error)")
                 }
+                if lastLSN == replayFrom && record.lsn != replayFrom + 1 {
+                    throw RecoveryError("the log starts at LSN \(record.lsn) (\(record.segment)) but the state needs every record after LSN \(replayFrom): "
+                        + (report.snapshotPath == nil ? "no usable snapshot covers the records before it (snapshots missing or damaged)" : "records are missing"))
+                }
                 lastLSN = record.lsn
                 if case .tokenCreated(let token) = change {
                     if record.lsn <= accessSkipUpTo { report.recordsSkipped += 1; return }
@@ -182,6 +188,9 @@ public enum Recovery {
         }
         report.recordsReplayed = replayed
         report.segments = summary.segments
+        if summary.segments == 0 && replayFrom > 0 {
+            report.warnings.append("no log segments found beside snapshot LSN \(replayFrom): any change after that snapshot is lost (was the wal directory removed?)")
+        }
         report.lastLSN = max(summary.lastLSN ?? 0, replayFrom)
         report.nextLSN = max(summary.nextLSN, replayFrom + 1)
         if let t = summary.tornTail { report.tornTail = "\(t.segment) at offset \(t.offset) (\(t.bytes) bytes cut)" }

@@ -73,6 +73,8 @@ enum ServeCommand {
             access = .tokens(adminTokenHash: SHA256.hex(token))
         }
 
+        raiseOpenFileLimit(wanted: limits.maxConnections + 256)
+
         // One server per data directory.
         let lock = try DataDirectoryLock(DataDirectory(durable.dataDir))
         defer { lock.release() }
@@ -136,6 +138,23 @@ enum ServeCommand {
             }
             SignalSources.keep(sources)
         }
+    }
+}
+
+/// Raises the soft open-file limit (often 1024) toward the hard one, so the
+/// connection limit is not silently capped by the kernel.
+func raiseOpenFileLimit(wanted: Int) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+    let target = min(rlim_t(wanted), limit.rlim_max)
+    if limit.rlim_cur < target {
+        limit.rlim_cur = target
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+            logLine("WARNING: could not raise the open-file limit to \(target): \(String(cString: strerror(errno)))")
+        }
+    }
+    if Int(limit.rlim_cur) < wanted {
+        logLine("WARNING: open-file limit \(limit.rlim_cur) is below --max-clients; raise it (ulimit -n) to serve that many clients")
     }
 }
 

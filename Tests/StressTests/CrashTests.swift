@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Glibc
 import Synchronization
 import Testing
@@ -55,7 +56,7 @@ final class StopFlag: Sendable {
         print("[crash] CRASH_SEED=0x\(String(seed, radix: 16)) cycles=\(CrashSettings.cycles)")
         var rng = CrashRNG(seed: seed)
         let dir = try makeTempDir("crash")
-        defer { removeTree(dir) }
+        defer { removeTempTree(dir) }
         let ledger = CrashLedger()
 
         var server = try ServerProcess(dataDir: dir)

@@ -2,18 +2,17 @@ import Foundation
 import Glibc
 import Synchronization
 
-// Real processes for the crash and tool tests: the built `allocation-engine`
-// binary, a child server on a free port, a tiny blocking RESP client, and the
-// data-directory tools. (The same helpers exist in both test targets, which
-// cannot share code: Tests/StressTests/CrashProcessSupport.swift.)
+// Real processes for the crash and tool tests of both test targets: the built
+// `allocation-engine` binary, a child server on a free port, a tiny blocking
+// RESP client, and the data-directory tools.
 
-enum EngineBinary {
+public enum EngineBinary {
     /// The package root, from this file's path (Tests/<target>/<file>).
-    static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    public static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
     /// `.build/debug/allocation-engine`, or nil when it has not been built.
-    static let path: String? = {
+    public static let path: String? = {
         var candidates = [packageRoot.appendingPathComponent(".build/debug/allocation-engine").path]
         // Next to the test bundle (e.g. .build/x86_64-unknown-linux-gnu/debug/).
         let bundle = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
@@ -22,26 +21,26 @@ enum EngineBinary {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
-    static let missingMessage = "allocation-engine is not built (looked in \(packageRoot.path)/.build/debug); run `swift build` first"
+    public static let missingMessage = "allocation-engine is not built (looked in \(packageRoot.path)/.build/debug); run `swift build` first"
 }
 
-struct ProcessTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+public struct ProcessTestError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }
 
 /// A fresh empty directory under the system temp directory.
-func makeTempDir(_ label: String) throws -> String {
+public func makeTempDir(_ label: String) throws -> String {
     let path = NSTemporaryDirectory() + "ae-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
 
 /// Removes a directory and everything under it.
-func removeTempTree(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
+public func removeTempTree(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
 
 /// A TCP port nobody listens on right now (bind to port 0, read it, close).
-func freePort() throws -> Int {
+public func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw ProcessTestError("socket: errno \(errno)") }
     defer { close(fd) }
@@ -59,15 +58,15 @@ func freePort() throws -> Int {
 
 // MARK: - RESP
 
-enum RESPValue: Equatable, CustomStringConvertible {
+public enum RESPValue: Equatable, CustomStringConvertible {
     case simple(String)
     case error(String)
     case integer(Int)
     case bulk(String?)
     case array([RESPValue]?)
 
-    var isError: Bool { if case .error = self { return true } else { return false } }
-    var string: String? {
+    public var isError: Bool { if case .error = self { return true } else { return false } }
+    public var string: String? {
         switch self {
         case .simple(let s): s
         case .bulk(let s): s
@@ -75,9 +74,9 @@ enum RESPValue: Equatable, CustomStringConvertible {
         default: nil
         }
     }
-    var array: [RESPValue]? { if case .array(let a) = self { return a } else { return nil } }
+    public var array: [RESPValue]? { if case .array(let a) = self { return a } else { return nil } }
     /// A flat field/value array (RESP2 map) as a dictionary.
-    var fields: [String: String] {
+    public var fields: [String: String] {
         guard let a = array else { return [:] }
         var out: [String: String] = [:]
         var i = 0
@@ -87,7 +86,7 @@ enum RESPValue: Equatable, CustomStringConvertible {
         }
         return out
     }
-    var description: String {
+    public var description: String {
         switch self {
         case .simple(let s): "+\(s)"
         case .error(let s): "-\(s)"
@@ -99,12 +98,12 @@ enum RESPValue: Equatable, CustomStringConvertible {
 }
 
 /// A blocking RESP client on one TCP connection. Not thread-safe: one per thread.
-final class RESPClient {
-    let fd: Int32
+public final class RESPClient {
+    public let fd: Int32
     private var buffer: [UInt8] = []
     private var position = 0
 
-    init(port: Int, timeoutSeconds: Int = 10) throws {
+    public init(port: Int, timeoutSeconds: Int = 10) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ProcessTestError("socket: errno \(errno)") }
         var addr = sockaddr_in()
@@ -129,7 +128,7 @@ final class RESPClient {
     deinit { close(fd) }
 
     /// Sends one command and reads its reply.
-    func command(_ args: [String]) throws -> RESPValue {
+    public func command(_ args: [String]) throws -> RESPValue {
         var out: [UInt8] = Array("*\(args.count)\r\n".utf8)
         for a in args {
             let bytes = Array(a.utf8)
@@ -145,10 +144,10 @@ final class RESPClient {
         return try readValue()
     }
 
-    func command(_ args: String...) throws -> RESPValue { try command(args) }
+    public func command(_ args: String...) throws -> RESPValue { try command(args) }
 
     /// Sends many commands in one write (pipelining) and reads all their replies.
-    func pipeline(_ commands: [[String]]) throws -> [RESPValue] {
+    public func pipeline(_ commands: [[String]]) throws -> [RESPValue] {
         var replies: [RESPValue] = []
         var start = 0
         while start < commands.count {
@@ -235,13 +234,18 @@ final class RESPClient {
 // MARK: - Processes
 
 /// A server child process; killed (SIGKILL) when released if still running.
-final class ServerProcess: @unchecked Sendable {
-    let process = Process()
-    let port: Int
-    let dataDir: String
-    let logPath: String
+///
+/// `@unchecked Sendable` is safe here: every stored property is a `let`, and the
+/// `Process` is configured and started only in `init`, before the object can be
+/// shared; afterwards only Process's thread-safe queries and waits are used
+/// (`isRunning`, `processIdentifier`, `terminationStatus`, `waitUntilExit`).
+public final class ServerProcess: @unchecked Sendable {
+    public let process = Process()
+    public let port: Int
+    public let dataDir: String
+    public let logPath: String
 
-    init(dataDir: String, port: Int? = nil, durability: String = "strict", extra: [String] = [],
+    public init(dataDir: String, port: Int? = nil, durability: String = "strict", extra: [String] = [],
          startTimeoutSeconds: Double = 20) throws {
         guard let binary = EngineBinary.path else { throw ProcessTestError(EngineBinary.missingMessage) }
         self.port = try port ?? freePort()
@@ -270,11 +274,11 @@ final class ServerProcess: @unchecked Sendable {
         }
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var pid: Int32 { process.processIdentifier }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// kill -9 and wait for it to be gone.
-    func kill9() {
+    public func kill9() {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         ChildProcesses.unregister(process.processIdentifier)
@@ -282,7 +286,7 @@ final class ServerProcess: @unchecked Sendable {
 
     /// SIGTERM (clean shutdown), SIGKILL after the timeout. Returns the exit status.
     @discardableResult
-    func stop(timeoutSeconds: Double = 15) -> Int32 {
+    public func stop(timeoutSeconds: Double = 15) -> Int32 {
         if process.isRunning {
             kill(process.processIdentifier, SIGTERM)
             let deadline = Date().addingTimeInterval(timeoutSeconds)
@@ -301,10 +305,10 @@ final class ServerProcess: @unchecked Sendable {
 
 /// Every child still running, killed at exit of the test process even if a test
 /// forgot (or crashed past) its cleanup.
-enum ChildProcesses {
+public enum ChildProcesses {
     private static let pids = Mutex<Set<Int32>>([])
     private static let installed = Mutex<Bool>(false)
-    static func register(_ pid: Int32) {
+    public static func register(_ pid: Int32) {
         pids.withLock { _ = $0.insert(pid) }
         installed.withLock { done in
             guard !done else { return }
@@ -312,14 +316,14 @@ enum ChildProcesses {
             atexit { ChildProcesses.killAll() }
         }
     }
-    static func unregister(_ pid: Int32) { pids.withLock { _ = $0.remove(pid) } }
-    static func killAll() {
+    public static func unregister(_ pid: Int32) { pids.withLock { _ = $0.remove(pid) } }
+    public static func killAll() {
         for pid in pids.withLock({ Array($0) }) { kill(pid, SIGKILL) }
     }
 }
 
 /// Runs `allocation-engine <args>` to completion; returns status, stdout, stderr.
-func runTool(_ args: [String], timeoutSeconds: Double = 60) throws -> (status: Int32, out: String, err: String) {
+public func runTool(_ args: [String], timeoutSeconds: Double = 60) throws -> (status: Int32, out: String, err: String) {
     guard let binary = EngineBinary.path else { throw ProcessTestError(EngineBinary.missingMessage) }
     let dir = try makeTempDir("tool")
     defer { removeTempTree(dir) }
