@@ -75,5 +75,29 @@ public struct HoldSpec: Hashable, Sendable {
     public var price: Price
     public var expiresAt: Int64
     public var partial: Bool
-    public var parts: [LotPart]
+    /// The split, oldest lot first. Kept as first + rest so the common
+    /// single-lot hold allocates nothing.
+    public var firstPart: LotPart
+    public var moreParts: [LotPart]
+
+    public init(id: String, investor: String, requested: Units, price: Price, expiresAt: Int64, partial: Bool,
+                firstPart: LotPart, moreParts: [LotPart] = []) {
+        self.id = id
+        self.investor = investor
+        self.requested = requested
+        self.price = price
+        self.expiresAt = expiresAt
+        self.partial = partial
+        self.firstPart = firstPart
+        self.moreParts = moreParts
+    }
+
+    public var parts: [LotPart] { [firstPart] + moreParts }
+    public var partCount: Int { 1 + moreParts.count }
+
+    @inline(__always)
+    func forEachPart(_ body: (LotPart) -> Void) {
+        body(firstPart)
+        for p in moreParts { body(p) }
+    }
 }

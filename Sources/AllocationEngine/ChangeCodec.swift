@@ -22,8 +22,8 @@ public enum ChangeCodec {
         case .holdPlaced(let deal, let h):
             w.string(deal); w.string(h.id); w.string(h.investor); w.varint128(UInt128(h.requested.raw))
             w.zigzag(h.price.raw); w.zigzag(h.expiresAt); w.u8(h.partial ? 1 : 0)
-            w.varint(UInt64(h.parts.count))
-            for p in h.parts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+            w.varint(UInt64(h.partCount))
+            h.forEachPart { p in w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
         case .holdReleased(let deal, let hold), .holdExpired(let deal, let hold):
             w.string(deal); w.string(hold)
         case .allocationCreated(let deal, let hold, let allocation):
@@ -69,15 +69,16 @@ public enum ChangeCodec {
             let partial = try r.u8() != 0
             let count = try r.varint()
             guard count >= 1 && count <= UInt64(EngineLimits.maxLotsPerDeal) else { throw DecodeError("hold lot count \(count)") }
-            var parts: [LotPart] = []
-            parts.reserveCapacity(Int(count))
-            for _ in 0..<count {
+            var first = LotPart(lot: 0, units: .zero)
+            var more: [LotPart] = []
+            for i in 0..<count {
                 let lot = try r.varint()
                 guard lot <= UInt64(Int32.max) else { throw DecodeError("lot index out of range") }
-                parts.append(LotPart(lot: Int32(lot), units: try units(&r)))
+                let part = LotPart(lot: Int32(lot), units: try units(&r))
+                if i == 0 { first = part } else { more.append(part) }
             }
             change = .holdPlaced(deal: deal, hold: HoldSpec(id: id, investor: investor, requested: requested, price: price,
-                                                            expiresAt: expiresAt, partial: partial, parts: parts))
+                                                            expiresAt: expiresAt, partial: partial, firstPart: first, moreParts: more))
         case 6: change = .holdReleased(deal: try r.string(), hold: try r.string())
         case 7: change = .holdExpired(deal: try r.string(), hold: try r.string())
         case 8: change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string())

@@ -38,7 +38,8 @@ extension DealState {
             throw EngineError(.insufficient, "requested \(r.units), available \(available)")
         }
         var need = r.partial ? min(r.units, available) : r.units
-        var parts: [LotPart] = []
+        var first: LotPart?
+        var more: [LotPart] = []
         var pos = cursor
         while need.raw > 0 {
             // The deal-wide sum says enough remains, so the walk cannot run off the end.
@@ -47,13 +48,14 @@ extension DealState {
             let have = lots[Int(lot)].unitsRemaining
             if have.raw > 0 {
                 let take = min(have, need)
-                parts.append(LotPart(lot: lot, units: take))
+                if first == nil { first = LotPart(lot: lot, units: take) } else { more.append(LotPart(lot: lot, units: take)) }
                 need -= take
             }
             pos += 1
         }
+        guard let first else { preconditionFailure("a hold of positive units took no lot") }
         return .place(HoldSpec(id: r.id ?? "", investor: r.investor, requested: r.units, price: r.price,
-                               expiresAt: now + ttl, partial: r.partial, parts: parts))
+                               expiresAt: now + ttl, partial: r.partial, firstPart: first, moreParts: more))
     }
 
     func checkOpenForHolds(now: Int64) throws(EngineError) {
@@ -168,8 +170,8 @@ extension DealState {
 
     func receipt(of slot: Int32) -> HoldReceipt {
         let h = holds[Int(slot)]
-        var shares = [LotShare(lot: lots[Int(h.firstPart.lot)].id, units: h.firstPart.units)]
-        for p in h.moreParts { shares.append(LotShare(lot: lots[Int(p.lot)].id, units: p.units)) }
-        return HoldReceipt(id: h.id, expiresAt: h.expiresAt, units: h.filled, parts: shares)
+        let more = h.moreParts.isEmpty ? [] : h.moreParts.map { LotShare(lot: lots[Int($0.lot)].id, units: $0.units) }
+        return HoldReceipt(id: h.id, expiresAt: h.expiresAt, units: h.filled,
+                           firstPart: LotShare(lot: lots[Int(h.firstPart.lot)].id, units: h.firstPart.units), moreParts: more)
     }
 }

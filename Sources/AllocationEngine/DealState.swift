@@ -12,8 +12,8 @@ public struct DealState: Sendable {
     var orderOfLot: [Int32] = []
     /// Every position in `lotOrder` before the cursor has no remaining units.
     var cursor = 0
-    public internal(set) var holds: [Hold] = []
-    public internal(set) var allocations: [Allocation] = []
+    public internal(set) var holds = ChunkedArray<Hold>()
+    public internal(set) var allocations = ChunkedArray<Allocation>()
     public internal(set) var investors: [String] = []
     var investorSlot: [IdKey: Int32] = [:]
     public internal(set) var positions: [Position] = []
@@ -162,14 +162,13 @@ public struct DealState: Sendable {
     }
 
     private mutating func applyHoldPlaced(_ spec: HoldSpec, time: Int64, index: EngineIndexes, indexNew: Bool) throws(EngineError) -> Int32 {
-        guard let first = spec.parts.first else { throw EngineError(.invalid, "hold \(spec.id) takes no units") }
         var total = Units.zero
-        for p in spec.parts {
-            guard p.lot >= 0 && Int(p.lot) < lots.count, p.units.raw > 0, lots[Int(p.lot)].unitsRemaining >= p.units else {
-                throw EngineError(.insufficient, "hold \(spec.id) takes more units of lot #\(p.lot) than remain")
-            }
+        var valid = true
+        spec.forEachPart { p in
+            if !(p.lot >= 0 && Int(p.lot) < lots.count && p.units.raw > 0 && lots[Int(p.lot)].unitsRemaining >= p.units) { valid = false }
             total += p.units
         }
+        guard valid else { throw EngineError(.insufficient, "hold \(spec.id) takes more units of a lot than remain") }
         guard total <= spec.requested, spec.partial || total == spec.requested else {
             throw EngineError(.invalid, "hold \(spec.id) split does not add up to its units")
         }
@@ -180,16 +179,15 @@ public struct DealState: Sendable {
             }
         }
         let investor = internInvestor(spec.investor)
-        for p in spec.parts {
+        spec.forEachPart { p in
             lots[Int(p.lot)].unitsRemaining -= p.units
             lots[Int(p.lot)].unitsHeld += p.units
         }
         unitsRemaining -= total
         unitsHeld += total
         pendingHolds += 1
-        holds.append(Hold(requested: spec.requested, firstPart: first, id: spec.id, proposedUnitPrice: spec.price,
-                          createdAt: time, expiresAt: spec.expiresAt,
-                          moreParts: spec.parts.count > 1 ? Array(spec.parts.dropFirst()) : [],
+        holds.append(Hold(requested: spec.requested, firstPart: spec.firstPart, id: spec.id, proposedUnitPrice: spec.price,
+                          createdAt: time, expiresAt: spec.expiresAt, moreParts: spec.moreParts,
                           investor: investor, allocation: -1, status: .pending, partial: spec.partial))
         expiry.push(at: spec.expiresAt, slot: slot)
         advanceCursor()

@@ -49,7 +49,11 @@ public struct HoldReceipt: Sendable, Hashable {
     public var id: String
     public var expiresAt: Int64
     public var units: Units
-    public var parts: [LotShare]
+    public var firstPart: LotShare
+    /// Further lots (empty for the common single-lot hold: no allocation).
+    public var moreParts: [LotShare]
+    public var parts: [LotShare] { [firstPart] + moreParts }
+    public var partCount: Int { 1 + moreParts.count }
 }
 
 /// A row shown as field/value pairs (like HGETALL).

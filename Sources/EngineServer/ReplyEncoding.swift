@@ -16,8 +16,10 @@ extension RESPEncoder {
             arrayHeader(3)
             bulk(receipt.id)
             integer(Int(receipt.expiresAt))
-            arrayHeader(receipt.parts.count * 2)
-            for p in receipt.parts {
+            arrayHeader(receipt.partCount * 2)
+            bulk(receipt.firstPart.lot)
+            bulk(receipt.firstPart.units.description)
+            for p in receipt.moreParts {
                 bulk(p.lot)
                 bulk(p.units.description)
             }

@@ -1,0 +1,47 @@
+/// An append-only growable array stored in fixed-size chunks. Appending never
+/// moves existing elements (a plain array copies everything when it doubles,
+/// which for millions of holds is a visible stall and twice the memory), and a
+/// copy-on-write copy of the whole array (a snapshot) makes a later change copy
+/// only the one chunk it touches, not every row of the deal.
+public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
+    static var chunkShift: Int { 13 }
+    static var chunkSize: Int { 1 << chunkShift }
+
+    private var chunks: [[Element]] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    public subscript(position: Int) -> Element {
+        get {
+            precondition(position >= 0 && position < count, "index out of range")
+            return chunks[position >> Self.chunkShift][position & (Self.chunkSize - 1)]
+        }
+        _modify {
+            precondition(position >= 0 && position < count, "index out of range")
+            yield &chunks[position >> Self.chunkShift][position & (Self.chunkSize - 1)]
+        }
+        set {
+            precondition(position >= 0 && position < count, "index out of range")
+            chunks[position >> Self.chunkShift][position & (Self.chunkSize - 1)] = newValue
+        }
+    }
+
+    public mutating func append(_ element: Element) {
+        if count & (Self.chunkSize - 1) == 0 {
+            // Not reserved up front: a deal with a handful of holds keeps a
+            // small chunk; a full chunk has been copied at most a few times.
+            chunks.append([])
+        }
+        chunks[chunks.count - 1].append(element)
+        count += 1
+    }
+
+    /// Capacity is added a chunk at a time; nothing to reserve up front.
+    public mutating func reserveCapacity(_ n: Int) {}
+}
+
+extension ChunkedArray: Sendable where Element: Sendable {}
