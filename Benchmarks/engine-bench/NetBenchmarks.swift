@@ -28,7 +28,8 @@ struct NetBenchmarks {
             try! await engine.addLot(deal: "deal-\(d)", LotSpec(id: "lot-\(d)", unitsTotal: .whole(supply / 1000), unitCost: .whole(20)))
         }
         let handler = EngineRequestHandler(engine: engine, durable: durable)
-        let server = try! EventLoopServer(config: ServerConfig(host: "127.0.0.1", port: 0), handler: handler)
+        let loops = Int(ProcessInfo.processInfo.environment["NET_LOOPS"] ?? "") ?? ServerConfig.defaultLoopCount
+        let server = try! EventLoopServer(config: ServerConfig(host: "127.0.0.1", port: 0, loops: loops), handler: handler)
         try! server.start()
         let port = server.boundPort
         var invariantOK = true

@@ -26,7 +26,7 @@ enum ServeCommand {
         .init(name: "max-inline-bytes", value: "N", help: "longest inline command line (default 65536)"),
         .init(name: "max-pipeline", value: "N", help: "commands taken from one client per batch (default 1024)"),
         .init(name: "idle-timeout", value: "S", help: "close clients idle for S seconds (default 0 = never)"),
-        .init(name: "loops", value: "N", help: "event-loop threads (default: one per core, at most 2)"),
+        .init(name: "loops", value: "N", help: "event-loop threads (default: one per two cores, at most 2)"),
         .init(name: "truncate-corrupt", value: nil, help: "cut the log at a damaged record instead of refusing to start"),
     ]
 
