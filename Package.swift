@@ -19,7 +19,7 @@ let package = Package(
         .target(name: "AllocationEngine", dependencies: ["WAL", "Snapshot"], path: "Sources/AllocationEngine"),
         .target(name: "EngineServer", dependencies: ["AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/EngineServer"),
         .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot"], path: "Sources/allocation-engine"),
-        .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot"], path: "Benchmarks/engine-bench"),
+        .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot", "CLinux"], path: "Benchmarks/engine-bench"),
         // Helpers shared by both test targets (child server processes, a RESP client).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer", "TestSupport"], path: "Tests/EngineTests"),

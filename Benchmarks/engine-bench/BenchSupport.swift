@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 
 struct BenchOptions {
@@ -70,4 +71,11 @@ func formatRate(_ v: Double) -> String {
     if v >= 1e6 { return String(format: "%.2fM/s", v / 1e6) }
     if v >= 1e3 { return String(format: "%.1fk/s", v / 1e3) }
     return String(format: "%.0f/s", v)
+}
+
+/// Bytes the allocator has handed out and not had back (mallinfo2), to tell
+/// live data from pages the allocator keeps.
+func heapBytesInUse() -> Int {
+    let m = mallinfo2()
+    return Int(m.uordblks) + Int(m.hblkhd)
 }

@@ -84,7 +84,10 @@ public final class IdIndex: Sendable {
 /// row's sequence (slot + 1), in plain decimal without leading zeros.
 public enum GeneratedID {
     public static func make(prefix: UInt8, deal: UInt32, slot: Int32) -> String {
-        String(unsafeUninitializedCapacity: 32) { buffer in
+        // Built in a stack buffer, then decoded: an id of up to 15 bytes becomes
+        // a small (inline) string with no heap allocation of its own, which
+        // matters when millions of holds each keep one.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
             var n = 0
             func putNumber(_ value: Int) {
                 var v = value, start = n
@@ -96,7 +99,7 @@ public enum GeneratedID {
             putNumber(Int(deal))
             buffer[n] = UInt8(ascii: "."); n += 1
             putNumber(Int(slot) + 1)
-            return n
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<n]), as: UTF8.self)
         }
     }
 

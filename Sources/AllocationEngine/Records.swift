@@ -4,8 +4,10 @@
 /// One lot's share of a hold or allocation (`reservation_lot_items`,
 /// `allocation_lot_items`). `lot` is the lot's position in its deal.
 public struct LotPart: Hashable, Sendable {
-    public var lot: Int32
+    // Units first: with the 16-byte-aligned Int128 leading, the part takes 20
+    // bytes instead of 32, and the hold's small fields fit behind it.
     public var units: Units
+    public var lot: Int32
     public init(lot: Int32, units: Units) { self.lot = lot; self.units = units }
 }
 
@@ -62,21 +64,39 @@ public struct Lot: Hashable, Sendable {
 }
 
 /// `reservations`: a pending claim on units with an expiry.
+///
+/// Field order is chosen for size (96 bytes with the 16-byte alignment of
+/// Int128): millions of these live in memory during a launch.
 public struct Hold: Hashable, Sendable {
     /// Units asked for; `filled` may be less only for a partial hold.
     public var requested: Units
     public var firstPart: LotPart
+    public var investor: Int32
+    /// Index of the allocation made from this hold, or -1.
+    public var allocation: Int32
+    public var status: HoldStatus
+    public var partial: Bool
     public var id: String
     public var proposedUnitPrice: Price
     public var createdAt: Int64
     public var expiresAt: Int64
     /// Further lots when the hold spans more than one (empty arrays allocate nothing).
     public var moreParts: [LotPart]
-    public var investor: Int32
-    /// Index of the allocation made from this hold, or -1.
-    public var allocation: Int32
-    public var status: HoldStatus
-    public var partial: Bool
+
+    public init(requested: Units, firstPart: LotPart, id: String, proposedUnitPrice: Price, createdAt: Int64, expiresAt: Int64,
+                moreParts: [LotPart], investor: Int32, allocation: Int32, status: HoldStatus, partial: Bool) {
+        self.requested = requested
+        self.firstPart = firstPart
+        self.investor = investor
+        self.allocation = allocation
+        self.status = status
+        self.partial = partial
+        self.id = id
+        self.proposedUnitPrice = proposedUnitPrice
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.moreParts = moreParts
+    }
 
     public var parts: [LotPart] { [firstPart] + moreParts }
     public var filled: Units {

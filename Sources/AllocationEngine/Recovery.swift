@@ -184,7 +184,7 @@ public enum Recovery {
             report.seconds = now() - started
             return Result(states: states, indexes: indexes, access: access, report: report)
         } catch let e as LogCorruption {
-            throw RecoveryError("damaged log: \(e). Start with --truncate-corrupt to cut the log there (records after it are dropped).")
+            throw RecoveryError("damaged log: \(e).\nThe engine will not start on a damaged log. To cut the log at the damage and drop every record after it, start with --truncate-corrupt (inspect first with 'allocation-engine verify' and 'dump'; copy the data directory before).")
         }
         report.recordsReplayed = replayed
         report.segments = summary.segments

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <fcntl.h>
+#include <malloc.h>
 
 // accept4 and fallocate are declared only under _GNU_SOURCE, which the Glibc
 // module is not built with; declare them with glibc's exact prototypes.

@@ -34,7 +34,7 @@ public struct LogCorruption: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         "log corruption in \(segment) at byte offset \(offset) (expected LSN \(lsn)): \(reason) [\(recoveryCase)]; "
-            + "acknowledged records may be damaged; rerun recovery with onCorruption: .truncate to drop everything from here on"
+            + "acknowledged records may be damaged; recovering with the truncate policy drops everything from here on"
     }
 }
 
