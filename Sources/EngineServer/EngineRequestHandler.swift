@@ -237,12 +237,14 @@ public final class EngineRequestHandler: RequestHandler {
         }
     }
 
+    /// Not-found errors echo at most 128 bytes of the id the client sent.
     private func notFound(_ target: Target) -> EngineError {
+        func clip(_ s: String) -> String { s.utf8.count <= 128 ? s : String(s.prefix(128)) + "..." }
         switch target {
-        case .deal(let d): EngineError(.notFound, "deal \(d) not found")
-        case .hold(let h): EngineError(.notFound, "hold \(h) not found")
-        case .allocation(let a): EngineError(.notFound, "allocation \(a) not found")
-        case .lot(let l): EngineError(.notFound, "lot \(l) not found")
+        case .deal(let d): return EngineError(.notFound, "deal \(clip(d)) not found")
+        case .hold(let h): return EngineError(.notFound, "hold \(clip(h)) not found")
+        case .allocation(let a): return EngineError(.notFound, "allocation \(clip(a)) not found")
+        case .lot(let l): return EngineError(.notFound, "lot \(clip(l)) not found")
         }
     }
 
