@@ -40,6 +40,12 @@ public struct DealState: Sendable {
     /// Returns the slot of a new hold or allocation, or -1.
     @discardableResult
     public mutating func apply(_ change: Change, time: Int64, index: EngineIndexes, indexNew: Bool) throws(EngineError) -> Int32 {
+        let slot = try applyUnchecked(change, time: time, index: index, indexNew: indexNew)
+        assertDealInvariant()
+        return slot
+    }
+
+    private mutating func applyUnchecked(_ change: Change, time: Int64, index: EngineIndexes, indexNew: Bool) throws(EngineError) -> Int32 {
         switch change {
         case .dealCreated:
             throw EngineError(.conflict, "deal \(info.id) already exists")
@@ -134,6 +140,7 @@ public struct DealState: Sendable {
             forEachPart(of: holdSlotValue) { lot, u in
                 lots[Int(lot)].unitsHeld -= u
                 lots[Int(lot)].unitsAllocated += u
+                assertLotInvariant(lot)
             }
             unitsHeld -= units
             unitsAllocated += units
@@ -182,6 +189,7 @@ public struct DealState: Sendable {
         spec.forEachPart { p in
             lots[Int(p.lot)].unitsRemaining -= p.units
             lots[Int(p.lot)].unitsHeld += p.units
+            assertLotInvariant(p.lot)
         }
         unitsRemaining -= total
         unitsHeld += total
@@ -273,6 +281,15 @@ public struct DealState: Sendable {
         for (pos, lot) in lotOrder.enumerated() { orderOfLot[Int(lot)] = Int32(pos) }
         cursor = 0
         advanceCursor()
+    }
+
+    /// The deal-wide form of the invariant after every change (debug builds):
+    /// total = remaining + held + allocated, nothing negative.
+    @inline(__always)
+    func assertDealInvariant() {
+        assert(unitsTotal == unitsRemaining + unitsHeld + unitsAllocated
+               && unitsRemaining.raw >= 0 && unitsHeld.raw >= 0 && unitsAllocated.raw >= 0,
+               "deal \(info.id) invariant broken: total \(unitsTotal) remaining \(unitsRemaining) held \(unitsHeld) allocated \(unitsAllocated)")
     }
 
     /// Cheap per-lot check after each change, compiled in debug builds only.

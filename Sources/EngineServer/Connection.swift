@@ -13,8 +13,9 @@ final class ConnectionState {
 
 /// How clients prove who they are.
 public enum AccessMode: Sendable {
-    /// No token file: only loopback clients, each treated as the staff admin
-    /// (Redis' protected mode).
+    /// No token file: only loopback clients, each treated as the staff admin;
+    /// any other client is answered `-DENIED` and disconnected (Redis'
+    /// protected mode).
     case loopbackAdmin
     /// Every connection must AUTH; `adminTokenHash` is the staff admin's token.
     case tokens(adminTokenHash: String)

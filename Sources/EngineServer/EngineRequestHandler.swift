@@ -78,6 +78,14 @@ public final class EngineRequestHandler: RequestHandler {
     public func handle(_ commands: [RESPCommand], session: Session,
                        complete: @escaping @Sendable (_ replyBytes: [UInt8], _ close: Bool) -> Void) {
         let conn = connection(session)
+        if case .loopbackAdmin = settings.access, !session.isLoopback {
+            // Protected mode: without an admin token file only loopback clients are served.
+            var e = RESPEncoder(protocolVersion: session.protocolVersion)
+            e.error(code: "DENIED", message: "this server runs without --admin-token-file and serves only loopback clients; start it with --admin-token-file to accept remote clients")
+            log("refused a non-loopback client \(session.remoteAddress): protected mode (no --admin-token-file)")
+            complete(e.bytes, true)
+            return
+        }
         var steps: [Step] = []
         steps.reserveCapacity(commands.count)
         var pending = 0
