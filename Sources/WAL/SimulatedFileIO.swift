@@ -26,6 +26,10 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+    /// A number in 0..<n (n > 0).
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
+    /// True with the given chance in percent.
+    public mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
 }
 
 public final class SimulatedFileIO: FileIO {

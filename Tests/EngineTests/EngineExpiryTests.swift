@@ -1,3 +1,4 @@
+import WAL
 import Testing
 @testable import AllocationEngine
 
@@ -136,7 +137,7 @@ struct EngineExpiryTests {
     @Test func manyHoldsExpireInTimeOrder() async throws {
         try await withEngine { engine, clock in
             try await openDeal(engine, lots: [("L1", "1000", nil)])
-            var rng = SplitMix(seed: 42)
+            var rng = SplitMix64(seed: 42)
             var ttls: [Int64] = []
             for _ in 0..<300 {
                 let ttl = Int64(1_000 + rng.next() % 100_000)
@@ -157,15 +158,3 @@ struct EngineExpiryTests {
     }
 }
 
-/// A tiny seeded generator so generated cases reproduce.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,3 +1,4 @@
+import WAL
 import Testing
 @testable import AllocationEngine
 
@@ -55,7 +56,7 @@ struct EngineNumberTests {
     }
 
     @Test func formatParseRoundTripSeeded() {
-        var rng = SplitMix(seed: 0xC0FFEE)
+        var rng = SplitMix64(seed: 0xC0FFEE)
         var bad: [String] = []
         for _ in 0..<5_000 {
             let raw = Int128(rng.next() % 100_000_000_000_000) * Int128(1 + rng.next() % 1_000_000) + 1

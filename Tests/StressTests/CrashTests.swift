@@ -1,4 +1,5 @@
 import Foundation
+import WAL
 import TestSupport
 import Glibc
 import Synchronization
@@ -54,7 +55,7 @@ final class StopFlag: Sendable {
     func killNineUnderLoadLosesNothingAcknowledged() throws {
         let seed = CrashSettings.seed
         print("[crash] CRASH_SEED=0x\(String(seed, radix: 16)) cycles=\(CrashSettings.cycles)")
-        var rng = CrashRNG(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let dir = try makeTempDir("crash")
         defer { removeTempTree(dir) }
         let ledger = CrashLedger()
@@ -114,23 +115,11 @@ final class StopFlag: Sendable {
     }
 }
 
-struct CrashRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
-}
 
 /// One client thread: HOLDs with caller ids, ALLOCATEs of its own acknowledged
 /// holds, APPROVEs of its own acknowledged allocations, until the connection dies.
 func runClient(port: Int, cycle: Int, thread t: Int, seed: UInt64, ledger: CrashLedger, stop: StopFlag) {
-    var rng = CrashRNG(seed: seed)
+    var rng = SplitMix64(seed: seed)
     guard let client = try? RESPClient(port: port, timeoutSeconds: 10) else { return }
     var pending: [String] = []
     var allocations: [String] = []

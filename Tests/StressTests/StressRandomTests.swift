@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 import Testing
 @testable import AllocationEngine

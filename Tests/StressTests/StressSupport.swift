@@ -1,4 +1,5 @@
 import Foundation
+import WAL
 import Synchronization
 import Testing
 @testable import AllocationEngine
@@ -30,20 +31,6 @@ enum Stress {
     }
 }
 
-/// SplitMix64: tiny, fast, and good enough to drive reproducible workloads.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-}
 
 /// 2026-01-01T00:00:00Z.
 let stressT0: Int64 = 1_767_225_600_000
