@@ -183,6 +183,12 @@ public enum Recovery {
             report.nextLSN = lastLSN + 1
             report.seconds = now() - started
             return Result(states: states, indexes: indexes, access: access, report: report)
+        } catch let e as LogCorruption where e.recoveryCase == .segmentGap && e.offset == 0 && lastLSN == replayFrom {
+            // The log's oldest kept segment starts after the state we have: the
+            // snapshots that covered the records before it are gone or damaged.
+            throw RecoveryError("the log starts after LSN \(replayFrom + 1) (\(e.segment)) and no usable snapshot covers the records before it: "
+                + (report.skippedSnapshots.isEmpty ? "the snapshots directory is empty" : "snapshots skipped: \(report.skippedSnapshots.joined(separator: "; "))")
+                + ". Restore the snapshots directory (or an older copy of the data directory); the engine will not start without that state.")
         } catch let e as LogCorruption {
             throw RecoveryError("damaged log: \(e).\nThe engine will not start on a damaged log. To cut the log at the damage and drop every record after it, start with --truncate-corrupt (inspect first with 'allocation-engine verify' and 'dump'; copy the data directory before).")
         }
