@@ -1,4 +1,5 @@
 import AllocationEngine
+import EngineServer
 import Foundation
 
 /// Issue 2: the in-memory engine, durability not involved.

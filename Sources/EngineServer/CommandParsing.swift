@@ -11,6 +11,7 @@ enum Operation: Sendable {
     case snapshot
     case sweep
     case digest
+    case listDeals
 }
 
 /// How a deal command finds its deal: by the deal's id, or through the global
@@ -78,6 +79,7 @@ enum CommandParser {
         "SNAPSHOT": "SNAPSHOT",
         "SWEEP": "SWEEP",
         "DIGEST": "DIGEST",
+        "DEAL.LIST": "DEAL.LIST",
     ]
 
     /// Parses an engine command; nil when the name is not an engine command.
@@ -203,6 +205,7 @@ enum CommandParser {
         case "SNAPSHOT": try end(); return .snapshot
         case "SWEEP": try end(); return .sweep
         case "DIGEST": try end(); return .digest
+        case "DEAL.LIST": try end(); return .listDeals
         default:
             return nil
         }

@@ -205,6 +205,12 @@ public final class EngineRequestHandler: RequestHandler {
             case .digest:
                 outcomes[i] = .id(await engine.digest())
                 i += 1
+            case .listDeals:
+                // Field/value pairs: deal id -> status, in creation order.
+                var fields: [Field] = []
+                for actor in engine.allDeals { fields.append(Field(actor.id, await actor.read { $0.info.status.name })) }
+                outcomes[i] = .fields(fields)
+                i += 1
             }
         }
         let finish: @Sendable (EngineError?) -> Void = { [outcomes, changed] durabilityError in
@@ -268,7 +274,7 @@ public final class EngineRequestHandler: RequestHandler {
             case .approve, .reject, .settle: needed = .decide
             case .setStatus, .addLot, .resizeLot: needed = .administer
             }
-        case .digest: needed = .read
+        case .digest, .listDeals: needed = .read
         case .createDeal, .snapshot, .sweep: needed = .administer
         case .createToken: needed = .manageUsers
         }

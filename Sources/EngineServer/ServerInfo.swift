@@ -17,6 +17,10 @@ extension EngineRequestHandler {
             ("uptime_in_seconds", String(Int(monotonicSeconds() - startedAt))),
             ("data_dir", settings.dataDir ?? ""), ("durability", settings.durability),
         ])
+        add("Memory", [
+            ("used_memory_rss", String(residentBytes())),
+            ("used_memory_rss_human", String(format: "%.1fM", Double(residentBytes()) / 1_048_576)),
+        ])
         let net = statsSource.withLock { $0 }?()
         add("Clients", [
             ("connected_clients", String(net?.connectedClients ?? 0)),
@@ -65,4 +69,12 @@ extension EngineRequestHandler {
         ])
         return out
     }
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+public func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }

@@ -132,7 +132,8 @@ import Testing
                 #expect(parts.count == 2, "not key:value: \(line)")
                 if parts.count == 2 { keys[String(parts[0])] = String(parts[1]) }
             }
-            #expect(sections == ["Server", "Clients", "Engine", "WAL", "Snapshot", "Latency"])
+            #expect(sections == ["Server", "Memory", "Clients", "Engine", "WAL", "Snapshot", "Latency"])
+            #expect(Int(keys["used_memory_rss"] ?? "") ?? 0 > 0)
             #expect(keys["server"] == "allocation-engine")
             #expect(keys["deals"] == "1")
             #expect(keys["durability"] == "strict")
@@ -157,6 +158,9 @@ import Testing
             #expect(await c.sendRaw("DEAL.CREATE d1 NAME \"Big Co secondary\" CURRENCY usd PRICE 12.5\r\n", replies: 1) == ["+OK\r\n"])
             #expect(await c.call("DEAL.CREATE", "d1").errorCode == "EXISTS")
             #expect(await c.call("DEAL.CREATE").errorCode == "ERR")
+            #expect(await c.call("DEAL.CREATE", "d0", "STATUS", "draft") == .simple("OK"))
+            #expect(await c.call("DEAL.LIST").fields == ["d1": "open", "d0": "draft"])
+            #expect(await c.call("DEAL.LIST", "extra").errorCode == "ERR")
             #expect(await c.call("DEAL.CREATE", "d2", "COLOR", "red").errorCode == "ERR")
             #expect(await c.call("DEAL.CREATE", "d2", "NAME").errorCode == "ERR")
             #expect(await c.call("DEAL.CREATE", "d2", "STATUS", "closed").errorCode == "INVALID")
