@@ -33,6 +33,9 @@ extension DealState {
             }
         }
         try checkOpenForHolds(now: now)
+        guard pendingHolds < EngineLimits.maxPendingHoldsPerDeal, holds.count < EngineLimits.maxRowsPerDeal else {
+            throw EngineError(.limit, "deal \(info.id) has the maximum of \(EngineLimits.maxPendingHoldsPerDeal) pending holds; allocate, release or let some expire")
+        }
         let available = unitsRemaining
         if r.partial ? available.raw == 0 : available < r.units {
             throw EngineError(.insufficient, "requested \(r.units), available \(available)")
@@ -105,6 +108,9 @@ extension DealState {
         }
         if h.expiresAt <= now {
             return .expire(.holdExpired(deal: info.id, hold: id), EngineError(.expired, "hold \(id) expired at \(h.expiresAt)"))
+        }
+        guard allocations.count < EngineLimits.maxRowsPerDeal else {
+            throw EngineError(.limit, "deal \(info.id) has the maximum number of allocations")
         }
         if let a = allocationID, index.allocations.lookup(a) != nil {
             throw EngineError(.conflict, "allocation id \(a) is already used")

@@ -14,6 +14,11 @@ public enum EngineLimits {
     public static let maxLotsPerDeal = 10_000
     /// Requests in one call to a deal actor.
     public static let maxBatch = 4096
+    /// Pending holds in one deal: at 113 bytes each, ten million is about 1 GiB,
+    /// a bound on what one hot deal can make the engine hold in memory.
+    public static let maxPendingHoldsPerDeal = 10_000_000
+    /// Rows (holds or allocations, any status) in one deal: slots are Int32.
+    public static let maxRowsPerDeal = Int(Int32.max) - 1
 }
 
 enum Validate {
