@@ -10,8 +10,9 @@ public enum Change: Hashable, Sendable {
     case holdPlaced(deal: String, hold: HoldSpec)
     case holdReleased(deal: String, hold: String)
     case holdExpired(deal: String, hold: String)
-    case allocationCreated(deal: String, hold: String, allocation: String)
-    case allocationStatus(deal: String, allocation: String, status: AllocationStatus)
+    /// `by`: the user who made it (the seed's `created_by` / `approved_by`), nil in process.
+    case allocationCreated(deal: String, hold: String, allocation: String, by: String? = nil)
+    case allocationStatus(deal: String, allocation: String, status: AllocationStatus, by: String? = nil)
     /// Not of any deal: applies to the engine's access state.
     case tokenCreated(UserToken)
 
@@ -21,8 +22,8 @@ public enum Change: Hashable, Sendable {
         case .tokenCreated: ""
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
-             .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _),
-             .allocationStatus(let d, _, _): d
+             .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _, _),
+             .allocationStatus(let d, _, _, _): d
         }
     }
 
@@ -75,13 +76,16 @@ public struct HoldSpec: Hashable, Sendable {
     public var price: Price
     public var expiresAt: Int64
     public var partial: Bool
+    /// The user who placed it (the seed's `created_by`), nil in process.
+    public var createdBy: String?
     /// The split, oldest lot first. Kept as first + rest so the common
     /// single-lot hold allocates nothing.
     public var firstPart: LotPart
     public var moreParts: [LotPart]
 
     public init(id: String, investor: String, requested: Units, price: Price, expiresAt: Int64, partial: Bool,
-                firstPart: LotPart, moreParts: [LotPart] = []) {
+                firstPart: LotPart, moreParts: [LotPart] = [], createdBy: String? = nil) {
+        self.createdBy = createdBy
         self.id = id
         self.investor = investor
         self.requested = requested

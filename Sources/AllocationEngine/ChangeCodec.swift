@@ -24,12 +24,13 @@ public enum ChangeCodec {
             w.zigzag(h.price.raw); w.zigzag(h.expiresAt); w.u8(h.partial ? 1 : 0)
             w.varint(UInt64(h.partCount))
             h.forEachPart { p in w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+            optionalString(h.createdBy, &w)
         case .holdReleased(let deal, let hold), .holdExpired(let deal, let hold):
             w.string(deal); w.string(hold)
-        case .allocationCreated(let deal, let hold, let allocation):
-            w.string(deal); w.string(hold); w.string(allocation)
-        case .allocationStatus(let deal, let allocation, let status):
-            w.string(deal); w.string(allocation); w.u8(status.rawValue)
+        case .allocationCreated(let deal, let hold, let allocation, let by):
+            w.string(deal); w.string(hold); w.string(allocation); optionalString(by, &w)
+        case .allocationStatus(let deal, let allocation, let status, let by):
+            w.string(deal); w.string(allocation); w.u8(status.rawValue); optionalString(by, &w)
         case .tokenCreated(let t):
             encodeToken(t, into: &w)
         }
@@ -77,17 +78,20 @@ public enum ChangeCodec {
                 let part = LotPart(lot: Int32(lot), units: try units(&r))
                 if i == 0 { first = part } else { more.append(part) }
             }
+            let createdBy = try optionalString(&r)
             change = .holdPlaced(deal: deal, hold: HoldSpec(id: id, investor: investor, requested: requested, price: price,
-                                                            expiresAt: expiresAt, partial: partial, firstPart: first, moreParts: more))
+                                                            expiresAt: expiresAt, partial: partial, firstPart: first, moreParts: more,
+                                                            createdBy: createdBy))
         case 6: change = .holdReleased(deal: try r.string(), hold: try r.string())
         case 7: change = .holdExpired(deal: try r.string(), hold: try r.string())
-        case 8: change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string())
+        case 8:
+            change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string(), by: try optionalString(&r))
         case 9:
             let deal = try r.string()
             let allocation = try r.string()
             let raw = try r.u8()
             guard let status = AllocationStatus(rawValue: raw) else { throw DecodeError("allocation status \(raw)") }
-            change = .allocationStatus(deal: deal, allocation: allocation, status: status)
+            change = .allocationStatus(deal: deal, allocation: allocation, status: status, by: try optionalString(&r))
         case 10:
             change = .tokenCreated(try decodeToken(&r))
         default:

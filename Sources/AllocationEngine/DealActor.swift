@@ -33,8 +33,9 @@ public actor DealActor {
 
     /// Runs a batch. `actingFor`, when given, limits the batch to rows of those
     /// investors (an investor user's connection); a request outside it is refused
-    /// with NOPERM and changes nothing.
-    public func execute(_ requests: [DealRequest], actingFor: Set<String>? = nil) -> BatchResult {
+    /// with NOPERM and changes nothing. `user` is recorded as the creator or
+    /// approver of what the batch makes (the seed's `created_by`, `approved_by`).
+    public func execute(_ requests: [DealRequest], actingFor: Set<String>? = nil, user: String? = nil) -> BatchResult {
         precondition(requests.count <= EngineLimits.maxBatch, "batch larger than EngineLimits.maxBatch")
         let now = context.clock.nowMillis()
         var replies: [DealReply] = []
@@ -56,7 +57,7 @@ public actor DealActor {
                 replies.append(.failure(refusal))
                 continue
             }
-            replies.append(state.execute(request, now: now, context: context, changes: &changes))
+            replies.append(state.execute(request, now: now, context: context, user: user, changes: &changes))
             if changes.count > before { changed.append(i) }
         }
         let lsn = flushChanges(time: now, replies: &replies, changed: changed)

@@ -7,7 +7,7 @@ extension DealState {
         case existing(HoldReceipt)
     }
 
-    func decideHold(_ r: HoldRequest, now: Int64, defaultTTL: Int64, index: EngineIndexes) throws(EngineError) -> HoldDecision {
+    func decideHold(_ r: HoldRequest, now: Int64, defaultTTL: Int64, index: EngineIndexes, user: String?) throws(EngineError) -> HoldDecision {
         try Validate.id(r.investor, field: "investor")
         guard r.units.raw > 0 && r.units.raw <= NumberLimits.maxUnitsRaw else {
             throw EngineError(.invalid, "units must be greater than zero and at most \(Units(raw: NumberLimits.maxUnitsRaw)), got \(r.units)")
@@ -58,7 +58,7 @@ extension DealState {
         }
         guard let first else { preconditionFailure("a hold of positive units took no lot") }
         return .place(HoldSpec(id: r.id ?? "", investor: r.investor, requested: r.units, price: r.price,
-                               expiresAt: now + ttl, partial: r.partial, firstPart: first, moreParts: more))
+                               expiresAt: now + ttl, partial: r.partial, firstPart: first, moreParts: more, createdBy: user))
     }
 
     func checkOpenForHolds(now: Int64) throws(EngineError) {
@@ -88,7 +88,7 @@ extension DealState {
         case expire(Change, EngineError)
     }
 
-    func decideAllocate(hold id: String, allocationID: String?, now: Int64, index: EngineIndexes) throws(EngineError) -> AllocateDecision {
+    func decideAllocate(hold id: String, allocationID: String?, now: Int64, index: EngineIndexes, user: String?) throws(EngineError) -> AllocateDecision {
         let slot = try holdSlot(id, index: index)
         let h = holds[Int(slot)]
         if let a = allocationID { try Validate.callerID(a, field: "allocation id") }
@@ -115,12 +115,12 @@ extension DealState {
         if let a = allocationID, index.allocations.lookup(a) != nil {
             throw EngineError(.conflict, "allocation id \(a) is already used")
         }
-        return .create(.allocationCreated(deal: info.id, hold: id, allocation: allocationID ?? ""), id: allocationID ?? "")
+        return .create(.allocationCreated(deal: info.id, hold: id, allocation: allocationID ?? "", by: user), id: allocationID ?? "")
     }
 
     /// Approve, reject or settle. Asking for the state it is already in is a
     /// no-op (a retried request), any other move outside the state machine a conflict.
-    func decideAllocationStatus(_ id: String, to target: AllocationStatus, index: EngineIndexes) throws(EngineError) -> Change? {
+    func decideAllocationStatus(_ id: String, to target: AllocationStatus, index: EngineIndexes, user: String?) throws(EngineError) -> Change? {
         let slot = try allocationSlot(id, index: index)
         let current = allocations[Int(slot)].status
         if current == target { return nil }
@@ -129,7 +129,7 @@ extension DealState {
         }
         switch (current, target) {
         case (.pendingReview, .approved), (.pendingReview, .rejected), (.approved, .settled):
-            return .allocationStatus(deal: info.id, allocation: id, status: target)
+            return .allocationStatus(deal: info.id, allocation: id, status: target, by: user)
         default:
             throw EngineError(.conflict, "allocation \(id) is \(current.name); it cannot become \(target.name)")
         }

@@ -3,17 +3,17 @@
 /// made per request (a non-mutating call on an actor's stored struct copies it).
 extension DealState {
 
-    mutating func execute(_ request: DealRequest, now: Int64, context: EngineContext, changes: inout [Change]) -> DealReply {
+    mutating func execute(_ request: DealRequest, now: Int64, context: EngineContext, user: String?, changes: inout [Change]) -> DealReply {
         do throws(EngineError) {
             switch request {
-            case .hold(let r): return try hold(r, now: now, context: context, changes: &changes)
+            case .hold(let r): return try hold(r, now: now, context: context, user: user, changes: &changes)
             case .release(let holdID):
                 let (change, error) = try decideRelease(holdID, now: now, index: context.indexes)
                 if let change { commit(change, time: now, context: context, changes: &changes) }
                 if let error { return .failure(error) }
                 return .ok
             case .allocate(let holdID, let allocationID):
-                switch try decideAllocate(hold: holdID, allocationID: allocationID, now: now, index: context.indexes) {
+                switch try decideAllocate(hold: holdID, allocationID: allocationID, now: now, index: context.indexes, user: user) {
                 case .existing(let existing): return .id(existing)
                 case .expire(let change, let error):
                     commit(change, time: now, context: context, changes: &changes)
@@ -22,12 +22,12 @@ extension DealState {
                     let slot = Int32(allocations.count)
                     let allocationID = try reserveID(given.isEmpty ? nil : given, prefix: UInt8(ascii: "a"), slot: slot,
                                                      index: context.indexes.allocations, what: "allocation")
-                    commit(.allocationCreated(deal: info.id, hold: holdID, allocation: allocationID), time: now, context: context, changes: &changes)
+                    commit(.allocationCreated(deal: info.id, hold: holdID, allocation: allocationID, by: user), time: now, context: context, changes: &changes)
                     return .id(allocationID)
                 }
-            case .approve(let a): return try allocationStatus(a, .approved, now: now, context: context, changes: &changes)
-            case .reject(let a): return try allocationStatus(a, .rejected, now: now, context: context, changes: &changes)
-            case .settle(let a): return try allocationStatus(a, .settled, now: now, context: context, changes: &changes)
+            case .approve(let a): return try allocationStatus(a, .approved, now: now, context: context, user: user, changes: &changes)
+            case .reject(let a): return try allocationStatus(a, .rejected, now: now, context: context, user: user, changes: &changes)
+            case .settle(let a): return try allocationStatus(a, .settled, now: now, context: context, user: user, changes: &changes)
             case .setStatus(let s):
                 if let change = try decideStatus(s) { commit(change, time: now, context: context, changes: &changes) }
                 return .ok
@@ -59,8 +59,8 @@ extension DealState {
         }
     }
 
-    private mutating func hold(_ r: HoldRequest, now: Int64, context: EngineContext, changes: inout [Change]) throws(EngineError) -> DealReply {
-        switch try decideHold(r, now: now, defaultTTL: context.config.defaultHoldTTLMillis, index: context.indexes) {
+    private mutating func hold(_ r: HoldRequest, now: Int64, context: EngineContext, user: String?, changes: inout [Change]) throws(EngineError) -> DealReply {
+        switch try decideHold(r, now: now, defaultTTL: context.config.defaultHoldTTLMillis, index: context.indexes, user: user) {
         case .existing(let receipt):
             return .hold(receipt)
         case .place(var spec):
@@ -71,8 +71,8 @@ extension DealState {
         }
     }
 
-    private mutating func allocationStatus(_ allocation: String, _ target: AllocationStatus, now: Int64, context: EngineContext, changes: inout [Change]) throws(EngineError) -> DealReply {
-        if let change = try decideAllocationStatus(allocation, to: target, index: context.indexes) {
+    private mutating func allocationStatus(_ allocation: String, _ target: AllocationStatus, now: Int64, context: EngineContext, user: String?, changes: inout [Change]) throws(EngineError) -> DealReply {
+        if let change = try decideAllocationStatus(allocation, to: target, index: context.indexes, user: user) {
             commit(change, time: now, context: context, changes: &changes)
         }
         return .ok

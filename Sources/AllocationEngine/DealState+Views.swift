@@ -24,6 +24,7 @@ extension DealState {
             Field("status", h.status.name), Field("expires_at", String(h.expiresAt)), Field("created_at", String(h.createdAt)),
             Field("partial", h.partial ? "1" : "0"), Field("lots", split),
             Field("allocation", h.allocation >= 0 ? allocations[Int(h.allocation)].id : nil),
+            Field("created_by", h.createdBy),
         ]
     }
 
@@ -38,6 +39,9 @@ extension DealState {
             Field("approved_at", a.status == .approved || a.status == .settled ? String(a.decidedAt) : nil),
             Field("rejected_at", a.status == .rejected ? String(a.decidedAt) : nil),
             Field("settled_at", a.status == .settled ? String(a.settledAt) : nil),
+            Field("created_by", a.createdBy),
+            Field("approved_by", a.status == .approved || a.status == .settled ? a.decidedBy : nil),
+            Field("rejected_by", a.status == .rejected ? a.decidedBy : nil),
         ]
     }
 

@@ -118,7 +118,7 @@ public struct DealState: Sendable {
                 returnHoldUnits(slot, to: .cancelled)
             }
             return -1
-        case .allocationCreated(_, let holdID, let allocationID):
+        case .allocationCreated(_, let holdID, let allocationID, let by):
             let holdSlotValue = try holdSlot(holdID, index: index)
             let h = Int(holdSlotValue)
             guard holds[h].status == .pending else {
@@ -133,7 +133,7 @@ public struct DealState: Sendable {
             let units = holds[h].filled
             allocations.append(Allocation(units: units, id: allocationID, unitPrice: holds[h].proposedUnitPrice, createdAt: time,
                                           decidedAt: 0, settledAt: 0, hold: holdSlotValue, investor: holds[h].investor,
-                                          status: .pendingReview))
+                                          status: .pendingReview, createdBy: by, decidedBy: nil))
             holds[h].status = .approved
             holds[h].allocation = slot
             pendingHolds -= 1
@@ -145,19 +145,21 @@ public struct DealState: Sendable {
             unitsHeld -= units
             unitsAllocated += units
             return slot
-        case .allocationStatus(_, let id, let status):
+        case .allocationStatus(_, let id, let status, let by):
             let slot = Int(try allocationSlot(id, index: index))
             let current = allocations[slot].status
             switch (current, status) {
             case (.pendingReview, .approved):
                 allocations[slot].status = .approved
                 allocations[slot].decidedAt = time
+                allocations[slot].decidedBy = by
                 let a = allocations[slot]
                 positions[Int(a.investor)].units += a.units
                 positions[Int(a.investor)].costBasis.raw += a.units.raw * Int128(a.unitPrice.raw)
                 positions[Int(a.investor)].lastUpdated = time
             case (.pendingReview, .rejected):
                 rejectAllocation(Int32(slot), time: time)
+                allocations[slot].decidedBy = by
             case (.approved, .settled):
                 allocations[slot].status = .settled
                 allocations[slot].settledAt = time
@@ -196,7 +198,8 @@ public struct DealState: Sendable {
         pendingHolds += 1
         holds.append(Hold(requested: spec.requested, firstPart: spec.firstPart, id: spec.id, proposedUnitPrice: spec.price,
                           createdAt: time, expiresAt: spec.expiresAt, moreParts: spec.moreParts,
-                          investor: investor, allocation: -1, status: .pending, partial: spec.partial))
+                          investor: investor, allocation: -1, status: .pending, partial: spec.partial,
+                          createdBy: spec.createdBy))
         expiry.push(at: spec.expiresAt, slot: slot)
         advanceCursor()
         return slot

@@ -65,7 +65,7 @@ public struct Lot: Hashable, Sendable {
 
 /// `reservations`: a pending claim on units with an expiry.
 ///
-/// Field order is chosen for size (96 bytes with the 16-byte alignment of
+/// Field order is chosen for size (112 bytes with the 16-byte alignment of
 /// Int128): millions of these live in memory during a launch.
 public struct Hold: Hashable, Sendable {
     /// Units asked for; `filled` may be less only for a partial hold.
@@ -82,9 +82,13 @@ public struct Hold: Hashable, Sendable {
     public var expiresAt: Int64
     /// Further lots when the hold spans more than one (empty arrays allocate nothing).
     public var moreParts: [LotPart]
+    /// The user who placed it (the seed's `created_by`), nil in process.
+    public var createdBy: String?
 
     public init(requested: Units, firstPart: LotPart, id: String, proposedUnitPrice: Price, createdAt: Int64, expiresAt: Int64,
-                moreParts: [LotPart], investor: Int32, allocation: Int32, status: HoldStatus, partial: Bool) {
+                moreParts: [LotPart], investor: Int32, allocation: Int32, status: HoldStatus, partial: Bool,
+                createdBy: String? = nil) {
+        self.createdBy = createdBy
         self.requested = requested
         self.firstPart = firstPart
         self.investor = investor
@@ -117,6 +121,9 @@ public struct Allocation: Hashable, Sendable {
     public var hold: Int32
     public var investor: Int32
     public var status: AllocationStatus
+    /// The users who created it and who approved or rejected it (the seed's `approved_by`).
+    public var createdBy: String?
+    public var decidedBy: String?
 }
 
 /// `positions` of one investor in one deal, from approved allocations.

@@ -66,12 +66,14 @@ public enum StateCodec {
             w.u8(h.partial ? 1 : 0)
             w.varint(UInt64(1 + h.moreParts.count))
             for p in [h.firstPart] + h.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+            ChangeCodec.optionalString(h.createdBy, &w)
         }
         w.varint(UInt64(s.allocations.count))
         for a in s.allocations {
             w.string(a.id); w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw); w.zigzag(a.createdAt)
             w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.varint(UInt64(a.hold)); w.varint(UInt64(a.investor))
             w.u8(a.status.rawValue)
+            ChangeCodec.optionalString(a.createdBy, &w); ChangeCodec.optionalString(a.decidedBy, &w)
         }
     }
 
@@ -170,9 +172,10 @@ public enum StateCodec {
             for _ in 0..<partCount {
                 parts.append(LotPart(lot: try index(&r, below: s.lots.count, "hold lot"), units: try ChangeCodec.units(&r)))
             }
+            let createdBy = try ChangeCodec.optionalString(&r)
             s.holds.append(Hold(requested: requested, firstPart: parts[0], id: id, proposedUnitPrice: price, createdAt: createdAt,
                                 expiresAt: expiresAt, moreParts: Array(parts.dropFirst()), investor: investor,
-                                allocation: Int32(allocation), status: status, partial: partial))
+                                allocation: Int32(allocation), status: status, partial: partial, createdBy: createdBy))
             if status == .pending {
                 s.pendingHolds += 1
                 s.expiry.push(at: expiresAt, slot: Int32(slot))
@@ -188,8 +191,10 @@ public enum StateCodec {
             let investor = try index(&r, below: s.investors.count, "allocation investor")
             let rawStatus = try r.u8()
             guard let status = AllocationStatus(rawValue: rawStatus) else { throw DecodeError("allocation status \(rawStatus)") }
+            let createdBy = try ChangeCodec.optionalString(&r), decidedBy = try ChangeCodec.optionalString(&r)
             s.allocations.append(Allocation(units: units, id: id, unitPrice: price, createdAt: createdAt, decidedAt: decidedAt,
-                                            settledAt: settledAt, hold: hold, investor: investor, status: status))
+                                            settledAt: settledAt, hold: hold, investor: investor, status: status,
+                                            createdBy: createdBy, decidedBy: decidedBy))
         }
         for h in s.holds where h.allocation >= 0 {
             guard Int(h.allocation) < s.allocations.count else { throw DecodeError("hold \(h.id) names a missing allocation") }

@@ -47,11 +47,13 @@ extension DealState {
             h.string(x.id); h.int(Int64(x.investor)); h.int128(x.requested.raw); h.int(x.proposedUnitPrice.raw)
             h.int(x.createdAt); h.int(x.expiresAt); h.byte(x.status.rawValue); h.byte(x.partial ? 1 : 0); h.int(Int64(x.allocation))
             for p in [x.firstPart] + x.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
+            h.string(x.createdBy)
         }
         h.int(Int64(allocations.count))
         for a in allocations {
             h.string(a.id); h.int128(a.units.raw); h.int(a.unitPrice.raw); h.int(a.createdAt); h.int(a.decidedAt)
             h.int(a.settledAt); h.int(Int64(a.hold)); h.int(Int64(a.investor)); h.byte(a.status.rawValue)
+            h.string(a.createdBy); h.string(a.decidedBy)
         }
         h.int(Int64(investors.count))
         for (i, inv) in investors.enumerated() {

@@ -67,6 +67,7 @@ public final class EngineRequestHandler: RequestHandler {
     /// in the middle of a pipeline applies exactly to the commands after it.
     struct Scope: Sendable {
         var investors: Set<String>?
+        var user: String
         var epoch: Int
     }
 
@@ -109,7 +110,7 @@ public final class EngineRequestHandler: RequestHandler {
                 }
                 try authorize(operation, principal)
                 steps.append(.pending(operation, proto: session.protocolVersion,
-                                      scope: Scope(investors: principal.investors, epoch: conn.epoch)))
+                                      scope: Scope(investors: principal.investors, user: principal.user, epoch: conn.epoch)))
                 pending += 1
                 if name == "HOLD" { holds += 1 }
             } catch {
@@ -171,7 +172,7 @@ public final class EngineRequestHandler: RequestHandler {
                     slots.append(j)
                     j += 1
                 }
-                let result = await actor.execute(requests, actingFor: scope.investors)
+                let result = await actor.execute(requests, actingFor: scope.investors, user: scope.user)
                 for (k, slot) in slots.enumerated() { outcomes[slot] = result.replies[k] }
                 for k in result.changed { changed[slots[k]] = true }
                 if let lsn = result.lsn { maxLSN = max(maxLSN, lsn) }

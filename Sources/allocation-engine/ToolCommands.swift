@@ -25,10 +25,11 @@ func describe(_ c: Change) -> String {
     case .holdPlaced(let d, let h):
         return "deal=\(d) hold=\(h.id) investor=\(h.investor) units=\(h.requested) price=\(h.price) expires_at=\(h.expiresAt)"
             + (h.partial ? " partial" : "") + " lots=" + h.parts.map { "#\($0.lot):\($0.units)" }.joined(separator: ",")
+            + (h.createdBy.map { " by=\($0)" } ?? "")
     case .holdReleased(let d, let h): return "deal=\(d) hold=\(h)"
     case .holdExpired(let d, let h): return "deal=\(d) hold=\(h)"
-    case .allocationCreated(let d, let h, let a): return "deal=\(d) hold=\(h) allocation=\(a)"
-    case .allocationStatus(let d, let a, let s): return "deal=\(d) allocation=\(a) status=\(s.name)"
+    case .allocationCreated(let d, let h, let a, let by): return "deal=\(d) hold=\(h) allocation=\(a)" + (by.map { " by=\($0)" } ?? "")
+    case .allocationStatus(let d, let a, let s, let by): return "deal=\(d) allocation=\(a) status=\(s.name)" + (by.map { " by=\($0)" } ?? "")
     case .tokenCreated(let t): return "user=\(t.user) role=\(t.role.rawValue) investors=\(t.investors.joined(separator: ",")) token_sha256=\(t.tokenHash.prefix(12))…"
     }
 }

@@ -106,6 +106,10 @@ import Testing
             let o = try h.client()
             #expect(await o.call("AUTH", ops) == .simple("OK"))
             #expect(await o.call("APPROVE", alloc) == .simple("OK"))
+            // The rows say who made them (the seed's created_by / approved_by).
+            let row = await o.call("ALLOCATION.GET", alloc).fields
+            #expect(row?["created_by"] == "alice" && row?["approved_by"] == "olga", "\(String(describing: row))")
+            #expect(await o.call("HOLD.GET", mineID).fields?["created_by"] == "alice")
             #expect(await o.call("HOLD.GET", "inv2-hold").fields?["investor"] == "inv-2")
             #expect(await o.call("DEAL.CREATE", "ops-deal") == .simple("OK"))
             #expect(await o.call("TOKEN.CREATE", "x", "viewer").errorCode == "NOPERM")

@@ -82,7 +82,7 @@ import Testing
             let hold = await c.call("HOLD", "d1", "inv1", "5", "10")
             let holdID = hold.elements?.first?.string ?? ""
             let raw2 = await c.sendRaw("HOLD.GET \(holdID)\r\n", replies: 1).first ?? ""
-            #expect(raw2.hasPrefix("*26\r\n"), "\(raw2)")
+            #expect(raw2.hasPrefix("*28\r\n"), "\(raw2)")
             #expect(raw2.contains("$10\r\nallocation\r\n$-1\r\n"), "\(raw2)")
 
             // HELLO 3 SETNAME: a %7 map.
@@ -95,7 +95,7 @@ import Testing
 
             // After HELLO 3: field/value replies are maps and nulls are `_`.
             let raw3 = await c.sendRaw("HOLD.GET \(holdID)\r\n", replies: 1).first ?? ""
-            #expect(raw3.hasPrefix("%13\r\n$2\r\nid\r\n"), "\(raw3)")
+            #expect(raw3.hasPrefix("%14\r\n$2\r\nid\r\n"), "\(raw3)")
             #expect(raw3.contains("$10\r\nallocation\r\n_\r\n"), "\(raw3)")
             let inv = await c.call("INVENTORY", "d1")
             guard case .map = inv else { Issue.record("INVENTORY under RESP3: \(inv)"); return }

@@ -15,9 +15,9 @@ import Testing
             #expect(raw.count == 5)
             if raw.count == 5 {
                 #expect(raw[0] == "$-1\r\n")
-                #expect(raw[1].hasPrefix("*26\r\n"), "\(raw[1])")
+                #expect(raw[1].hasPrefix("*28\r\n"), "\(raw[1])")
                 #expect(raw[2].hasPrefix("%7\r\n"))
-                #expect(raw[3].hasPrefix("%13\r\n"), "\(raw[3])")
+                #expect(raw[3].hasPrefix("%14\r\n"), "\(raw[3])")
                 #expect(raw[4] == "_\r\n")
             }
             // Engine commands before QUIT are answered (once durable), then the connection closes.
