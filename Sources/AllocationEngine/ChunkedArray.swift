@@ -32,9 +32,12 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
 
     public mutating func append(_ element: Element) {
         if count & (Self.chunkSize - 1) == 0 {
-            // Not reserved up front: a deal with a handful of holds keeps a
-            // small chunk; a full chunk has been copied at most a few times.
-            chunks.append([])
+            // The first chunk grows on demand, so a deal with a handful of rows
+            // stays small; once a deal has filled one, each next chunk is
+            // reserved whole, sparing the copies (and unmaps) of growing it.
+            var chunk: [Element] = []
+            if !chunks.isEmpty { chunk.reserveCapacity(Self.chunkSize) }
+            chunks.append(chunk)
         }
         chunks[chunks.count - 1].append(element)
         count += 1
