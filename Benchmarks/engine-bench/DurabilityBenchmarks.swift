@@ -116,7 +116,7 @@ struct DurabilityBenchmarks {
         let replayed = reopened.recovery.recordsReplayed
         let rate = Double(replayed) / max(reopened.recovery.seconds, 1e-9)
         try! await reopened.close()
-        try? FileManager.default.removeItem(atPath: dir)
+        if ProcessInfo.processInfo.environment["ENGINE_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: dir) }
         return (rate, restart)
     }
 

@@ -72,12 +72,13 @@ public enum Recovery {
                                now: () -> Double) throws -> Result {
         let started = now()
         var report = RecoveryReport()
-        let indexes = EngineIndexes()
+        var indexes = EngineIndexes()
         var states: [DealState] = []
         var access = AccessState()
         var accessSkipUpTo: UInt64 = 0
         var dealIndex: [IdKey: Int] = [:]
-        var skipUpTo: [Int: UInt64] = [:]
+        /// Per deal (parallel to `states`): records at or below this LSN are in its snapshot copy.
+        var skipUpTo: [UInt64] = []
 
         // 1. Snapshot: newest that decodes and, for point-in-time, lies entirely before the target.
         var replayFrom: UInt64 = 0
@@ -108,9 +109,9 @@ public enum Recovery {
                 states = candidate
                 for (i, entry) in image.deals.enumerated() {
                     dealIndex[IdKey(entry.state.info.id)] = i
-                    skipUpTo[i] = entry.lsn
+                    skipUpTo.append(entry.lsn)
                 }
-                try StateCodec.index(states, into: indexes)
+                indexes = candidateIndexes
                 access = image.access
                 accessSkipUpTo = image.accessLSN
                 replayFrom = image.replayFrom
@@ -132,6 +133,7 @@ public enum Recovery {
         struct Stop: Error {}
         var replayed = 0
         var lastLSN = replayFrom
+        var lastDeal: (id: String, index: Int)?
         let summary: LogScanSummary
         do {
             summary = try LogReader.scan(directory: dir.wal, io: io, fromLSN: replayFrom + 1,
@@ -157,16 +159,24 @@ public enum Recovery {
                 } else if case .dealCreated(let info) = change {
                     let key = IdKey(info.id)
                     guard dealIndex[key] == nil else {
-                        if let i = dealIndex[key], let skip = skipUpTo[i], record.lsn <= skip { report.recordsSkipped += 1; return }
+                        if let i = dealIndex[key], record.lsn <= skipUpTo[i] { report.recordsSkipped += 1; return }
                         throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): deal \(info.id) created twice")
                     }
                     dealIndex[key] = states.count
                     states.append(DealState(info: info))
+                    skipUpTo.append(0)
                 } else {
-                    guard let i = dealIndex[IdKey(change.deal)] else {
+                    // Consecutive records mostly belong to one deal: skip the map then.
+                    let i: Int
+                    if let last = lastDeal, last.id == change.deal {
+                        i = last.index
+                    } else if let found = dealIndex[IdKey(change.deal)] {
+                        i = found
+                        lastDeal = (change.deal, found)
+                    } else {
                         throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): change to unknown deal \(change.deal)")
                     }
-                    if let skip = skipUpTo[i], record.lsn <= skip { report.recordsSkipped += 1; return }
+                    if record.lsn <= skipUpTo[i] { report.recordsSkipped += 1; return }
                     do {
                         try states[i].apply(change, time: record.time, index: indexes, indexNew: true)
                     } catch {

@@ -12,18 +12,23 @@ public struct StateHasher {
         a = (a ^ UInt64(v)) &* 0x0000_0100_0000_01B3
         b = (b ^ UInt64(v)) &* 0x0000_0100_0000_01B3 ^ (b >> 29)
     }
+    /// A whole word per step (not byte by byte: the digest walks every row).
     public mutating func int(_ v: Int64) {
-        var x = UInt64(bitPattern: v)
-        for _ in 0..<8 { byte(UInt8(truncatingIfNeeded: x)); x >>= 8 }
+        let x = UInt64(bitPattern: v)
+        a = (a ^ x) &* 0x0000_0100_0000_01B3
+        a ^= a >> 32
+        b = (b ^ (x &* 0x9E37_79B9_7F4A_7C15)) &* 0x0000_0100_0000_01B3 ^ (b >> 29)
     }
     public mutating func int128(_ v: Int128) {
         int(Int64(truncatingIfNeeded: v))
         int(Int64(truncatingIfNeeded: v >> 64))
     }
     public mutating func string(_ s: String?) {
-        guard let s else { byte(0xFF); return }
-        int(Int64(s.utf8.count))
-        for c in s.utf8 { byte(c) }
+        guard var s else { byte(0xFF); return }
+        s.withUTF8 { bytes in
+            int(Int64(bytes.count))
+            for c in bytes { byte(c) }
+        }
     }
     public var hex: String {
         func h(_ v: UInt64) -> String { let s = String(v, radix: 16); return String(repeating: "0", count: 16 - s.count) + s }
@@ -46,7 +51,8 @@ extension DealState {
         for x in holds {
             h.string(x.id); h.int(Int64(x.investor)); h.int128(x.requested.raw); h.int(x.proposedUnitPrice.raw)
             h.int(x.createdAt); h.int(x.expiresAt); h.byte(x.status.rawValue); h.byte(x.partial ? 1 : 0); h.int(Int64(x.allocation))
-            for p in [x.firstPart] + x.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
+            h.int(Int64(x.firstPart.lot)); h.int128(x.firstPart.units.raw)
+            for p in x.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
             h.string(x.createdBy)
         }
         h.int(Int64(allocations.count))
