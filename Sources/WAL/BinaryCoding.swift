@@ -213,8 +213,19 @@ public struct ByteReader {
         let n = Int(length)
         try need(n, "string")
         let slice = UnsafeRawBufferPointer(rebasing: buffer[position..<(position + n)])
-        guard let s = String(validating: slice, as: UTF8.self) else {
-            throw DecodeError("string at offset \(start) is not valid UTF-8")
+        let bytes = slice.bindMemory(to: UInt8.self)
+        // Fast path: ids and most text are ASCII, which is valid UTF-8 as it
+        // stands (the generic validating initializer costs more than the record).
+        var ascii = true
+        for b in bytes where b >= 0x80 { ascii = false; break }
+        let s: String
+        if ascii {
+            s = String(decoding: bytes, as: UTF8.self)
+        } else {
+            guard let v = String(validating: slice, as: UTF8.self) else {
+                throw DecodeError("string at offset \(start) is not valid UTF-8")
+            }
+            s = v
         }
         position += n
         return s
