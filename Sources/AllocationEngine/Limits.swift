@@ -14,7 +14,7 @@ public enum EngineLimits {
     public static let maxLotsPerDeal = 10_000
     /// Requests in one call to a deal actor.
     public static let maxBatch = 4096
-    /// Pending holds in one deal: at 113 bytes each, ten million is about 1 GiB,
+    /// Pending holds in one deal: at 128 bytes each, ten million is about 1.2 GiB,
     /// a bound on what one hot deal can make the engine hold in memory.
     public static let maxPendingHoldsPerDeal = 10_000_000
     /// Rows (holds or allocations, any status) in one deal: slots are Int32.
