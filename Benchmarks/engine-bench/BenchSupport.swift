@@ -32,6 +32,7 @@ struct BenchOptions {
         }
     }
     func runs(_ group: String) -> Bool { only.isEmpty || only.contains(group) }
+    // `--only hot` repeats the hot-deal run five times (spread between runs).
     func size(_ full: Int, quick q: Int) -> Int { quick ? q : full }
 }
 

@@ -7,7 +7,14 @@ import Foundation
 func runBenchmarks() async -> BenchReport {
     let options = BenchOptions(CommandLine.arguments.dropFirst())
     var report = BenchReport()
-    if options.runs("engine") {
+    if options.only.contains("hot") {
+        // Repeated hot-deal runs in one process, to look at run-to-run spread.
+        for callers in [1, 64, 1, 64, 1, 64] {
+            let (rate, ok) = await EngineBenchmarks(options: options).hotDeal(callers: callers, batch: 64, total: options.size(2_000_000, quick: 200_000))
+            report.row("hot deal, batched, \(callers) callers", formatRate(rate) + (ok ? "" : " INVARIANT BROKEN"))
+        }
+    }
+    if options.runs("engine") && !options.only.contains("hot") {
         await EngineBenchmarks(options: options).run(into: &report)
     }
     if options.runs("wal") {

@@ -8,7 +8,7 @@ extension DealState {
     }
 
     func decideHold(_ r: HoldRequest, now: Int64, defaultTTL: Int64, index: EngineIndexes, user: String?) throws(EngineError) -> HoldDecision {
-        try Validate.id(r.investor, field: "investor")
+        if lastInvestor?.id != r.investor { try Validate.id(r.investor, field: "investor") }
         guard r.units.raw > 0 && r.units.raw <= NumberLimits.maxUnitsRaw else {
             throw EngineError(.invalid, "units must be greater than zero and at most \(Units(raw: NumberLimits.maxUnitsRaw)), got \(r.units)")
         }

@@ -16,6 +16,9 @@ public struct DealState: Sendable {
     public internal(set) var allocations = ChunkedArray<Allocation>()
     public internal(set) var investors: [String] = []
     var investorSlot: [IdKey: Int32] = [:]
+    /// The last investor interned: a burst of holds for one investor (a
+    /// pipeline, a retry loop) skips the hash lookup and the id validation.
+    var lastInvestor: (id: String, slot: Int32)?
     public internal(set) var positions: [Position] = []
     var expiry = ExpiryHeap()
 
@@ -259,12 +262,18 @@ public struct DealState: Sendable {
     }
 
     mutating func internInvestor(_ id: String) -> Int32 {
+        if let last = lastInvestor, last.id == id { return last.slot }
         let key = IdKey(id)
-        if let slot = investorSlot[key] { return slot }
-        let slot = Int32(investors.count)
-        investors.append(id)
-        investorSlot[key] = slot
-        positions.append(Position())
+        let slot: Int32
+        if let existing = investorSlot[key] {
+            slot = existing
+        } else {
+            slot = Int32(investors.count)
+            investors.append(id)
+            investorSlot[key] = slot
+            positions.append(Position())
+        }
+        lastInvestor = (id, slot)
         return slot
     }
 
