@@ -18,10 +18,11 @@ struct BenchOptions {
             case "--dir": if let v = it.next() { workDir = v }
             case "--help", "-h":
                 print("""
-                engine-bench [--json] [--quick] [--only engine,wal] [--dir PATH]
+                engine-bench [--json] [--quick] [--only engine,wal,net|hot] [--dir PATH]
                   --json   print one JSON object instead of a table
                   --quick  smaller sizes (a smoke run, numbers less stable)
-                  --only   run only these groups
+                  --only   run only these groups (engine: issue 2, wal: issue 3, net: issue 4;
+                           hot: the hot-deal run repeated, to see the spread between runs)
                   --dir    scratch directory for durable runs (default: a temp dir)
                 """)
                 exit(0)
@@ -32,7 +33,6 @@ struct BenchOptions {
         }
     }
     func runs(_ group: String) -> Bool { only.isEmpty || only.contains(group) }
-    // `--only hot` repeats the hot-deal run five times (spread between runs).
     func size(_ full: Int, quick q: Int) -> Int { quick ? q : full }
 }
 
