@@ -190,12 +190,15 @@ public final class Engine: Sendable {
     @discardableResult
     public func sweepExpired() async -> Int {
         var total = 0
+        var last: UInt64 = 0
         for number in context.scheduler.takeDue(now: clock.nowMillis()) {
             guard let actor = deal(number: number) else { continue }
             let (count, lsn) = await actor.expireDue()
             total += count
-            if let lsn, let sink { try? await sink.waitDurable(lsn) }
+            if let lsn { last = max(last, lsn) }
         }
+        // One wait for the whole sweep (group commit covers every deal's records).
+        if last > 0, let sink { try? await sink.waitDurable(last) }
         return total
     }
 
