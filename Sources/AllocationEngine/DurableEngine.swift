@@ -148,22 +148,28 @@ public final class DurableEngine: Sendable {
             let (floor, deals) = await engine.capture()
             let (access, accessLSN) = engine.captureAccess()
             let image = EngineImage(floorLSN: floor, deals: deals, access: access, accessLSN: accessLSN)
-            let payload = StateCodec.encode(image)
             let lsn = image.replayFrom
+            let time = engine.clock.nowMillis()
             do {
-                let path = try store.write(lsn: lsn, time: engine.clock.nowMillis(), payload: payload)
-                try store.prune()
-                // Segments wholly covered by the oldest kept snapshot are no longer needed.
-                if let oldest = try store.list().last {
-                    let deleted = try writer.deleteSegments(coveredBy: oldest.lsn)
-                    if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
+                // Encoding and the blocking file work run on a thread of their own,
+                // so the cooperative threads keep serving holds meanwhile.
+                let (path, payloadBytes) = try await Self.offThread { [self] () throws -> (String, Int) in
+                    let payload = StateCodec.encode(image)
+                    let path = try store.write(lsn: lsn, time: time, payload: payload)
+                    try store.prune()
+                    // Segments wholly covered by the oldest kept snapshot are no longer needed.
+                    if let oldest = try store.list().last {
+                        let deleted = try writer.deleteSegments(coveredBy: oldest.lsn)
+                        if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
+                    }
+                    return (path, payload.count)
                 }
                 let seconds = monotonicSeconds() - started
-                log("snapshot written: \(path), LSN \(lsn), \(deals.count) deals, \(payload.count) bytes in \(String(format: "%.3f", seconds)) s")
+                log("snapshot written: \(path), LSN \(lsn), \(deals.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s")
                 return snapshotStats.withLock { s in
                     s.taken += 1
                     s.lastLSN = lsn
-                    s.lastBytes = payload.count
+                    s.lastBytes = payloadBytes
                     s.lastSeconds = seconds
                     s.lastPath = path
                     s.lastError = nil
@@ -179,6 +185,15 @@ public final class DurableEngine: Sendable {
     }
 
     public var snapshots: SnapshotStats { snapshotStats.withLock { $0 } }
+
+    /// Runs blocking work on a new thread and waits for it without holding a
+    /// cooperative thread.
+    static func offThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try work() }) }
+            thread.start()
+        }
+    }
 
     /// Stops background work, waits for the log to flush and sync, closes it.
     public func close() async throws {
