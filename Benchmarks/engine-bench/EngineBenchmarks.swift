@@ -53,25 +53,32 @@ struct EngineBenchmarks {
         return engine
     }
 
-    /// Holds of one unit from `callers` concurrent tasks on one deal.
-    func hotDeal(callers: Int, batch: Int, total: Int) async -> (Double, Bool) {
-        let engine = await makeEngine(deals: 1, unitsPerDeal: total * 2)
-        let deal = engine.deal("deal-0")!
-        let perCaller = total / callers / batch
+    /// Runs `callers` concurrent tasks, each calling `round` `rounds` times with
+    /// its own batch of one-unit holds; returns the elapsed seconds.
+    func timeCallers(_ callers: Int, batch: Int, rounds: Int,
+                     round: @escaping @Sendable (_ caller: Int, _ round: Int, _ holds: [DealRequest]) async -> Void) async -> Double {
         let start = monotonicSeconds()
         await withTaskGroup(of: Void.self) { group in
             for c in 0..<callers {
                 group.addTask {
                     let request = DealRequest.hold(HoldRequest(investor: "inv-\(c)", units: .whole(1), price: .whole(25)))
-                    let requests = [DealRequest](repeating: request, count: batch)
-                    for _ in 0..<perCaller {
-                        let r = await deal.execute(requests)
-                        precondition(r.replies.last?.error == nil, "hold failed: \(String(describing: r.replies.last))")
-                    }
+                    let holds = [DealRequest](repeating: request, count: batch)
+                    for i in 0..<rounds { await round(c, i, holds) }
                 }
             }
         }
-        let elapsed = monotonicSeconds() - start
+        return monotonicSeconds() - start
+    }
+
+    /// Holds of one unit from `callers` concurrent tasks on one deal.
+    func hotDeal(callers: Int, batch: Int, total: Int) async -> (Double, Bool) {
+        let engine = await makeEngine(deals: 1, unitsPerDeal: total * 2)
+        let deal = engine.deal("deal-0")!
+        let perCaller = total / callers / batch
+        let elapsed = await timeCallers(callers, batch: batch, rounds: perCaller) { _, _, holds in
+            let r = await deal.execute(holds)
+            precondition(r.replies.last?.error == nil, "hold failed: \(String(describing: r.replies.last))")
+        }
         let ok = await engine.invariantViolations().isEmpty
         return (Double(perCaller * batch * callers) / elapsed, ok)
     }
@@ -80,20 +87,10 @@ struct EngineBenchmarks {
         let engine = await makeEngine(deals: deals, unitsPerDeal: total / deals * 4)
         let actors = (0..<deals).map { engine.deal("deal-\($0)")! }
         let perCaller = total / callers / batch
-        let start = monotonicSeconds()
-        await withTaskGroup(of: Void.self) { group in
-            for c in 0..<callers {
-                group.addTask {
-                    let request = DealRequest.hold(HoldRequest(investor: "inv-\(c)", units: .whole(1), price: .whole(25)))
-                    let requests = [DealRequest](repeating: request, count: batch)
-                    for i in 0..<perCaller {
-                        let r = await actors[(c * 7919 + i * 31) % deals].execute(requests)
-                        precondition(r.replies.last?.error == nil, "hold failed")
-                    }
-                }
-            }
+        let elapsed = await timeCallers(callers, batch: batch, rounds: perCaller) { c, i, holds in
+            let r = await actors[(c * 7919 + i * 31) % deals].execute(holds)
+            precondition(r.replies.last?.error == nil, "hold failed")
         }
-        let elapsed = monotonicSeconds() - start
         let ok = await engine.invariantViolations().isEmpty
         return (Double(perCaller * batch * callers) / elapsed, ok)
     }
@@ -103,28 +100,18 @@ struct EngineBenchmarks {
         let engine = await makeEngine(deals: 1, unitsPerDeal: total * 2)
         let deal = engine.deal("deal-0")!
         let perCaller = total / callers / batch
-        let start = monotonicSeconds()
-        await withTaskGroup(of: Void.self) { group in
-            for c in 0..<callers {
-                group.addTask {
-                    let request = DealRequest.hold(HoldRequest(investor: "inv-\(c)", units: .whole(1), price: .whole(25)))
-                    let holds = [DealRequest](repeating: request, count: batch)
-                    for _ in 0..<perCaller {
-                        let held = await deal.execute(holds).replies.map { reply -> DealRequest in
-                            guard case .hold(let receipt) = reply else { preconditionFailure("hold failed: \(reply)") }
-                            return .allocate(hold: receipt.id, id: nil)
-                        }
-                        let approvals = await deal.execute(held).replies.map { reply -> DealRequest in
-                            guard case .id(let id) = reply else { preconditionFailure("allocate failed: \(reply)") }
-                            return .approve(allocation: id)
-                        }
-                        let done = await deal.execute(approvals)
-                        precondition(done.replies.allSatisfy { $0 == .ok }, "approve failed")
-                    }
-                }
+        let elapsed = await timeCallers(callers, batch: batch, rounds: perCaller) { _, _, holds in
+            let held = await deal.execute(holds).replies.map { reply -> DealRequest in
+                guard case .hold(let receipt) = reply else { preconditionFailure("hold failed: \(reply)") }
+                return .allocate(hold: receipt.id, id: nil)
             }
+            let approvals = await deal.execute(held).replies.map { reply -> DealRequest in
+                guard case .id(let id) = reply else { preconditionFailure("allocate failed: \(reply)") }
+                return .approve(allocation: id)
+            }
+            let done = await deal.execute(approvals)
+            precondition(done.replies.allSatisfy { $0 == .ok }, "approve failed")
         }
-        let elapsed = monotonicSeconds() - start
         let ok = await engine.invariantViolations().isEmpty
         return (Double(perCaller * batch * callers) / elapsed, ok)
     }
