@@ -15,22 +15,22 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     public var startIndex: Int { 0 }
     public var endIndex: Int { count }
 
+    // `_read`/`_modify` yield the element in place: reading one field of a row
+    // (`holds[i].status`) must not copy the whole row, which would retain and
+    // release every reference in it.
     public subscript(position: Int) -> Element {
-        get {
+        _read {
             precondition(position >= 0 && position < count, "index out of range")
-            return chunks[position >> Self.chunkShift][position & (Self.chunkSize - 1)]
+            yield chunks[position >> Self.chunkShift][position & (Self.chunkSize - 1)]
         }
         _modify {
             precondition(position >= 0 && position < count, "index out of range")
             yield &chunks[position >> Self.chunkShift][position & (Self.chunkSize - 1)]
         }
-        set {
-            precondition(position >= 0 && position < count, "index out of range")
-            chunks[position >> Self.chunkShift][position & (Self.chunkSize - 1)] = newValue
-        }
     }
 
-    public mutating func append(_ element: Element) {
+    /// Takes the element by move (`__owned`), so appending does not copy it.
+    public mutating func append(_ element: __owned Element) {
         if count & (Self.chunkSize - 1) == 0 {
             // The first chunk grows on demand, so a deal with a handful of rows
             // stays small; once a deal has filled one, each next chunk is

@@ -43,21 +43,23 @@ public actor DealActor {
         var changed: [Int] = []
         let readOnly = context.sink?.failureReason
         let overloaded = readOnly == nil && (context.sink?.isOverloaded ?? false)
-        for (i, request) in requests.enumerated() {
-            if let reason = readOnly, request.isChange {
+        // Requests are used in place (`requests[i]`), not bound to locals: a
+        // request is a large value and copying it per hold shows in profiles.
+        for i in requests.indices {
+            if let reason = readOnly, requests[i].isChange {
                 replies.append(.failure(EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")))
                 continue
             }
-            if overloaded && request.isChange {
+            if overloaded && requests[i].isChange {
                 replies.append(.failure(EngineError(.limit, "the log is behind the disk; retry shortly")))
                 continue
             }
             let before = changes.count
-            if let scope = actingFor, let refusal = state.refusal(of: request, actingFor: scope, index: context.indexes) {
+            if let scope = actingFor, let refusal = state.refusal(of: requests[i], actingFor: scope, index: context.indexes) {
                 replies.append(.failure(refusal))
                 continue
             }
-            replies.append(state.execute(request, now: now, context: context, user: user, changes: &changes))
+            replies.append(state.execute(requests[i], now: now, context: context, user: user, changes: &changes))
             if changes.count > before { changed.append(i) }
         }
         let lsn = flushChanges(time: now, replies: &replies, changed: changed)

@@ -175,9 +175,11 @@ extension DealState {
     }
 
     func receipt(of slot: Int32) -> HoldReceipt {
-        let h = holds[Int(slot)]
-        let more = h.moreParts.isEmpty ? [] : h.moreParts.map { LotShare(lot: lots[Int($0.lot)].id, units: $0.units) }
-        return HoldReceipt(id: h.id, expiresAt: h.expiresAt, units: h.filled,
-                           firstPart: LotShare(lot: lots[Int(h.firstPart.lot)].id, units: h.firstPart.units), moreParts: more)
+        // Field by field: no copy of the whole row.
+        let i = Int(slot)
+        let more = holds[i].moreParts.isEmpty ? [] : holds[i].moreParts.map { LotShare(lot: lots[Int($0.lot)].id, units: $0.units) }
+        let first = holds[i].firstPart
+        return HoldReceipt(id: holds[i].id, expiresAt: holds[i].expiresAt, units: holds[i].filled,
+                           firstPart: LotShare(lot: lots[Int(first.lot)].id, units: first.units), moreParts: more)
     }
 }
