@@ -73,7 +73,7 @@ struct TestClient {
         guard let fd = NetBench.connectBlocking(host: host, port: port) else {
             throw NetError.systemCall("connect", errno: errno)
         }
-        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         if let size = receiveBuffer { setIntOption(fd, SOL_SOCKET, SO_RCVBUF, size) }
         self.fd = fd
@@ -387,7 +387,7 @@ private func waitUntil(_ seconds: Double = 3, _ condition: () -> Bool) -> Bool {
                 import redis
             except ImportError:
                 print("SKIP"); sys.exit(0)
-            r = redis.Redis(port=\(port), socket_timeout=3)
+            r = redis.Redis(port=\(port), socket_timeout=20)
             assert r.ping() is True
             assert r.echo("héllo wörld") == "héllo wörld".encode()
             p = r.pipeline(transaction=False)

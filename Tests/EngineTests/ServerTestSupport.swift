@@ -150,7 +150,7 @@ final class SrvClient: @unchecked Sendable {
     private var pos = 0
     private let lock = NSLock()
 
-    init(port: Int, receiveBuffer: Int32? = nil, timeoutSeconds: Int = 5) throws {
+    init(port: Int, receiveBuffer: Int32? = nil, timeoutSeconds: Int = 30) throws {
         guard let fd = NetBench.connectBlocking(host: "127.0.0.1", port: port) else {
             throw NetError.systemCall("connect", errno: errno)
         }
@@ -165,7 +165,7 @@ final class SrvClient: @unchecked Sendable {
     }
 
     /// Wraps an already connected socket.
-    init(adopting fd: Int32, timeoutSeconds: Int = 5) {
+    init(adopting fd: Int32, timeoutSeconds: Int = 30) {
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -385,7 +385,7 @@ func srvSetupDeal(_ c: SrvClient, _ deal: String = "d1", lot: String? = nil, uni
 }
 
 /// Polls `condition` until true or `seconds` passed.
-func srvWait(_ seconds: Double = 3, _ condition: @Sendable () async -> Bool) async -> Bool {
+func srvWait(_ seconds: Double = 15, _ condition: @Sendable () async -> Bool) async -> Bool {
     let end = Date().addingTimeInterval(seconds)
     while Date() < end {
         if await condition() { return true }

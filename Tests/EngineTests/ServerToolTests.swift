@@ -69,7 +69,7 @@ import Testing
         try await withSrv { h in
             let script = #"""
             import sys, redis
-            r = redis.Redis(port=int(sys.argv[1]), socket_timeout=5)
+            r = redis.Redis(port=int(sys.argv[1]), socket_timeout=20)
             assert r.ping() is True
             info = r.execute_command('CLIENT', 'INFO')
             assert b'resp=3' in info and b'lib-name=redis-py' in info, info
@@ -125,20 +125,20 @@ import Testing
             # redis-py retries AuthenticationError (a ConnectionError) with backoff; not here.
             once = Retry(NoBackoff(), 0)
             try:
-                redis.Redis(port=port, socket_timeout=5, retry=once).execute_command('DEAL.CREATE', 'x')
+                redis.Redis(port=port, socket_timeout=20, retry=once).execute_command('DEAL.CREATE', 'x')
                 raise AssertionError('NOAUTH expected')
             except redis.AuthenticationError:
                 pass
             try:
-                redis.Redis(port=port, password='wrong', socket_timeout=5, retry=once).ping()
+                redis.Redis(port=port, password='wrong', socket_timeout=20, retry=once).ping()
                 raise AssertionError('WRONGPASS expected')
             except redis.AuthenticationError:
                 pass
-            a = redis.Redis(port=port, password=admin, socket_timeout=5)
+            a = redis.Redis(port=port, password=admin, socket_timeout=20)
             a.execute_command('DEAL.CREATE', 'd1')
             a.execute_command('LOT.ADD', 'd1', 'L1', '100', '5')
             tok = a.execute_command('TOKEN.CREATE', 'alice', 'investor', 'INVESTOR', 'inv-1').decode()
-            alice = redis.Redis(port=port, username='alice', password=tok, socket_timeout=5)
+            alice = redis.Redis(port=port, username='alice', password=tok, socket_timeout=20)
             assert alice.execute_command('HOLD', 'd1', 'inv-1', '1', '10')[2] == [b'L1', b'1']
             try:
                 alice.execute_command('HOLD', 'd1', 'inv-2', '1', '10')
