@@ -274,11 +274,13 @@ private func hexBytes(_ s: String) -> [UInt8]? {
         let local = try SrvClient(port: server.boundPort)
         #expect(await local.call("DEAL.CREATE", "d1") == .simple("OK"))
         let token = await local.call("TOKEN.CREATE", "alice", "investor", "INVESTOR", "inv-1").string ?? ""
-        if let fd = NetBench.connectBlocking(host: ip, port: server.boundPort) {
-            let remote = SrvClient(adopting: fd)
-            #expect(await remote.call("AUTH", token).errorCode == "DENIED")
-            #expect(await local.call("DEAL.GET", "d2").errorCode == "NOTFOUND")
-        }
+        let fd = try #require(NetBench.connectBlocking(host: ip, port: server.boundPort), "connect to \(ip)")
+        // Even with a valid token and a changing command: refused, nothing changed.
+        let remote = SrvClient(adopting: fd)
+        let replies = await remote.send("AUTH \(token)\r\nDEAL.CREATE d2\r\n", replies: 2)
+        #expect(replies.first?.errorCode == "DENIED", "\(replies)")
+        #expect(replies.count == 1, "the connection is closed after DENIED: \(replies)")
+        #expect(await local.call("DEAL.GET", "d2").errorCode == "NOTFOUND")
         await srvBlocking { server.shutdown(gracefulTimeoutSeconds: 1) }
         try? await durable.close()
     }
