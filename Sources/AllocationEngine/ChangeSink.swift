@@ -12,18 +12,41 @@ public protocol ChangeSink: Sendable {
     func whenDurable(_ lsn: UInt64, _ done: @escaping @Sendable (EngineError?) -> Void)
     /// The LSN of the last record appended (durable or not).
     var lastAppendedLSN: UInt64 { get }
-    /// Why the log stopped accepting changes, if it did.
-    var failureReason: String? { get }
-    /// True while the log is too far behind to take more work; checked before a
-    /// batch decides anything, so overload refuses requests instead of losing them.
-    var isOverloaded: Bool { get }
+    /// Whether the log takes changes now; checked once before a batch decides
+    /// anything, so failure and overload refuse requests instead of losing them.
+    var admission: SinkAdmission { get }
+}
+
+public enum SinkAdmission: Sendable, Equatable {
+    case open
+    /// Too far behind the disk to take more work; retry shortly.
+    case overloaded
+    /// Failed for good (fail-stop): changes are refused until a restart.
+    case failed(String)
 }
 
 extension ChangeSink {
+    /// Why the log stopped accepting changes, if it did.
+    public var failureReason: String? {
+        if case .failed(let reason) = admission { return reason }
+        return nil
+    }
+
     public func waitDurable(_ lsn: UInt64) async throws(EngineError) {
         let error: EngineError? = await withCheckedContinuation { continuation in
             whenDurable(lsn) { continuation.resume(returning: $0) }
         }
         if let error { throw error }
+    }
+}
+
+extension SinkAdmission {
+    /// The error a change gets when the log does not take it.
+    var refusal: EngineError {
+        switch self {
+        case .open: preconditionFailure("an open log refuses nothing")
+        case .overloaded: EngineError(.limit, "the log is behind the disk; retry shortly")
+        case .failed(let reason): EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")
+        }
     }
 }

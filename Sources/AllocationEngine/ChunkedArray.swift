@@ -43,8 +43,6 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         count += 1
     }
 
-    /// Capacity is added a chunk at a time; nothing to reserve up front.
-    public mutating func reserveCapacity(_ n: Int) {}
 }
 
 extension ChunkedArray: Sendable where Element: Sendable {}

@@ -41,17 +41,12 @@ public actor DealActor {
         var replies: [DealReply] = []
         replies.reserveCapacity(requests.count)
         var changed: [Int] = []
-        let readOnly = context.sink?.failureReason
-        let overloaded = readOnly == nil && (context.sink?.isOverloaded ?? false)
+        let admission = context.sink?.admission ?? .open
         // Requests are used in place (`requests[i]`), not bound to locals: a
         // request is a large value and copying it per hold shows in profiles.
         for i in requests.indices {
-            if let reason = readOnly, requests[i].isChange {
-                replies.append(.failure(EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")))
-                continue
-            }
-            if overloaded && requests[i].isChange {
-                replies.append(.failure(EngineError(.limit, "the log is behind the disk; retry shortly")))
+            if admission != .open && requests[i].isChange {
+                replies.append(.failure(admission.refusal))
                 continue
             }
             let before = changes.count

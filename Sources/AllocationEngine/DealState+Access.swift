@@ -4,13 +4,10 @@
 extension DealState {
     func refusal(of request: DealRequest, actingFor scope: Set<String>, index: EngineIndexes) -> EngineError? {
         func investor(ofHold id: String) -> String? {
-            guard let r = index.holds.lookup(id), r.deal == ref, Int(r.slot) < holds.count, holds[Int(r.slot)].id == id else { return nil }
-            return investors[Int(holds[Int(r.slot)].investor)]
+            (try? holdSlot(id, index: index)).map { investors[Int(holds[Int($0)].investor)] }
         }
         func investor(ofAllocation id: String) -> String? {
-            guard let r = index.allocations.lookup(id), r.deal == ref, Int(r.slot) < allocations.count,
-                  allocations[Int(r.slot)].id == id else { return nil }
-            return investors[Int(allocations[Int(r.slot)].investor)]
+            (try? allocationSlot(id, index: index)).map { investors[Int(allocations[Int($0)].investor)] }
         }
         let owner: String?
         switch request {

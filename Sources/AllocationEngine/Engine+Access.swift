@@ -8,9 +8,7 @@ extension Engine {
         if !role.seesAllInvestors && investors.isEmpty && role != .viewer {
             throw EngineError(.invalid, "a \(role.rawValue) token needs at least one INVESTOR it acts for")
         }
-        if let reason = sink?.failureReason {
-            throw EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")
-        }
+        if let admission = sink?.admission, admission != .open { throw admission.refusal }
         let token = Self.randomToken()
         let record = UserToken(user: user, role: role, investors: investors, tokenHash: SHA256.hex(token), createdAt: clock.nowMillis())
         let now = record.createdAt

@@ -135,9 +135,7 @@ public final class Engine: Sendable {
             throw EngineError(.invalid, "a new deal is draft or open, not \(spec.status.name)")
         }
         if let o = spec.openAt, let c = spec.closeAt, c <= o { throw EngineError(.invalid, "close time must be after open time") }
-        if let reason = sink?.failureReason {
-            throw EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")
-        }
+        if let admission = sink?.admission, admission != .open { throw admission.refusal }
         let now = clock.nowMillis()
         let result: Result<(DealInfo, UInt64?), EngineError> = creationLock.withLock { _ in byID[Self.shard(spec.id)].withLock { dict in
             if dict[spec.id] != nil { return .failure(EngineError(.exists, "deal \(spec.id) already exists")) }

@@ -30,5 +30,4 @@ public final class ExpiryScheduler: Sendable {
         }
     }
 
-    public var nextDue: Int64? { heap.withLock { $0.first?.at } }
 }

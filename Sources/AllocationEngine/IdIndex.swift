@@ -60,24 +60,6 @@ public final class IdIndex: Sendable {
         return shards[shard(key)].withLock { $0.insertIfAbsent(key, ref.packed) }.map(RowRef.init(packed:))
     }
 
-    public func set(_ id: String, _ ref: RowRef) {
-        if generatedRef(id) != nil { return }
-        let key = IdKey(id)
-        shards[shard(key)].withLock { $0.set(key, ref.packed) }
-    }
-
-    public func remove(_ id: String) {
-        if generatedRef(id) != nil { return }
-        let key = IdKey(id)
-        shards[shard(key)].withLock { $0.remove(key) }
-    }
-
-    public var count: Int { shards.reduce(0) { $0 + $1.withLock { $0.count } } }
-
-    public func reserveCapacity(_ n: Int) {
-        let each = n / Self.shardCount + 1
-        for s in shards { s.withLock { $0.reserve(each) } }
-    }
 }
 
 /// The shape of generated ids: one prefix byte, the deal number, a dot, and the

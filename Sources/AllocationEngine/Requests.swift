@@ -67,6 +67,7 @@ public enum DealReply: Sendable, Hashable {
     case ok
     case hold(HoldReceipt)
     case id(String)
+    case count(Int)
     case fields([Field])
     case failure(EngineError)
 

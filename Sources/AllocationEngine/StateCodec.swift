@@ -154,7 +154,6 @@ public enum StateCodec {
                                               lastUpdated: try r.zigzag())
         }
         let holdCount = try count(&r, "hold")
-        s.holds.reserveCapacity(holdCount)
         for slot in 0..<holdCount {
             let id = try r.string()
             let investor = try index(&r, below: s.investors.count, "hold investor")

@@ -37,8 +37,12 @@ public final class WALChangeSink: ChangeSink {
     }
 
     public var lastAppendedLSN: UInt64 { writer.stats.nextLSN - 1 }
-    public var failureReason: String? { writer.failure ?? appendFailure.withLock { $0 } }
-    public var isOverloaded: Bool { writer.isOverloaded }
+    public var admission: SinkAdmission {
+        if let reason = appendFailure.withLock({ $0 }) { return .failed(reason) }
+        let (failure, overloaded) = writer.admission
+        if let failure { return .failed(failure) }
+        return overloaded ? .overloaded : .open
+    }
 
     static func engineError(_ e: LogError) -> EngineError {
         EngineError(.readOnly, "the change is not durable and the engine refuses changes: \(e)")

@@ -201,7 +201,7 @@ public final class EngineRequestHandler: RequestHandler {
                 }
                 i += 1
             case .sweep:
-                outcomes[i] = .id(String(await engine.sweepExpired()))
+                outcomes[i] = .count(await engine.sweepExpired())
                 i += 1
             case .digest:
                 outcomes[i] = .id(await engine.digest())
@@ -220,12 +220,12 @@ public final class EngineRequestHandler: RequestHandler {
             for (k, step) in steps.enumerated() {
                 switch step {
                 case .encoded(let bytes): encoder.raw(bytes)
-                case .pending(let op, let proto, _):
+                case .pending(_, let proto, _):
                     encoder.protocolVersion = proto
                     var reply = outcomes[k] ?? .failure(EngineError(.invalid, "not executed"))
                     if let durabilityError, changed[k] { reply = .failure(durabilityError) }
                     if reply.error != nil { errors += 1 }
-                    if case .sweep = op, case .id(let n) = reply { encoder.integer(Int(n) ?? 0) } else { encoder.dealReply(reply) }
+                    encoder.dealReply(reply)
                 }
             }
             if errors > 0 { self.errorReplies.add(errors, ordering: .relaxed) }

@@ -12,6 +12,7 @@ extension RESPEncoder {
         switch reply {
         case .ok: simple("OK")
         case .id(let id): bulk(id)
+        case .count(let n): integer(n)
         case .hold(let receipt):
             arrayHeader(3)
             bulk(receipt.id)

@@ -420,9 +420,13 @@ public final class LogWriter: Sendable {
 
     /// True while more than `maxPendingBytes` wait for the writer thread: the
     /// moment to refuse new work before deciding it (see `appendBatch`).
-    public var isOverloaded: Bool {
+    public var isOverloaded: Bool { admission.overloaded }
+
+    /// The failure (if any) and the overload state, read under one lock: what
+    /// a caller checks before deciding a batch.
+    public var admission: (failure: String?, overloaded: Bool) {
         let limit = config.maxPendingBytes
-        return state.withLock { $0.pendingBytes >= limit }
+        return state.withLock { ($0.failure, $0.pendingBytes >= limit) }
     }
 
     /// Appends many records under one lock acquisition; returns the last LSN (nil if none).
