@@ -80,6 +80,7 @@ enum CommandParser {
         "SWEEP": "SWEEP",
         "DIGEST": "DIGEST",
         "DEAL.LIST": "DEAL.LIST",
+        "TOKEN.CREATE": "TOKEN.CREATE <user> <role> [INVESTOR <investor> ...]",
     ]
 
     /// Parses an engine command; nil when the name is not an engine command.
@@ -206,6 +207,17 @@ enum CommandParser {
         case "SWEEP": try end(); return .sweep
         case "DIGEST": try end(); return .digest
         case "DEAL.LIST": try end(); return .listDeals
+        case "TOKEN.CREATE":
+            let user = try req("user"), roleText = try req("role")
+            guard let role = UserRole(rawValue: roleText.lowercased()) else {
+                throw CommandError("INVALID", "unknown role '\(roleText.prefix(32))': one of \(UserRole.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            var investors: [String] = []
+            while let option = a.next() {
+                guard option.uppercased() == "INVESTOR" else { throw CommandError.arity(name, u) }
+                investors.append(try req("investor"))
+            }
+            return .createToken(user: user, role: role, investors: investors)
         default:
             return nil
         }

@@ -103,9 +103,7 @@ public final class EngineRequestHandler: RequestHandler {
                 guard let principal = conn.principal else {
                     throw CommandError("NOAUTH", "Authentication required.")
                 }
-                var parsed = try CommandParser.parse(name, command)
-                if parsed == nil { parsed = try adminOperation(name, command) }
-                guard let operation = parsed else {
+                guard let operation = try CommandParser.parse(name, command) else {
                     throw CommandError("ERR", "unknown command '\(name.prefix(40).lowercased())', with args beginning with: \(Self.preview(command))")
                 }
                 try authorize(operation, principal)
@@ -282,24 +280,5 @@ public final class EngineRequestHandler: RequestHandler {
         guard p.role.allows(needed) else {
             throw CommandError("NOPERM", "user \(p.user) (\(p.role.rawValue)) may not run this command")
         }
-    }
-
-    /// Engine-wide commands that are not deal commands.
-    private func adminOperation(_ name: String, _ command: RESPCommand) throws(CommandError) -> Operation? {
-        guard name == "TOKEN.CREATE" else { return nil }
-        let usage = "TOKEN.CREATE <user> <role> [INVESTOR <investor> ...]"
-        guard command.count >= 3 else { throw CommandError.arity(name, usage) }
-        let user = command.string(at: 1)
-        guard let role = UserRole(rawValue: command.string(at: 2).lowercased()) else {
-            throw CommandError("INVALID", "unknown role '\(command.string(at: 2).prefix(32))': one of \(UserRole.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        var investors: [String] = []
-        var k = 3
-        while k < command.count {
-            guard command.string(at: k).uppercased() == "INVESTOR", k + 1 < command.count else { throw CommandError.arity(name, usage) }
-            investors.append(command.string(at: k + 1))
-            k += 2
-        }
-        return .createToken(user: user, role: role, investors: investors)
     }
 }
