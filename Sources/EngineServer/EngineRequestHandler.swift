@@ -66,8 +66,7 @@ public final class EngineRequestHandler: RequestHandler {
     /// and the connection's authentication epoch when it was parsed, so an AUTH
     /// in the middle of a pipeline applies exactly to the commands after it.
     struct Scope: Sendable {
-        var investors: Set<String>?
-        var user: String
+        var principal: Principal
         var epoch: Int
     }
 
@@ -103,12 +102,16 @@ public final class EngineRequestHandler: RequestHandler {
                 guard let principal = conn.principal else {
                     throw CommandError("NOAUTH", "Authentication required.")
                 }
-                guard let operation = try CommandParser.parse(name, command) else {
+                guard let spec = CommandTable.byName[name] else {
                     throw CommandError("ERR", "unknown command '\(name.prefix(40).lowercased())', with args beginning with: \(Self.preview(command))")
                 }
-                try authorize(operation, principal)
+                var arguments = Arguments(command, name: name, usage: spec.usage)
+                let operation = try spec.parse(&arguments)
+                guard principal.role.allows(spec.permission) else {
+                    throw CommandError("NOPERM", "user \(principal.user) (\(principal.role.rawValue)) may not run this command")
+                }
                 steps.append(.pending(operation, proto: session.protocolVersion,
-                                      scope: Scope(investors: principal.investors, user: principal.user, epoch: conn.epoch)))
+                                      scope: Scope(principal: principal, epoch: conn.epoch)))
                 pending += 1
                 if name == "HOLD" { holds += 1 }
             } catch {
@@ -170,45 +173,13 @@ public final class EngineRequestHandler: RequestHandler {
                     slots.append(j)
                     j += 1
                 }
-                let result = await actor.execute(requests, actingFor: scope.investors, user: scope.user)
+                let result = await actor.execute(requests, actingFor: scope.principal.investors, user: scope.principal.user)
                 for (k, slot) in slots.enumerated() { outcomes[slot] = result.replies[k] }
                 for k in result.changed { changed[slots[k]] = true }
                 if let lsn = result.lsn { maxLSN = max(maxLSN, lsn) }
                 i = j
-            case .createDeal(let spec):
-                do throws(EngineError) {
-                    _ = try await engine.createDeal(spec)
-                    outcomes[i] = .ok
-                } catch { outcomes[i] = .failure(error) }
-                i += 1
-            case .createToken(let user, let role, let investors):
-                do throws(EngineError) {
-                    outcomes[i] = .id(try await engine.createToken(user: user, role: role, investors: investors))
-                } catch { outcomes[i] = .failure(error) }
-                i += 1
-            case .snapshot:
-                if let durable {
-                    do {
-                        try await durable.snapshot()
-                        outcomes[i] = .ok
-                    } catch {
-                        outcomes[i] = .failure(EngineError(.readOnly, "snapshot failed: \(error)"))
-                    }
-                } else {
-                    outcomes[i] = .failure(EngineError(.invalid, "this engine has no data directory"))
-                }
-                i += 1
-            case .sweep:
-                outcomes[i] = .count(await engine.sweepExpired())
-                i += 1
-            case .digest:
-                outcomes[i] = .id(await engine.digest())
-                i += 1
-            case .listDeals:
-                // Field/value pairs: deal id -> status, in creation order.
-                var fields: [Field] = []
-                for actor in engine.allDeals { fields.append(Field(actor.id, await actor.read { $0.info.status.name })) }
-                outcomes[i] = .fields(fields)
+            case .engine(let body):
+                outcomes[i] = await body(CommandContext(engine: engine, durable: durable, principal: scope.principal))
                 i += 1
             }
         }
@@ -258,27 +229,6 @@ public final class EngineRequestHandler: RequestHandler {
         case .hold(let h): return EngineError(.notFound, "hold \(clip(h)) not found")
         case .allocation(let a): return EngineError(.notFound, "allocation \(clip(a)) not found")
         case .lot(let l): return EngineError(.notFound, "lot \(clip(l)) not found")
-        }
-    }
-
-    // MARK: - Permissions
-
-    private func authorize(_ operation: Operation, _ p: Principal) throws(CommandError) {
-        let needed: UserRole.Permission
-        switch operation {
-        case .deal(let request, _):
-            switch request {
-            case .getDeal, .getHold, .getAllocation, .getLot, .inventory, .position: needed = .read
-            case .hold, .release, .allocate: needed = .hold
-            case .approve, .reject, .settle: needed = .decide
-            case .setStatus, .addLot, .resizeLot: needed = .administer
-            }
-        case .digest, .listDeals: needed = .read
-        case .createDeal, .snapshot, .sweep: needed = .administer
-        case .createToken: needed = .manageUsers
-        }
-        guard p.role.allows(needed) else {
-            throw CommandError("NOPERM", "user \(p.user) (\(p.role.rawValue)) may not run this command")
         }
     }
 }

@@ -1,0 +1,126 @@
+import AllocationEngine
+
+/// The command table, as Redis keeps one: each part of the domain registers its
+/// commands (name, usage, the permission a role needs, a parser) in a file of
+/// its own, and the handler looks a command up here. Adding a command never
+/// touches the hot path: parsing turns a command into an `Operation`, and the
+/// handler knows only two kinds of them.
+struct CommandSpec: Sendable {
+    let name: String
+    let usage: String
+    let permission: UserRole.Permission
+    let parse: @Sendable (inout Arguments) throws(CommandError) -> Operation
+
+    init(_ name: String, _ usage: String, _ permission: UserRole.Permission,
+         _ parse: @escaping @Sendable (inout Arguments) throws(CommandError) -> Operation) {
+        self.name = name
+        self.usage = usage
+        self.permission = permission
+        self.parse = parse
+    }
+}
+
+enum CommandTable {
+    /// Every engine command by (uppercase) name.
+    static let byName: [String: CommandSpec] = {
+        var table: [String: CommandSpec] = [:]
+        for spec in InventoryCommands.specs + AdminCommands.specs + PeopleCommands.specs {
+            precondition(table[spec.name] == nil, "command \(spec.name) registered twice")
+            table[spec.name] = spec
+        }
+        return table
+    }()
+}
+
+/// A command turned into what it asks of the engine. Parsing checks arity,
+/// numbers and options; it changes nothing, so a bad command is answered with
+/// an error and the rest of the batch goes on.
+enum Operation: Sendable {
+    /// A deal command, sent to the actor that owns its target, batched with the
+    /// commands next to it for the same deal (the hot path).
+    case deal(DealRequest, Target)
+    /// Anything else: run in arrival order with the engine and the caller.
+    case engine(@Sendable (CommandContext) async -> DealReply)
+}
+
+/// What an engine-wide command runs with.
+struct CommandContext: Sendable {
+    let engine: Engine
+    let durable: DurableEngine?
+    let principal: Principal
+
+    /// Runs `body`, turning a thrown engine error into its reply.
+    func reply(_ body: () async throws(EngineError) -> DealReply) async -> DealReply {
+        do throws(EngineError) { return try await body() } catch { return .failure(error) }
+    }
+}
+
+/// How a deal command finds its deal: by the deal's id, or through the global
+/// id maps for commands that name a hold, allocation or lot.
+enum Target: Sendable {
+    case deal(String)
+    case hold(String)
+    case allocation(String)
+    case lot(String)
+}
+
+struct CommandError: Error {
+    let code: String
+    let message: String
+    init(_ code: String = "ERR", _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    static func arity(_ name: String, _ usage: String) -> CommandError {
+        CommandError("ERR", "wrong number of arguments for '\(name.lowercased())': usage \(usage)")
+    }
+    init(_ e: EngineError) {
+        code = e.code.rawValue
+        message = e.message
+    }
+}
+
+/// The arguments of one command after its name, consumed left to right.
+struct Arguments {
+    let command: RESPCommand
+    let name: String
+    let usage: String
+    var index = 1
+    init(_ command: RESPCommand, name: String, usage: String) {
+        self.command = command
+        self.name = name
+        self.usage = usage
+    }
+    var remaining: Int { command.count - index }
+    var isEmpty: Bool { index >= command.count }
+
+    mutating func next() -> String? {
+        guard index < command.count else { return nil }
+        defer { index += 1 }
+        return command.string(at: index)
+    }
+    /// The next argument, or the usage error.
+    mutating func req(_ what: String) throws(CommandError) -> String {
+        guard let v = next() else { throw CommandError.arity(name, usage) }
+        return v
+    }
+    /// No arguments may follow.
+    func end() throws(CommandError) {
+        if !isEmpty { throw CommandError.arity(name, usage) }
+    }
+    func unknownOption(_ option: String) -> CommandError {
+        CommandError("ERR", "unknown \(name) option '\(option.prefix(32))': usage \(usage)")
+    }
+}
+
+/// Runs an engine parser (numbers, dates) and reports its error with its code.
+func engine<T>(_ body: () throws(EngineError) -> T) throws(CommandError) -> T {
+    do { return try body() } catch { throw CommandError(error) }
+}
+
+func unixSeconds(_ text: String, _ what: String) throws(CommandError) -> Int64 {
+    guard let v = Int64(text), v >= 0, v < 100_000_000_000 else {
+        throw CommandError("INVALID", "\(what) must be unix seconds, got '\(text.prefix(32))'")
+    }
+    return v * 1000
+}
