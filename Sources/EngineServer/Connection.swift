@@ -8,6 +8,12 @@ final class ConnectionState {
     }
     /// Bumped at every (re)authentication.
     private(set) var epoch = 0
+    /// The hash of the user token the connection authenticated with (nil: the
+    /// admin token or protected mode), and the directory generation its
+    /// principal was resolved at: when the directory changes (links, KYC, a
+    /// revoked token), the principal is resolved again before the next batch.
+    var tokenHash: String?
+    var generation: UInt64 = 0
     init(principal: Principal?) { self.principal = principal }
 }
 

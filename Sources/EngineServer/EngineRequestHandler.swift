@@ -86,6 +86,16 @@ public final class EngineRequestHandler: RequestHandler {
             complete(e.bytes, true)
             return
         }
+        // A directory change since the principal was resolved (a link, a KYC
+        // status, a revoked token) takes effect from this batch on.
+        if let hash = conn.tokenHash {
+            let generation = engine.directoryGeneration
+            if generation != conn.generation {
+                conn.principal = engine.principal(forTokenHash: hash)
+                conn.generation = generation
+                if conn.principal == nil { conn.tokenHash = nil; session.user = nil }
+            }
+        }
         var steps: [Step] = []
         steps.reserveCapacity(commands.count)
         var pending = 0
@@ -173,7 +183,7 @@ public final class EngineRequestHandler: RequestHandler {
                     slots.append(j)
                     j += 1
                 }
-                let result = await actor.execute(requests, actingFor: scope.principal.investors, user: scope.principal.user)
+                let result = await actor.execute(requests, as: scope.principal)
                 for (k, slot) in slots.enumerated() { outcomes[slot] = result.replies[k] }
                 for k in result.changed { changed[slots[k]] = true }
                 if let lsn = result.lsn { maxLSN = max(maxLSN, lsn) }
@@ -218,6 +228,7 @@ public final class EngineRequestHandler: RequestHandler {
         case .hold(let h): engine.dealForHold(h)
         case .allocation(let a): engine.dealForAllocation(a)
         case .lot(let l): engine.dealForLot(l)
+        case .row(let kind, let id): kind.index(engine.indexes).lookup(id).flatMap { engine.deal(number: $0.deal) }
         }
     }
 
@@ -229,6 +240,9 @@ public final class EngineRequestHandler: RequestHandler {
         case .hold(let h): return EngineError(.notFound, "hold \(clip(h)) not found")
         case .allocation(let a): return EngineError(.notFound, "allocation \(clip(a)) not found")
         case .lot(let l): return EngineError(.notFound, "lot \(clip(l)) not found")
+        // Never echo a token.
+        case .row(.inviteToken, _): return EngineError(.notFound, "invite link not found")
+        case .row(let kind, let id): return EngineError(.notFound, "\(kind.name) \(clip(id)) not found")
         }
     }
 }

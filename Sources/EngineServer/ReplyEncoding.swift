@@ -25,6 +25,15 @@ extension RESPEncoder {
                 bulk(p.units.description)
             }
         case .fields(let fields): self.fields(fields)
+        case .values(let values):
+            arrayHeader(values.count)
+            for v in values { bulk(v) }
+        case .page(let cursor, let rows):
+            // Like SCAN: [next cursor, [row, ...]], the cursor a string, "0" at the end.
+            arrayHeader(2)
+            bulk(String(cursor))
+            arrayHeader(rows.count)
+            for r in rows { fields(r) }
         case .failure(let e): engineError(e)
         }
     }
@@ -33,7 +42,10 @@ extension RESPEncoder {
         mapHeader(fields.count)
         for f in fields {
             bulk(f.name)
-            if let v = f.value { bulk(v) } else { null() }
+            if let items = f.items {
+                arrayHeader(items.count)
+                for i in items { bulk(i) }
+            } else if let v = f.value { bulk(v) } else { null() }
         }
     }
 }

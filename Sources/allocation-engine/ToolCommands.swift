@@ -30,7 +30,8 @@ func describe(_ c: Change) -> String {
     case .holdExpired(let d, let h): return "deal=\(d) hold=\(h)"
     case .allocationCreated(let d, let h, let a, let by): return "deal=\(d) hold=\(h) allocation=\(a)" + (by.map { " by=\($0)" } ?? "")
     case .allocationStatus(let d, let a, let s, let by): return "deal=\(d) allocation=\(a) status=\(s.name)" + (by.map { " by=\($0)" } ?? "")
-    case .tokenCreated(let t): return "user=\(t.user) role=\(t.role.rawValue) investors=\(t.investors.joined(separator: ",")) token_sha256=\(t.tokenHash.prefix(12))…"
+    case .directory(let c): return c.summary
+    case .people(let d, let c): return "deal=\(d) " + c.summary
     }
 }
 
@@ -103,7 +104,7 @@ enum VerifyCommand {
             let allocations = result.states.reduce(0) { $0 + $1.allocations.count }
             let problems = result.states.flatMap { $0.invariantViolations() }
             print("state: \(result.states.count) deals, \(holds) holds (\(pending) pending), \(allocations) allocations, next LSN \(result.report.nextLSN)")
-            print("digest: \(Engine.digest(of: result.states))")
+            print("digest: \(Engine.digest(of: result.states, directory: result.directory))")
             if !problems.isEmpty {
                 damaged = true
                 print("state: BROKEN INVARIANTS: \(problems.prefix(5).joined(separator: "; "))")
@@ -221,7 +222,7 @@ enum ReplayCommand {
         print("replayed \(r.recordsReplayed) records after snapshot LSN \(r.snapshotLSN) in \(String(format: "%.3f", r.seconds)) s (\(Int(rate)) records/s); last LSN \(r.lastLSN)")
         for s in r.skippedSnapshots { print("snapshot skipped: \(s)") }
         if let t = r.truncated { print("log truncated at \(t): \(r.droppedRecords) records dropped") }
-        print("digest: \(Engine.digest(of: result.states))")
+        print("digest: \(Engine.digest(of: result.states, directory: result.directory))")
         for s in result.states.sorted(by: { $0.info.id < $1.info.id }) {
             let inv = s.inventory()
             print("deal \(s.info.id) \(s.info.status.name): total \(inv.unitsTotal) remaining \(inv.unitsRemaining) held \(inv.unitsHeld) allocated \(inv.unitsAllocated) pending_holds \(inv.holdsPending) utilization \(inv.utilizationPercent)%")
@@ -235,7 +236,7 @@ enum ReplayCommand {
             try io.createDirectory(out.path)
             try io.createDirectory(out.wal)
             let lsn = r.lastLSN
-            let image = EngineImage(floorLSN: lsn, deals: result.states.map { ($0, lsn) }, access: result.access, accessLSN: lsn)
+            let image = EngineImage(floorLSN: lsn, deals: result.states.map { ($0, lsn) }, directory: result.directory, directoryLSN: lsn)
             let path = try SnapshotStore(directory: out.snapshots, io: io).write(lsn: lsn, time: 0, payload: StateCodec.encode(image))
             print("wrote \(out.path): snapshot \(path) at LSN \(lsn); start it with: allocation-engine serve --data-dir \(out.path)")
         }

@@ -63,11 +63,11 @@ final class LogLines: Sendable {
 }
 
 func openDurable(_ io: SimulatedFileIO, _ clock: ManualClock, _ config: DurableConfig = durConfig(),
-                 log: LogLines? = nil) async throws -> DurableEngine {
+                 log: LogLines? = nil, secrets: any SecretSource = SystemSecrets()) async throws -> DurableEngine {
     if let log {
-        return try await DurableEngine.open(config, io: io, clock: clock, log: { line in log.append(line) })
+        return try await DurableEngine.open(config, io: io, clock: clock, secrets: secrets, log: { line in log.append(line) })
     }
-    return try await DurableEngine.open(config, io: io, clock: clock)
+    return try await DurableEngine.open(config, io: io, clock: clock, secrets: secrets)
 }
 
 extension DurableEngine {
@@ -102,7 +102,7 @@ func recoverDigest(_ io: any FileIO, _ dir: String = "/data", options: RecoveryO
     let result = try Recovery.recover(DataDirectory(dir), io: io, options: options, now: monotonicSeconds)
     let problems = result.states.flatMap { $0.invariantViolations() }
     #expect(problems.isEmpty, "recovered state breaks invariants: \(problems.prefix(3))")
-    return (Engine.digest(of: result.states), result.report)
+    return (Engine.digest(of: result.states, directory: result.directory), result.report)
 }
 
 /// Copies every file under `from` in `src` to `to` in `dst` (durably), skipping
@@ -252,7 +252,7 @@ struct DurWorkload {
         case ..<97:
             let user = fresh("user")
             let investors = ["inv\(rng.below(6))"]
-            return await all { e in await outcome { _ = try await e.createToken(user: user, role: .investor, investors: investors); return "token" } }
+            return await all { e in await outcome { _ = try await e.createToken(user: user, role: "investor", investors: investors); return "token" } }
         default:
             snapshots += 1
             var r: [String] = []
@@ -298,6 +298,6 @@ func buildFixture(_ d: DurableEngine, _ clock: ManualClock, prefix: String = "")
     clock.advance(millis: 2 * 60_000)
     #expect(await e.sweepExpired() == 1)  // h3
     try await e.resizeLot(deal: "\(prefix)d1", lot: "\(prefix)L2", unitsTotal: Units.whole(70))
-    _ = try await e.createToken(user: "\(prefix)alice", role: .investor, investors: ["inv1"])
+    _ = try await e.createToken(user: "\(prefix)alice", role: "investor", investors: ["inv1"])
     return ids
 }

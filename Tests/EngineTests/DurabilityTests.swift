@@ -16,7 +16,7 @@ import Testing
         let live = await d.engine.digest()
         let lines = try logRecords(io).map(\.typeName)
         for name in ["deal.created", "deal.status", "lot.added", "lot.resized", "hold.placed", "hold.released", "hold.expired",
-                     "allocation.created", "allocation.status", "token.created"] {
+                     "allocation.created", "allocation.status", "token.issued"] {
             #expect(lines.contains(name), "fixture should log a \(name) record")
         }
         try await d.close()
@@ -31,7 +31,7 @@ import Testing
         #expect(try await r.engine.holdStatus(holds[1]) == "cancelled")
         #expect(try await r.engine.holdStatus(holds[2]) == "expired")
         #expect(try await r.engine.allocationStatus("a1") == "settled")
-        #expect(r.engine.captureAccess().0.tokens.count == 1)
+        #expect(r.engine.captureDirectory().0.tokens.count == 1)
         // Replies after a reopen are the same as before it (ids keep their meaning).
         #expect(try await r.engine.allocate(hold: holds[0]) == "a1")
         try await r.close()
@@ -56,7 +56,7 @@ import Testing
         #expect(r.recovery.snapshotPath?.hasSuffix(SnapshotFormat.name(lsn: atSnapshot)) == true)
         #expect(r.recovery.recordsReplayed == Int(r.lastLSN - atSnapshot))
         #expect(try await r.engine.holdStatus(h.id) == "pending")
-        #expect(r.engine.captureAccess().0.tokens.count == 2)
+        #expect(r.engine.captureDirectory().0.tokens.count == 2)
         // Snapshot, reopen with nothing after it.
         try await r.snapshot()
         try await r.close()
@@ -195,8 +195,11 @@ import Testing
         let clockA = ManualClock(), clockB = ManualClock()
         let configA = durConfig(segmentBytes: 8 << 10, keepSnapshots: 2)
         let configB = durConfig(segmentBytes: 8 << 10)
-        var a = try await openDurable(ioA, clockA, configA)
-        let b = try await openDurable(ioB, clockB, configB)
+        // Same secrets for both: tokens are part of the state, so the two
+        // engines must make the same ones to reach the same digest.
+        let secretsA = SeededSecrets(seed: seed), secretsB = SeededSecrets(seed: seed)
+        var a = try await openDurable(ioA, clockA, configA, secrets: secretsA)
+        let b = try await openDurable(ioB, clockB, configB, secrets: secretsB)
         var w = DurWorkload(seed: seed)
         struct Sample { var lsn: UInt64; var time: Int64; var digest: String }
         var samples: [Sample] = []
@@ -222,7 +225,7 @@ import Testing
                 // Restart A in the middle of the history.
                 let before = await a.engine.digest()
                 try await a.close()
-                a = try await openDurable(ioA, clockA, configA)
+                a = try await openDurable(ioA, clockA, configA, secrets: secretsA)
                 #expect(await a.engine.digest() == before, "seed 0x\(String(seed, radix: 16)): restart changed the state")
             }
         }
@@ -277,7 +280,7 @@ import Testing
         let clock = ManualClock()
         let d = try await openDurable(io, clock)
         struct Point { var lsn: UInt64; var time: Int64; var digest: String }
-        var points: [Point] = [Point(lsn: 0, time: clock.nowMillis() - 1, digest: Engine.digest(of: []))]
+        var points: [Point] = [Point(lsn: 0, time: clock.nowMillis() - 1, digest: Engine.digest(of: [], directory: Directory()))]
         func mark() async {
             points.append(Point(lsn: d.lastLSN, time: clock.nowMillis(), digest: await d.engine.digest()))
             clock.advance(millis: 1000)
@@ -324,7 +327,7 @@ import Testing
         await expectError(.readOnly) { try await e.addLot(deal: "d1", LotSpec(id: "late-lot", unitsTotal: Units.whole(1), unitCost: Price.whole(1))) }
         await expectError(.readOnly) { try await e.allocate(hold: holds[3]) }
         await expectError(.readOnly) { try await e.release(hold: holds[3]) }
-        await expectError(.readOnly) { try await e.createToken(user: "late", role: .investor, investors: ["inv1"]) }
+        await expectError(.readOnly) { try await e.createToken(user: "late", role: "investor", investors: ["inv1"]) }
         #expect(d.writer.failure != nil)
         // Reads.
         let inv = try await e.inventory(deal: "d1")
@@ -616,7 +619,7 @@ import Testing
     }
 
     @Test func missingAndEmptyDataDirectories() async throws {
-        let empty = Engine.digest(of: [])
+        let empty = Engine.digest(of: [], directory: Directory())
         for (label, prepare) in [("missing", { (_: SimulatedFileIO) in }),
                                  ("empty", { (io: SimulatedFileIO) in try! io.createDirectory("/srv/data") }),
                                  ("empty wal and snapshots", { (io: SimulatedFileIO) in
@@ -705,7 +708,7 @@ import Testing
                                 try await d.engine.createDeal(DealSpec(id: deal))
                                 try await d.engine.addLot(deal: deal, LotSpec(id: "\(deal)-L", unitsTotal: Units.whole(10), unitCost: Price.whole(1)))
                                 _ = try await d.engine.hold(deal: deal, HoldRequest(investor: "inv\(t)", units: Units.whole(1 + i % 5), price: Price.whole(1)))
-                                if i % 10 == 0 { _ = try await d.engine.createToken(user: "u\(t)-\(i)", role: .viewer, investors: []) }
+                                if i % 10 == 0 { _ = try await d.engine.createToken(user: "u\(t)-\(i)", role: "viewer", investors: []) }
                             } catch {
                                 Issue.record("worker \(t) op \(i): \(error)")
                                 return
@@ -724,7 +727,7 @@ import Testing
             }
             try await d.snapshot()
             let live = await d.engine.digest()
-            let tokens = d.engine.captureAccess().0.tokens.count
+            let tokens = d.engine.captureDirectory().0.tokens.count
             try await d.close()
 
             // Every snapshot kept, newest first, must recover the same state:
@@ -750,8 +753,8 @@ import Testing
                 do {
                     let result = try Recovery.recover(DataDirectory("/data"), io: copy, now: monotonicSeconds)
                     #expect(result.report.snapshotPath == s.path)
-                    #expect(Engine.digest(of: result.states) == live, "recovering from \(s.name) (seed 0x\(String(seed, radix: 16))) differs from the live state")
-                    #expect(result.access.tokens.count == tokens, "tokens after recovering from \(s.name)")
+                    #expect(Engine.digest(of: result.states, directory: result.directory) == live, "recovering from \(s.name) (seed 0x\(String(seed, radix: 16))) differs from the live state")
+                    #expect(result.directory.tokens.count == tokens, "tokens after recovering from \(s.name)")
                 } catch {
                     // Only acceptable when the log no longer reaches back to this snapshot.
                     if firstLSN.map({ $0 > s.lsn + 1 }) != true {

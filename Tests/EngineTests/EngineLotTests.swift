@@ -6,8 +6,9 @@ struct EngineLotTests {
     @Test func addLotAndReadIt() async throws {
         try await withEngine { engine, _ in
             try await openDeal(engine, lots: [])
+            try await engine.change(.sourceCreated(ShareSource(id: "founder-sale", kind: .company)))
             try await engine.addLot(deal: "d1", LotSpec(id: "L1", unitsTotal: u("100.5"), unitCost: p("4.25"), acquiredAt: date("2023-04-05"),
-                                                        lockupUntil: date("2027-01-01"), source: "founder sale"))
+                                                        lockupUntil: date("2027-01-01"), source: "founder-sale"))
             let reply = try await engine.submit(.getLot("L1"), deal: "d1")
             guard case .fields(let f) = reply else { Issue.record("\(reply)"); return }
             #expect(f[field: "units_total"] == "100.5")
@@ -17,7 +18,7 @@ struct EngineLotTests {
             #expect(f[field: "unit_cost"] == "4.25")
             #expect(f[field: "acquired_at"] == "2023-04-05")
             #expect(f[field: "lockup_until"] == "2027-01-01")
-            #expect(f[field: "source"] == "founder sale")
+            #expect(f[field: "source"] == "founder-sale")
             #expect(f[field: "status"] == "available")
             #expect(f[field: "created_at"] == String(t0))
             let inv = try await engine.inventory(deal: "d1")

@@ -63,6 +63,9 @@ import Testing
             #expect(await admin.call("AUTH", adminToken) == .simple("OK"))
             await srvSetupDeal(admin)
             let alice = await admin.call("TOKEN.CREATE", "alice", "investor", "INVESTOR", "inv-1").string ?? ""
+            // Holding for inv-1 needs its KYC approved and alice a holding member of the deal.
+            #expect(await admin.call("INVESTOR.KYC", "inv-1", "approved") == .simple("OK"))
+            #expect(await admin.call("MEMBER.ADD", "d1", "alice", "investor", "INVESTOR", "inv-1") == .simple("OK"))
             // As admin: a hold for inv-2, then switch to alice in the same write.
             let c = try h.client()
             let r = await c.send("AUTH \(adminToken)\r\nHOLD d1 inv-2 1 10 ID by-admin\r\nAUTH alice \(alice)\r\nHOLD d1 inv-1 1 10 ID by-alice\r\n", replies: 4)

@@ -81,6 +81,11 @@ indirect enum Reply: Equatable, Sendable, CustomStringConvertible {
         }
         return d
     }
+    /// A `*.LIST` page: its next cursor and rows (each as fields).
+    var page: (cursor: String, rows: [[String: String]])? {
+        guard let e = elements, e.count == 2, let c = e[0].string, let rows = e[1].elements else { return nil }
+        return (c, rows.compactMap(\.fields))
+    }
     /// Field names in order (keys of a map / flat array).
     var fieldNames: [String] {
         guard let e = elements else { return [] }

@@ -27,11 +27,21 @@ final class EngineContext: Sendable {
     let clock: any EngineClock
     let config: EngineConfig
     let scheduler = ExpiryScheduler()
-    init(indexes: EngineIndexes, sink: (any ChangeSink)?, clock: any EngineClock, config: EngineConfig) {
+    /// Users, investors, tokens, vehicles, subscriptions, sources: engine-wide,
+    /// rarely written, so one lock is enough (People/Directory.swift).
+    let directory: Locked<Directory>
+    /// Bumped by every directory change, so a connection re-resolves its
+    /// principal (links, KYC, revoked tokens) before its next batch.
+    let directoryGeneration = Atomic<UInt64>(1)
+    let secrets: any SecretSource
+    init(indexes: EngineIndexes, sink: (any ChangeSink)?, clock: any EngineClock, config: EngineConfig, directory: Directory,
+         secrets: any SecretSource) {
+        self.secrets = secrets
         self.indexes = indexes
         self.sink = sink
         self.clock = clock
         self.config = config
+        self.directory = Locked(directory)
     }
 }
 
@@ -46,6 +56,7 @@ public struct DealSpec: Sendable, Hashable {
     public var openAt: Int64?
     public var closeAt: Int64?
     public var status: DealStatus = .open
+    public var kycRequired = false
     public init(id: String, name: String? = nil, currency: String = "USD", offerUnitPrice: Price? = nil,
                 openAt: Int64? = nil, closeAt: Int64? = nil, status: DealStatus = .open) {
         self.id = id
@@ -68,8 +79,6 @@ public final class Engine: Sendable {
     private let byNumber: [Locked<[UInt32: DealActor]>]
     private let nextNumber: Atomic<UInt32>
     private let ticker = Mutex<Task<Void, Never>?>(nil)
-    /// Users and tokens: engine-wide, rarely written, so one lock is enough.
-    let accessState: Locked<AccessState>
     /// Held while a deal's creation is logged and registered, and while a
     /// snapshot reads its LSN floor and lists the deals, so a snapshot can never
     /// see a deal's creation in the log without seeing the deal (creations are
@@ -84,9 +93,9 @@ public final class Engine: Sendable {
     /// An engine holding `states` (from a snapshot and replay; empty for a new
     /// engine) whose ids are already in `indexes`.
     public init(config: EngineConfig = EngineConfig(), clock: any EngineClock = SystemClock(), sink: (any ChangeSink)? = nil,
-                restoring states: [DealState] = [], indexes: EngineIndexes = EngineIndexes(), access: AccessState = AccessState()) {
-        accessState = Locked(access)
-        context = EngineContext(indexes: indexes, sink: sink, clock: clock, config: config)
+                restoring states: [DealState] = [], indexes: EngineIndexes = EngineIndexes(), directory: Directory = Directory(),
+                secrets: any SecretSource = SystemSecrets()) {
+        context = EngineContext(indexes: indexes, sink: sink, clock: clock, config: config, directory: directory, secrets: secrets)
         byID = (0..<Self.shardCount).map { _ in Locked([:]) }
         byNumber = (0..<Self.shardCount).map { _ in Locked([:]) }
         var maxNumber: UInt32 = 0
@@ -125,10 +134,15 @@ public final class Engine: Sendable {
     /// Creates a deal. Its creation is logged inside the directory lock, so no
     /// change of the deal can reach the log before its creation does.
     @discardableResult
-    public func createDeal(_ spec: DealSpec) async throws(EngineError) -> DealInfo {
+    public func createDeal(_ spec: DealSpec, by user: String? = nil) async throws(EngineError) -> DealInfo {
         try Validate.id(spec.id, field: "deal id")
         if let name = spec.name { try Validate.text(name, field: "name") }
-        if let v = spec.vehicle { try Validate.id(v, field: "vehicle") }
+        if let v = spec.vehicle {
+            try Validate.id(v, field: "vehicle")
+            guard context.directory.withLock({ $0.vehicles[v] != nil }) else {
+                throw EngineError(.notFound, "vehicle \(v) not found; VEHICLE.CREATE it first")
+            }
+        }
         try Validate.id(spec.dealType, field: "deal type")
         try Validate.currency(spec.currency)
         guard spec.status == .draft || spec.status == .open else {
@@ -144,6 +158,8 @@ public final class Engine: Sendable {
                                 currency: spec.currency, offerUnitPrice: spec.offerUnitPrice, openAt: spec.openAt,
                                 closeAt: spec.closeAt, status: spec.status)
             info.createdAt = now
+            info.kycRequired = spec.kycRequired
+            info.createdBy = user
             var lsn: UInt64?
             if let sink {
                 do throws(EngineError) { lsn = try sink.append([.dealCreated(info)], time: now) } catch { return .failure(error) }
@@ -235,15 +251,16 @@ public final class Engine: Sendable {
     }
 
     public func digest() async -> String {
-        let states = await capture().deals.map(\.state)
-        return Self.digest(of: states)
+        let (_, deals) = await capture()
+        return Self.digest(of: deals.map(\.state), directory: captureDirectory().0)
     }
 
-    public static func digest(of states: [DealState]) -> String {
+    public static func digest(of states: [DealState], directory: Directory) -> String {
         var h = StateHasher()
         let sorted = states.sorted { $0.info.id < $1.info.id }
         h.int(Int64(sorted.count))
         for s in sorted { s.hash(into: &h) }
+        directory.hash(into: &h)
         return h.hex
     }
 

@@ -15,6 +15,8 @@ public enum NumberLimits {
     public static let maxUnitsRaw: Int128 = 1_000_000_000_000 * 100_000_000
     /// At most one billion per unit (raw 10^15).
     public static let maxPriceRaw: Int128 = 1_000_000_000 * 1_000_000
+    /// At most 10^16 in one money amount (the seed's numeric(18,2)), raw 10^18.
+    public static let maxMoneyRaw: Int128 = 1_000_000_000_000_000_000
     /// Longest decimal string accepted (sign, 40 digits, point).
     public static let maxTextLength = 48
 }

@@ -111,5 +111,6 @@ public enum GeneratedID {
     /// Whether a caller-chosen id has the reserved generated form.
     public static func isReserved(_ id: String) -> Bool {
         parse(id, prefix: UInt8(ascii: "h")) != nil || parse(id, prefix: UInt8(ascii: "a")) != nil
+            || parse(id, prefix: UInt8(ascii: "c")) != nil
     }
 }

@@ -37,7 +37,7 @@ enum Validate {
     static func callerID(_ s: String, field: String) throws(EngineError) {
         try id(s, field: field)
         if GeneratedID.isReserved(s) {
-            throw EngineError(.invalid, "\(field) \(s) has the form of a generated id (h<n>.<n> or a<n>.<n>), which is reserved")
+            throw EngineError(.invalid, "\(field) \(s) has the form of a generated id (h<n>.<n>, a<n>.<n> or c<n>.<n>), which is reserved")
         }
     }
     static func text(_ s: String, field: String) throws(EngineError) {

@@ -31,11 +31,12 @@ public actor DealActor {
         public var changed: [Int]
     }
 
-    /// Runs a batch. `actingFor`, when given, limits the batch to rows of those
-    /// investors (an investor user's connection); a request outside it is refused
-    /// with NOPERM and changes nothing. `user` is recorded as the creator or
+    /// Runs a batch as `principal` (nil: in process, with every right). A
+    /// request the principal may not make here (not a member, a role that only
+    /// reads, an investor it does not act for, KYC not approved) is refused and
+    /// changes nothing. The principal's user is recorded as the creator or
     /// approver of what the batch makes (the seed's `created_by`, `approved_by`).
-    public func execute(_ requests: [DealRequest], actingFor: Set<String>? = nil, user: String? = nil) -> BatchResult {
+    public func execute(_ requests: [DealRequest], as principal: Principal? = nil) -> BatchResult {
         precondition(requests.count <= EngineLimits.maxBatch, "batch larger than EngineLimits.maxBatch")
         let now = context.clock.nowMillis()
         var replies: [DealReply] = []
@@ -50,11 +51,14 @@ public actor DealActor {
                 continue
             }
             let before = changes.count
-            if let scope = actingFor, let refusal = state.refusal(of: requests[i], actingFor: scope, index: context.indexes) {
+            // One branch for the staff hold path: only other users and
+            // KYC-gated deals need the access rules.
+            if principal.map({ !$0.isStaff }) ?? false || state.info.kycRequired,
+               let refusal = state.refusal(of: requests[i], as: principal, context: context) {
                 replies.append(.failure(refusal))
                 continue
             }
-            replies.append(state.execute(requests[i], now: now, context: context, user: user, changes: &changes))
+            replies.append(state.execute(requests[i], now: now, context: context, principal: principal, changes: &changes))
             if changes.count > before { changed.append(i) }
         }
         let lsn = flushChanges(time: now, replies: &replies, changed: changed)
@@ -117,6 +121,7 @@ extension DealRequest {
         switch self {
         case .hold, .release, .allocate, .approve, .reject, .settle, .setStatus, .addLot, .resizeLot: true
         case .getDeal, .getHold, .getAllocation, .getLot, .inventory, .position: false
+        case .people(let r): r.isChange
         }
     }
 }

@@ -3,7 +3,8 @@
 /// made per request (a non-mutating call on an actor's stored struct copies it).
 extension DealState {
 
-    mutating func execute(_ request: DealRequest, now: Int64, context: EngineContext, user: String?, changes: inout [Change]) -> DealReply {
+    mutating func execute(_ request: DealRequest, now: Int64, context: EngineContext, principal: Principal?, changes: inout [Change]) -> DealReply {
+        let user = principal?.user
         do throws(EngineError) {
             switch request {
             case .hold(let r): return try hold(r, now: now, context: context, user: user, changes: &changes)
@@ -33,6 +34,9 @@ extension DealState {
                 return .ok
             case .addLot(let spec):
                 let change = try decideAddLot(spec, index: context.indexes)
+                if let source = spec.source, !context.directory.withLock({ $0.sources[source] != nil }) {
+                    throw EngineError(.notFound, "share source \(source.prefix(128)) not found; SOURCE.CREATE it first")
+                }
                 // Claim the id across deals before applying (another deal may race for it).
                 guard context.indexes.lots.insertIfAbsent(spec.id, RowRef(deal: ref, slot: Int32(lots.count))) == nil else {
                     throw EngineError(.exists, "lot id \(spec.id) is already used by another deal")
@@ -53,6 +57,8 @@ extension DealState {
             case .position(let investor):
                 try Validate.id(investor, field: "investor")
                 return .fields(positionFields(investor: investor))
+            case .people(let r):
+                return try executePeople(r, now: now, context: context, principal: principal, changes: &changes)
             }
         } catch {
             return .failure(error)

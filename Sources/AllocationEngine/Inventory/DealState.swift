@@ -21,6 +21,8 @@ public struct DealState: Sendable {
     var lastInvestor: (id: String, slot: Int32)?
     public internal(set) var positions: [Position] = []
     var expiry = ExpiryHeap()
+    /// Members, invite links, commitments and approvals (People/).
+    public internal(set) var people = DealPeople()
 
     // Deal-wide sums of the lot counters, so the hot path need not add them up.
     public internal(set) var unitsTotal = Units.zero
@@ -52,8 +54,11 @@ public struct DealState: Sendable {
         switch change {
         case .dealCreated:
             throw EngineError(.conflict, "deal \(info.id) already exists")
-        case .tokenCreated:
-            throw EngineError(.invalid, "a token change does not apply to a deal")
+        case .directory:
+            throw EngineError(.invalid, "a directory change does not apply to a deal")
+        case .people(_, let c):
+            try applyPeople(c, time: time, index: index, indexNew: indexNew)
+            return -1
         case .dealStatus(_, let status):
             guard info.status.canMove(to: status) else {
                 throw EngineError(.conflict, "deal \(info.id) cannot move from \(info.status.name) to \(status.name)")
@@ -67,7 +72,7 @@ public struct DealState: Sendable {
             }
             if status == .cancelled {
                 for slot in allocations.indices where allocations[slot].status == .pendingReview {
-                    rejectAllocation(Int32(slot), time: time)
+                    rejectAllocation(Int32(slot), time: time, by: nil)
                 }
             }
             return -1
@@ -137,6 +142,8 @@ public struct DealState: Sendable {
             allocations.append(Allocation(units: units, id: allocationID, unitPrice: holds[h].proposedUnitPrice, createdAt: time,
                                           decidedAt: 0, settledAt: 0, hold: holdSlotValue, investor: holds[h].investor,
                                           status: .pendingReview, createdBy: by, decidedBy: nil))
+            // Every allocation opens its approval (the same change: one never exists without the other).
+            allocations[Int(slot)].approval = openApproval(.allocation, entitySlot: slot, requestedBy: by, time: time)
             holds[h].status = .approved
             holds[h].allocation = slot
             pendingHolds -= 1
@@ -153,16 +160,9 @@ public struct DealState: Sendable {
             let current = allocations[slot].status
             switch (current, status) {
             case (.pendingReview, .approved):
-                allocations[slot].status = .approved
-                allocations[slot].decidedAt = time
-                allocations[slot].decidedBy = by
-                let a = allocations[slot]
-                positions[Int(a.investor)].units += a.units
-                positions[Int(a.investor)].costBasis.raw += a.units.raw * Int128(a.unitPrice.raw)
-                positions[Int(a.investor)].lastUpdated = time
+                approveAllocation(Int32(slot), time: time, by: by)
             case (.pendingReview, .rejected):
-                rejectAllocation(Int32(slot), time: time)
-                allocations[slot].decidedBy = by
+                rejectAllocation(Int32(slot), time: time, by: by)
             case (.approved, .settled):
                 allocations[slot].status = .settled
                 allocations[slot].settledAt = time
@@ -246,11 +246,25 @@ public struct DealState: Sendable {
         pendingHolds -= 1
     }
 
-    mutating func rejectAllocation(_ slot: Int32, time: Int64) {
+    mutating func approveAllocation(_ slot: Int32, time: Int64, by: String?, note: String? = nil) {
+        precondition(allocations[Int(slot)].status == .pendingReview, "only an allocation under review is approved")
+        allocations[Int(slot)].status = .approved
+        allocations[Int(slot)].decidedAt = time
+        allocations[Int(slot)].decidedBy = by
+        let a = allocations[Int(slot)]
+        positions[Int(a.investor)].units += a.units
+        positions[Int(a.investor)].costBasis.raw += a.units.raw * Int128(a.unitPrice.raw)
+        positions[Int(a.investor)].lastUpdated = time
+        closeApproval(a.approval, .approved, by: by, time: time, note: note)
+    }
+
+    mutating func rejectAllocation(_ slot: Int32, time: Int64, by: String?, note: String? = nil) {
         precondition(allocations[Int(slot)].status == .pendingReview, "only an allocation under review is rejected")
         let a = allocations[Int(slot)]
         allocations[Int(slot)].status = .rejected
         allocations[Int(slot)].decidedAt = time
+        allocations[Int(slot)].decidedBy = by
+        closeApproval(a.approval, .rejected, by: by, time: time, note: note)
         forEachPart(of: a.hold) { lot, u in
             lots[Int(lot)].unitsAllocated -= u
             lots[Int(lot)].unitsRemaining += u
@@ -322,5 +336,13 @@ public final class EngineIndexes: Sendable {
     public let allocations = IdIndex(generatedPrefix: UInt8(ascii: "a"))
     /// Lot ids are unique across deals (the seed's lots are UUIDs); never generated.
     public let lots = IdIndex(generatedPrefix: 0)
+    /// Commitments: `c<deal>.<n>` or the caller's id.
+    public let commitments = IdIndex(generatedPrefix: UInt8(ascii: "c"))
+    /// Approvals (`p<deal>.<n>`) and invite links (`i<deal>.<n>`): generated
+    /// ids only, so these tables stay empty and only parse.
+    public let approvals = IdIndex(generatedPrefix: UInt8(ascii: "p"))
+    public let invites = IdIndex(generatedPrefix: UInt8(ascii: "i"))
+    /// Invite links by the SHA-256 of their token.
+    public let inviteTokens = IdIndex(generatedPrefix: 0)
     public init() {}
 }

@@ -25,6 +25,11 @@ public struct DealInfo: Hashable, Sendable {
     public var closeAt: Int64?
     public var status: DealStatus
     public var createdAt: Int64
+    /// `DEAL.CREATE ... KYC required`: every hold and commitment, by anyone,
+    /// needs a registered investor whose KYC is approved.
+    public var kycRequired = false
+    /// The user who created it (the seed's `created_by`).
+    public var createdBy: String?
 
     public init(id: String, number: UInt32, name: String? = nil, dealType: String = "equity_secondary", vehicle: String? = nil,
                 currency: String = "USD", offerUnitPrice: Price? = nil, openAt: Int64? = nil, closeAt: Int64? = nil,
@@ -120,6 +125,8 @@ public struct Allocation: Hashable, Sendable {
     public var settledAt: Int64
     public var hold: Int32
     public var investor: Int32
+    /// Slot of its approval in `DealPeople.approvals`.
+    public var approval: Int32 = -1
     public var status: AllocationStatus
     /// The users who created it and who approved or rejected it (the seed's `approved_by`).
     public var createdBy: String?

@@ -16,6 +16,8 @@ public enum DealRequest: Sendable {
     case getLot(String)
     case inventory
     case position(investor: String)
+    /// Members, invite links, commitments, approvals (People/DealPeople.swift).
+    indirect case people(PeopleRequest)
 }
 
 public struct HoldRequest: Sendable, Hashable {
@@ -60,7 +62,10 @@ public struct HoldReceipt: Sendable, Hashable {
 public struct Field: Sendable, Hashable {
     public var name: String
     public var value: String?
+    /// Set for a field whose value is a list (shown as an array).
+    public var items: [String]?
     public init(_ name: String, _ value: String?) { self.name = name; self.value = value }
+    public init(_ name: String, items: [String]) { self.name = name; self.value = nil; self.items = items }
 }
 
 public enum DealReply: Sendable, Hashable {
@@ -69,6 +74,10 @@ public enum DealReply: Sendable, Hashable {
     case id(String)
     case count(Int)
     case fields([Field])
+    /// Plain values, shown as an array of strings.
+    case values([String])
+    /// One page of a list: the cursor to continue from (0 at the end) and the rows.
+    case page(cursor: UInt64, rows: [[Field]])
     case failure(EngineError)
 
     public var error: EngineError? {

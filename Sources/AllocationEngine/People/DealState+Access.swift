@@ -1,26 +1,84 @@
-/// Row-level access for users who act for particular investors (the seed's
-/// `user_linked_to_investor`): they see and change only their investors' holds,
-/// allocations and positions. Deal-wide reads (deal, lots, inventory) are open.
+/// The access rules inside the deal actor, answered from the deal's own rows
+/// (its memberships) and the principal the handler resolved (its investor
+/// links and their KYC): no other actor is asked. Staff pass every check but
+/// the KYC gate of a deal created with `KYC required`.
 extension DealState {
-    func refusal(of request: DealRequest, actingFor scope: Set<String>, index: EngineIndexes) -> EngineError? {
+    func refusal(of request: DealRequest, as principal: Principal?, context: EngineContext) -> EngineError? {
+        let staff = principal?.isStaff ?? true
+        // The KYC gate of a deal that requires it: by anyone, a registered
+        // investor with KYC approved (one lookup in the directory).
+        if info.kycRequired, let investor = Self.newClaimInvestor(request) {
+            let status = principal?.investors[investor] ?? context.directory.withLock { $0.kyc(investor) }
+            guard let status else { return EngineError(.noPermission, "deal \(info.id) requires KYC: investor \(investor) is not registered") }
+            guard status == .approved else { return EngineError(.noPermission, "KYC \(status.rawValue) for investor \(investor)") }
+        }
+        guard !staff, let p = principal else { return nil }
+        if case .people(.acceptInvite) = request { return nil }
+        guard let member = people.member(p.user) else {
+            // Other deals are hidden from reads; a change says why it is refused.
+            return request.isChange ? EngineError(.noPermission, "not a member of deal \(info.id)")
+                : EngineError(.notFound, "deal \(info.id) not found")
+        }
+        switch request {
+        case .getDeal, .getLot, .inventory, .people(.listMembers): return nil
+        case .people(.getMember(let user)):
+            return user == p.user ? nil : EngineError(.noPermission, "user \(p.user) may read only its own membership of deal \(info.id)")
+        default: break
+        }
+        // Rows of investors: only those the user is linked to.
+        let owner = self.owner(of: request, index: context.indexes)
+        if request.isChange {
+            guard Self.isHoldingChange(request) else {
+                return EngineError(.noPermission, "user \(p.user) (\(p.role.rawValue)) may not run this command")
+            }
+            guard member.role.holds else {
+                return EngineError(.noPermission, "role \(member.role.rawValue) in deal \(info.id) reads only; holds and commitments need investor or co_investor")
+            }
+            // Unknown rows fall through to the request itself, which answers NOTFOUND.
+            guard let owner else { return nil }
+            guard let kyc = p.investors[owner] else { return EngineError(.noPermission, "user \(p.user) does not act for investor \(owner)") }
+            guard kyc == .approved else { return EngineError(.noPermission, "KYC \(kyc.rawValue) for investor \(owner)") }
+            return nil
+        }
+        guard let owner else { return nil }
+        return p.investors[owner] != nil ? nil : EngineError(.noPermission, "user \(p.user) does not act for investor \(owner)")
+    }
+
+    /// The investor a request places a new claim for (a hold or a commitment).
+    static func newClaimInvestor(_ request: DealRequest) -> String? {
+        switch request {
+        case .hold(let r): r.investor
+        case .people(.commit(let investor, _, _, _)): investor
+        default: nil
+        }
+    }
+
+    /// The changes a member with a holding role may make for its investors.
+    static func isHoldingChange(_ request: DealRequest) -> Bool {
+        switch request {
+        case .hold, .release, .allocate, .people(.commit), .people(.commitStatus(_, .cancelled)): true
+        default: false
+        }
+    }
+
+    /// The investor whose row a request reads or changes; nil when it names no
+    /// investor's row or the row does not exist.
+    func owner(of request: DealRequest, index: EngineIndexes) -> String? {
         func investor(ofHold id: String) -> String? {
             (try? holdSlot(id, index: index)).map { investors[Int(holds[Int($0)].investor)] }
         }
         func investor(ofAllocation id: String) -> String? {
             (try? allocationSlot(id, index: index)).map { investors[Int(allocations[Int($0)].investor)] }
         }
-        let owner: String?
         switch request {
-        case .hold(let r): owner = r.investor
-        case .position(let inv): owner = inv
-        case .release(let h), .allocate(let h, _), .getHold(let h): owner = investor(ofHold: h)
-        case .getAllocation(let a), .approve(let a), .reject(let a), .settle(let a): owner = investor(ofAllocation: a)
-        case .getDeal, .getLot, .inventory: return nil
-        case .setStatus, .addLot, .resizeLot:
-            return EngineError(.noPermission, "this user may not change deals or lots")
+        case .hold(let r): return r.investor
+        case .position(let inv): return inv
+        case .release(let h), .allocate(let h, _), .getHold(let h): return investor(ofHold: h)
+        case .getAllocation(let a), .approve(let a), .reject(let a), .settle(let a): return investor(ofAllocation: a)
+        case .people(.commit(let investor, _, _, _)): return investor
+        case .people(.commitStatus(let id, _)), .people(.getCommitment(let id)):
+            return (try? commitmentSlot(id, index: index)).map { people.commitments[Int($0)].investor }
+        default: return nil
         }
-        // Unknown rows fall through to the request itself, which answers NOTFOUND.
-        guard let owner else { return nil }
-        return scope.contains(owner) ? nil : EngineError(.noPermission, "this user does not act for investor \(owner)")
     }
 }

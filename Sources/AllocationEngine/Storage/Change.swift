@@ -13,13 +13,16 @@ public enum Change: Hashable, Sendable {
     /// `by`: the user who made it (the seed's `created_by` / `approved_by`), nil in process.
     case allocationCreated(deal: String, hold: String, allocation: String, by: String? = nil)
     case allocationStatus(deal: String, allocation: String, status: AllocationStatus, by: String? = nil)
-    /// Not of any deal: applies to the engine's access state.
-    case tokenCreated(UserToken)
+    /// Not of any deal: applies to the engine's people directory (types 10, 20-29).
+    case directory(DirectoryChange)
+    /// Memberships, invite links, commitments and approvals of one deal (types 40-59).
+    case people(deal: String, DealPeopleChange)
 
     /// The deal the change belongs to; empty for engine-wide changes.
     public var deal: String {
         switch self {
-        case .tokenCreated: ""
+        case .directory: ""
+        case .people(let d, _): d
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
              .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _, _),
@@ -39,14 +42,15 @@ public enum Change: Hashable, Sendable {
         case .holdExpired: 7
         case .allocationCreated: 8
         case .allocationStatus: 9
-        case .tokenCreated: 10
+        case .directory(let c): c.recordType
+        case .people(_, let c): c.recordType
         }
     }
 
     public static let typeNames: [UInt8: String] = [
         1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
-        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 10: "token.created",
-    ]
+        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status",
+    ].merging(DirectoryChange.typeNames) { a, _ in a }.merging(DealPeopleChange.typeNames) { a, _ in a }
 }
 
 public struct LotSpec: Hashable, Sendable {

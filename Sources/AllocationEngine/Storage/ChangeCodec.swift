@@ -11,6 +11,8 @@ public enum ChangeCodec {
             optionalString(info.vehicle, &w); w.string(info.currency)
             optionalInt(info.offerUnitPrice?.raw, &w); optionalInt(info.openAt, &w); optionalInt(info.closeAt, &w)
             w.u8(info.status.rawValue); w.zigzag(info.createdAt)
+            // Added after the first format: a record without them is a deal without KYC gate or creator.
+            w.u8(info.kycRequired ? 1 : 0); optionalString(info.createdBy, &w)
         case .dealStatus(let deal, let status):
             w.string(deal); w.u8(status.rawValue)
         case .lotAdded(let deal, let lot):
@@ -31,8 +33,10 @@ public enum ChangeCodec {
             w.string(deal); w.string(hold); w.string(allocation); optionalString(by, &w)
         case .allocationStatus(let deal, let allocation, let status, let by):
             w.string(deal); w.string(allocation); w.u8(status.rawValue); optionalString(by, &w)
-        case .tokenCreated(let t):
-            encodeToken(t, into: &w)
+        case .directory(let c):
+            PeopleCodec.encode(c, into: &w)
+        case .people(let deal, let c):
+            w.string(deal); PeopleCodec.encode(c, into: &w)
         }
     }
 
@@ -41,7 +45,7 @@ public enum ChangeCodec {
         let change: Change
         switch type {
         case 1:
-            change = try StateCodec.decodeDealInfo(&r)
+            change = try StateCodec.decodeDealInfo(&r, extras: nil)
         case 2:
             change = .dealStatus(deal: try r.string(), status: try dealStatus(&r))
         case 3:
@@ -92,34 +96,22 @@ public enum ChangeCodec {
             let raw = try r.u8()
             guard let status = AllocationStatus(rawValue: raw) else { throw DecodeError("allocation status \(raw)") }
             change = .allocationStatus(deal: deal, allocation: allocation, status: status, by: try optionalString(&r))
-        case 10:
-            change = .tokenCreated(try decodeToken(&r))
         default:
-            throw DecodeError("unknown change record type \(type)")
+            if let c = try PeopleCodec.decodeDirectory(type: type, &r) {
+                change = .directory(c)
+            } else if DealPeopleChange.typeNames[type] != nil {
+                let deal = try r.string()
+                guard let c = try PeopleCodec.decodePeople(type: type, &r) else { throw DecodeError("record type \(type)") }
+                change = .people(deal: deal, c)
+            } else {
+                throw DecodeError("unknown change record type \(type)")
+            }
         }
         guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes after a type \(type) record") }
         return change
     }
 
     // MARK: - Pieces
-
-    static func encodeToken(_ t: UserToken, into w: inout ByteWriter) {
-        w.string(t.user); w.string(t.role.rawValue); w.string(t.tokenHash); w.zigzag(t.createdAt)
-        w.varint(UInt64(t.investors.count))
-        for i in t.investors { w.string(i) }
-    }
-    static func decodeToken(_ r: inout ByteReader) throws(DecodeError) -> UserToken {
-        let user = try r.string()
-        let roleName = try r.string()
-        guard let role = UserRole(rawValue: roleName) else { throw DecodeError("unknown role \(roleName)") }
-        let hash = try r.string()
-        let createdAt = try r.zigzag()
-        let n = try r.varint()
-        guard n <= UInt64(r.remaining) else { throw DecodeError("investor count \(n) exceeds the payload") }
-        var investors: [String] = []
-        for _ in 0..<n { investors.append(try r.string()) }
-        return UserToken(user: user, role: role, investors: investors, tokenHash: hash, createdAt: createdAt)
-    }
 
     static func optionalString(_ s: String?, _ w: inout ByteWriter) {
         if let s { w.u8(1); w.string(s) } else { w.u8(0) }

@@ -48,6 +48,7 @@ public final class DurableEngine: Sendable {
     /// Opens (creating if missing) a data directory, recovers its state, expires
     /// holds whose time passed while the engine was down, and starts the log.
     public static func open(_ config: DurableConfig, io: any FileIO = PosixFileIO(), clock: any EngineClock = SystemClock(),
+                            secrets: any SecretSource = SystemSecrets(),
                             log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> DurableEngine {
         let engineConfig = try config.engine.validated()
         let dir = DataDirectory(config.dataDir)
@@ -70,7 +71,7 @@ public final class DurableEngine: Sendable {
                                   segmentBytes: config.segmentBytes)
         let writer = try LogWriter(config: logConfig, io: io, nextLSN: r.nextLSN)
         let engine = Engine(config: engineConfig, clock: clock, sink: WALChangeSink(writer: writer),
-                            restoring: result.states, indexes: result.indexes, access: result.access)
+                            restoring: result.states, indexes: result.indexes, directory: result.directory, secrets: secrets)
         let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, io: io, directory: dir, log: log)
         let expired = await engine.sweepExpired()
         if expired > 0 { log("expired \(expired) holds whose time passed while the engine was down") }
@@ -146,8 +147,8 @@ public final class DurableEngine: Sendable {
         try await snapshotGate.run { [self] in
             let started = monotonicSeconds()
             let (floor, deals) = await engine.capture()
-            let (access, accessLSN) = engine.captureAccess()
-            let image = EngineImage(floorLSN: floor, deals: deals, access: access, accessLSN: accessLSN)
+            let (directory, directoryLSN) = engine.captureDirectory()
+            let image = EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN)
             let lsn = image.replayFrom
             let time = engine.clock.nowMillis()
             do {

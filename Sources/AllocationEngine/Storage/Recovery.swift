@@ -64,7 +64,7 @@ public enum Recovery {
     public struct Result: Sendable {
         public var states: [DealState]
         public var indexes: EngineIndexes
-        public var access: AccessState
+        public var directory: Directory
         public var report: RecoveryReport
     }
 
@@ -74,7 +74,7 @@ public enum Recovery {
         var report = RecoveryReport()
         var indexes = EngineIndexes()
         var states: [DealState] = []
-        var access = AccessState()
+        var directory = Directory()
         var accessSkipUpTo: UInt64 = 0
         var dealIndex: [IdKey: Int] = [:]
         /// Per deal (parallel to `states`): records at or below this LSN are in its snapshot copy.
@@ -112,8 +112,8 @@ public enum Recovery {
                     skipUpTo.append(entry.lsn)
                 }
                 indexes = candidateIndexes
-                access = image.access
-                accessSkipUpTo = image.accessLSN
+                directory = image.directory
+                accessSkipUpTo = image.directoryLSN
                 replayFrom = image.replayFrom
                 report.snapshotPath = info.path
                 report.snapshotLSN = replayFrom
@@ -151,9 +151,9 @@ public enum Recovery {
                         + (report.snapshotPath == nil ? "no usable snapshot covers the records before it (snapshots missing or damaged)" : "records are missing"))
                 }
                 lastLSN = record.lsn
-                if case .tokenCreated(let token) = change {
+                if case .directory(let dc) = change {
                     if record.lsn <= accessSkipUpTo { report.recordsSkipped += 1; return }
-                    do { try access.apply(token) } catch {
+                    do { try directory.apply(dc, time: record.time) } catch {
                         throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): record does not apply: \(error)")
                     }
                 } else if case .dealCreated(let info) = change {
@@ -192,7 +192,7 @@ public enum Recovery {
             report.lastLSN = lastLSN
             report.nextLSN = lastLSN + 1
             report.seconds = now() - started
-            return Result(states: states, indexes: indexes, access: access, report: report)
+            return Result(states: states, indexes: indexes, directory: directory, report: report)
         } catch let e as LogCorruption where e.recoveryCase == .segmentGap && e.offset == 0 && lastLSN == replayFrom {
             // The log's oldest kept segment starts after the state we have: the
             // snapshots that covered the records before it are gone or damaged.
@@ -216,6 +216,6 @@ public enum Recovery {
             report.droppedRecords = summary.droppedRecords
         }
         report.seconds = now() - started
-        return Result(states: states, indexes: indexes, access: access, report: report)
+        return Result(states: states, indexes: indexes, directory: directory, report: report)
     }
 }

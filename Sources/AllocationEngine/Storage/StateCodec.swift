@@ -8,25 +8,28 @@ public struct EngineImage: Sendable {
     /// and skips, per deal, the records at or below that deal's own LSN.
     public var floorLSN: UInt64
     public var deals: [(state: DealState, lsn: UInt64)]
-    public var access: AccessState
-    public var accessLSN: UInt64
-    public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)], access: AccessState = AccessState(), accessLSN: UInt64 = 0) {
+    /// The people directory and the LSN it is complete up to.
+    public var directory: Directory
+    public var directoryLSN: UInt64
+    public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)], directory: Directory = Directory(), directoryLSN: UInt64 = 0) {
         self.floorLSN = floorLSN
         self.deals = deals
-        self.access = access
-        self.accessLSN = accessLSN
+        self.directory = directory
+        self.directoryLSN = directoryLSN
     }
     /// The LSN after which the log must be replayed.
     /// Every part is captured after `floorLSN` is read, so this is `floorLSN`
     /// unless an image was put together differently.
-    public var replayFrom: UInt64 { deals.reduce(min(floorLSN, accessLSN)) { min($0, $1.lsn) } }
+    public var replayFrom: UInt64 { deals.reduce(min(floorLSN, directoryLSN)) { min($0, $1.lsn) } }
     /// The highest LSN any part of the image covers.
-    public var newestLSN: UInt64 { deals.reduce(max(floorLSN, accessLSN)) { max($0, $1.lsn) } }
+    public var newestLSN: UInt64 { deals.reduce(max(floorLSN, directoryLSN)) { max($0, $1.lsn) } }
 }
 
 public enum StateCodec {
     /// Bumped when the payload layout changes; older engines refuse newer images.
-    public static let formatVersion: UInt16 = 1
+    /// 2: deals carry their KYC gate, creator and people section; the
+    /// directory replaces the token list. Version 1 images still load.
+    public static let formatVersion: UInt16 = 2
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
@@ -37,10 +40,8 @@ public enum StateCodec {
             w.varint(lsn)
             encode(state, into: &w)
         }
-        w.varint(image.accessLSN)
-        let tokens = image.access.tokens.values.sorted { $0.tokenHash < $1.tokenHash }
-        w.varint(UInt64(tokens.count))
-        for t in tokens { ChangeCodec.encodeToken(t, into: &w) }
+        w.varint(image.directoryLSN)
+        PeopleCodec.encode(image.directory, into: &w)
         return w.bytes
     }
 
@@ -74,7 +75,9 @@ public enum StateCodec {
             w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.varint(UInt64(a.hold)); w.varint(UInt64(a.investor))
             w.u8(a.status.rawValue)
             ChangeCodec.optionalString(a.createdBy, &w); ChangeCodec.optionalString(a.decidedBy, &w)
+            w.zigzag(Int64(a.approval))
         }
+        PeopleCodec.encode(s.people, into: &w)
     }
 
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> EngineImage {
@@ -90,19 +93,24 @@ public enum StateCodec {
                 var deals: [(DealState, UInt64)] = []
                 for _ in 0..<dealCount {
                     let lsn = try r.varint()
-                    deals.append((try decodeDeal(&r), lsn))
+                    deals.append((try decodeDeal(&r, version: version), lsn))
                 }
-                let accessLSN = try r.varint()
-                let tokenCount = try count(&r, "token")
-                var access = AccessState()
-                for _ in 0..<tokenCount {
-                    let token = try ChangeCodec.decodeToken(&r)
-                    do throws(EngineError) { try access.apply(token) } catch {
-                        throw DecodeError("snapshot token: \(error)")
+                let directoryLSN = try r.varint()
+                var directory = Directory()
+                if version >= 2 {
+                    directory = try PeopleCodec.decodeDirectory(&r)
+                } else {
+                    // Version 1 kept only tokens, in the first token layout.
+                    let tokenCount = try count(&r, "token")
+                    for _ in 0..<tokenCount {
+                        guard let token = try PeopleCodec.decodeDirectory(type: 10, &r) else { throw DecodeError("token") }
+                        do throws(EngineError) { try directory.apply(token, time: 0) } catch {
+                            throw DecodeError("snapshot token: \(error)")
+                        }
                     }
                 }
                 guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes in snapshot state") }
-                return .success(EngineImage(floorLSN: floor, deals: deals, access: access, accessLSN: accessLSN))
+                return .success(EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN))
             } catch {
                 return .failure(error)
             }
@@ -123,9 +131,9 @@ public enum StateCodec {
         return Int32(v)
     }
 
-    static func decodeDeal(_ r: inout ByteReader) throws(DecodeError) -> DealState {
+    static func decodeDeal(_ r: inout ByteReader, version: UInt16) throws(DecodeError) -> DealState {
         // The deal's header has the layout of a deal.created record.
-        guard case .dealCreated(let info) = try decodeDealInfo(&r) else { throw DecodeError("deal header") }
+        guard case .dealCreated(let info) = try decodeDealInfo(&r, extras: version >= 2) else { throw DecodeError("deal header") }
         var s = DealState(info: info)
         let lotCount = try count(&r, "lot")
         for _ in 0..<lotCount {
@@ -191,9 +199,20 @@ public enum StateCodec {
             let rawStatus = try r.u8()
             guard let status = AllocationStatus(rawValue: rawStatus) else { throw DecodeError("allocation status \(rawStatus)") }
             let createdBy = try ChangeCodec.optionalString(&r), decidedBy = try ChangeCodec.optionalString(&r)
+            var approval: Int64 = -1
+            if version >= 2 {
+                approval = try r.zigzag()
+                guard approval >= -1 && approval <= Int64(Int32.max) else { throw DecodeError("allocation approval \(approval)") }
+            }
             s.allocations.append(Allocation(units: units, id: id, unitPrice: price, createdAt: createdAt, decidedAt: decidedAt,
-                                            settledAt: settledAt, hold: hold, investor: investor, status: status,
+                                            settledAt: settledAt, hold: hold, investor: investor, approval: Int32(approval), status: status,
                                             createdBy: createdBy, decidedBy: decidedBy))
+        }
+        if version >= 2 {
+            s.people = try PeopleCodec.decodePeople(&r, allocations: s.allocations.count)
+            for a in s.allocations where a.approval >= s.people.approvals.count {
+                throw DecodeError("allocation \(a.id) names a missing approval")
+            }
         }
         for h in s.holds where h.allocation >= 0 {
             guard Int(h.allocation) < s.allocations.count else { throw DecodeError("hold \(h.id) names a missing allocation") }
@@ -201,7 +220,9 @@ public enum StateCodec {
         return s
     }
 
-    static func decodeDealInfo(_ r: inout ByteReader) throws(DecodeError) -> Change {
+    /// `extras`: whether the KYC flag and creator follow (true in snapshots
+    /// from version 2; nil in a log record, where they follow unless the record ends).
+    static func decodeDealInfo(_ r: inout ByteReader, extras: Bool?) throws(DecodeError) -> Change {
         // Reuse the deal.created layout; ChangeCodec.decode wants the exact
         // payload, so decode field by field here with the same order.
         let id = try r.string()
@@ -213,6 +234,12 @@ public enum StateCodec {
         info.offerUnitPrice = try ChangeCodec.optionalInt(&r).map(Price.init(raw:))
         info.openAt = try ChangeCodec.optionalInt(&r); info.closeAt = try ChangeCodec.optionalInt(&r)
         info.status = try ChangeCodec.dealStatus(&r); info.createdAt = try r.zigzag()
+        if extras ?? !r.isAtEnd {
+            let flags = try r.u8()
+            guard flags <= 1 else { throw DecodeError("deal flags \(flags)") }
+            info.kycRequired = flags == 1
+            info.createdBy = try ChangeCodec.optionalString(&r)
+        }
         return .dealCreated(info)
     }
 
@@ -229,6 +256,17 @@ public enum StateCodec {
                 if let existing = indexes.holds.insertIfAbsent(h.id, RowRef(deal: s.info.number, slot: Int32(slot))),
                    existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
                     throw DecodeError("hold id \(h.id) appears twice")
+                }
+            }
+            for (slot, c) in s.people.commitments.enumerated() {
+                if let existing = indexes.commitments.insertIfAbsent(c.id, RowRef(deal: s.info.number, slot: Int32(slot))),
+                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
+                    throw DecodeError("commitment id \(c.id) appears twice")
+                }
+            }
+            for (slot, i) in s.people.invites.enumerated() {
+                if indexes.inviteTokens.insertIfAbsent(i.tokenHash, RowRef(deal: s.info.number, slot: Int32(slot))) != nil {
+                    throw DecodeError("invite token of \(i.id) appears twice")
                 }
             }
             for (slot, a) in s.allocations.enumerated() {

@@ -65,5 +65,8 @@ extension DealState {
         for (i, inv) in investors.enumerated() {
             h.string(inv); h.int128(positions[i].units.raw); h.int128(positions[i].costBasis.raw); h.int(positions[i].lastUpdated)
         }
+        h.byte(info.kycRequired ? 1 : 0); h.string(info.createdBy)
+        for a in allocations { h.int(Int64(a.approval)) }
+        people.hash(into: &h)
     }
 }

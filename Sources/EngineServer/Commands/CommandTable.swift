@@ -62,6 +62,27 @@ enum Target: Sendable {
     case hold(String)
     case allocation(String)
     case lot(String)
+    /// Rows of the people side, found through their id maps.
+    case row(RowKind, String)
+}
+
+enum RowKind: Sendable {
+    case commitment, approval, invite, inviteToken
+    var name: String {
+        switch self {
+        case .commitment: "commitment"
+        case .approval: "approval"
+        case .invite, .inviteToken: "invite"
+        }
+    }
+    func index(_ i: EngineIndexes) -> IdIndex {
+        switch self {
+        case .commitment: i.commitments
+        case .approval: i.approvals
+        case .invite: i.invites
+        case .inviteToken: i.inviteTokens
+        }
+    }
 }
 
 struct CommandError: Error {

@@ -76,16 +76,22 @@ extension EngineRequestHandler {
 
     func authenticate(user: String?, token: String, connection: ConnectionState) throws(CommandError) {
         let principal: Principal?
+        let hash = SHA256.hex(token)
+        var userToken: String?
+        let generation = engine.directoryGeneration
         switch settings.access {
-        case .tokens(let adminHash) where SHA256.hex(token) == adminHash:
+        case .tokens(let adminHash) where hash == adminHash:
             principal = .admin
         default:
-            principal = engine.principal(forToken: token)
+            principal = engine.principal(forTokenHash: hash)
+            userToken = hash
         }
         guard let principal, user == nil || user == "default" || user == principal.user else {
             throw CommandError("WRONGPASS", "invalid username-password pair or user is disabled.")
         }
         connection.principal = principal
+        connection.tokenHash = userToken
+        connection.generation = generation
     }
 
     func hello(_ c: RESPCommand, session: Session, connection: ConnectionState) throws(CommandError) -> [UInt8] {

@@ -109,7 +109,7 @@ enum InventoryCommands {
             }
             return .deal(.resizeLot(lot: lot, unitsTotal: units), .deal(deal))
         },
-        CommandSpec("DEAL.CREATE", "DEAL.CREATE <deal> [NAME <text>] [CURRENCY <code>] [PRICE <unit price>] [OPEN_AT <unix s>] [CLOSE_AT <unix s>] [STATUS draft|open] [TYPE <deal type>] [VEHICLE <id>]", .administer) { a throws(CommandError) in
+        CommandSpec("DEAL.CREATE", "DEAL.CREATE <deal> [NAME <text>] [CURRENCY <code>] [PRICE <unit price>] [OPEN_AT <unix s>] [CLOSE_AT <unix s>] [STATUS draft|open] [TYPE <deal type>] [VEHICLE <vehicle>] [KYC required]", .administer) { a throws(CommandError) in
             var spec = DealSpec(id: try a.req("deal"))
             while let option = a.next() {
                 let value = try a.req(option)
@@ -121,6 +121,11 @@ enum InventoryCommands {
                 case "CLOSE_AT": spec.closeAt = try unixSeconds(value, "CLOSE_AT")
                 case "TYPE": spec.dealType = value
                 case "VEHICLE": spec.vehicle = value
+                case "KYC":
+                    guard value.lowercased() == "required" || value.lowercased() == "optional" else {
+                        throw CommandError("INVALID", "KYC is 'required' (every hold needs a registered investor with KYC approved) or 'optional', got '\(value.prefix(32))'")
+                    }
+                    spec.kycRequired = value.lowercased() == "required"
                 case "STATUS":
                     guard let s = DealStatus(name: value), s == .draft || s == .open else {
                         throw CommandError("INVALID", "a new deal's STATUS is draft or open, got '\(value.prefix(32))'")
@@ -130,17 +135,14 @@ enum InventoryCommands {
                 }
             }
             return .engine { [spec] c in
-                await c.reply { () throws(EngineError) in _ = try await c.engine.createDeal(spec); return .ok }
+                await c.reply { () throws(EngineError) in _ = try await c.engine.createDeal(spec, by: c.principal.user); return .ok }
             }
         },
-        CommandSpec("DEAL.LIST", "DEAL.LIST", .read) { a throws(CommandError) in
-            try a.end()
-            return .engine { c in
-                // Field/value pairs: deal id -> status, in creation order.
-                var fields: [Field] = []
-                for actor in c.engine.allDeals { fields.append(Field(actor.id, await actor.read { $0.info.status.name })) }
-                return .fields(fields)
-            }
+        CommandSpec("DEAL.LIST", "DEAL.LIST [CURSOR <cursor>] [COUNT <n>]", .read) { a throws(CommandError) in
+            var paging = Paging()
+            while let option = a.next() { guard try paging.take(option, &a) else { throw a.unknownOption(option) } }
+            // Only the deals the user sees (staff: all; others: their memberships).
+            return .engine { [paging] c in await DealWalk.deals(c, paging: paging) }
         },
     ]
 }

@@ -1,0 +1,88 @@
+/// Read views of the people rows with the seed's column names, as field/value pairs.
+extension DealState {
+    public func memberFields(_ slot: Int32) -> [Field] {
+        let m = people.members[Int(slot)]
+        return [
+            Field("deal", info.id), Field("user", m.user), Field("role", m.role.rawValue), Field("investor", m.investor),
+            Field("invited_by", m.invitedBy), Field("invited_at", String(m.invitedAt)), Field("accepted_at", m.acceptedAt.map { String($0) }),
+        ]
+    }
+
+    /// Never the token: only its hash is kept, and not shown either.
+    public func inviteFields(_ slot: Int32, now: Int64) -> [Field] {
+        let i = people.invites[Int(slot)]
+        return [
+            Field("id", i.id), Field("deal", info.id), Field("role", i.role.rawValue), Field("status", i.status(now: now)),
+            Field("expires_at", String(i.expiresAt)), Field("max_uses", String(i.maxUses)), Field("used_count", String(i.usedCount)),
+            Field("created_by", i.createdBy), Field("created_at", String(i.createdAt)),
+        ]
+    }
+
+    public func commitmentFields(_ slot: Int32) -> [Field] {
+        let c = people.commitments[Int(slot)]
+        return [
+            Field("id", c.id), Field("deal", info.id), Field("investor", c.investor),
+            Field("requested_units", c.units?.description), Field("requested_amount", c.amount?.description),
+            Field("status", c.status.name), Field("created_by", c.createdBy), Field("created_at", String(c.createdAt)),
+            Field("approval", c.approval >= 0 ? approvalID(c.approval) : nil),
+        ]
+    }
+
+    public func approvalFields(_ slot: Int32, now: Int64) -> [Field] {
+        let a = people.approvals[Int(slot)]
+        let entityID: String = a.entity == .commitment ? people.commitments[Int(a.entitySlot)].id : allocations[Int(a.entitySlot)].id
+        return [
+            Field("id", approvalID(slot)), Field("deal", info.id), Field("entity_type", a.entity.name), Field("entity_id", entityID),
+            Field("status", a.status.name), Field("priority", a.priority.name), Field("requested_by", a.requestedBy),
+            Field("assigned_to", a.assignedTo), Field("decided_by", a.decidedBy),
+            Field("decided_at", a.status == .pending ? nil : String(a.decidedAt)), Field("notes", a.notes),
+            Field("created_at", String(a.createdAt)), Field("sla_breach_at", String(a.slaBreachAt)),
+            Field("breached", a.status == .pending && now >= a.slaBreachAt ? "1" : "0"),
+        ]
+    }
+
+    /// Whether a user sees this deal at all: staff always, others as members.
+    public func visible(to principal: Principal?) -> Bool {
+        guard let p = principal, !p.isStaff else { return true }
+        return people.memberSlot[p.user] != nil
+    }
+}
+
+extension Directory {
+    public func userFields(_ id: String) -> [Field]? {
+        guard let u = users[id] else { return nil }
+        return [
+            Field("id", u.id), Field("role", u.role.rawValue), Field("name", u.name), Field("email", u.email),
+            Field("title", u.title), Field("investors", items: u.investors), Field("created_at", String(u.createdAt)),
+        ]
+    }
+
+    public func investorFields(_ id: String) -> [Field]? {
+        guard let i = investors[id] else { return nil }
+        return [
+            Field("id", i.id), Field("legal_name", i.legalName), Field("type", i.type), Field("country", i.country),
+            Field("kyc_status", i.kycStatus.rawValue), Field("users", items: i.users), Field("created_at", String(i.createdAt)),
+        ]
+    }
+
+    public func vehicleFields(_ id: String) -> [Field]? {
+        guard let v = vehicles[id] else { return nil }
+        return [
+            Field("id", v.id), Field("name", v.name), Field("type", v.type?.rawValue), Field("domicile", v.domicile),
+            Field("currency", v.currency), Field("created_at", String(v.createdAt)),
+        ]
+    }
+
+    public func subscriptionFields(_ id: String) -> [Field]? {
+        guard let s = subscriptions[id] else { return nil }
+        return [
+            Field("id", s.id), Field("investor", s.investor), Field("vehicle", s.vehicle), Field("commitment", s.commitment.description),
+            Field("currency", s.currency), Field("status", s.status.rawValue), Field("created_at", String(s.createdAt)),
+        ]
+    }
+
+    public func sourceFields(_ id: String) -> [Field]? {
+        guard let s = sources[id] else { return nil }
+        return [Field("id", s.id), Field("kind", s.kind.rawValue), Field("counterparty_name", s.counterparty), Field("notes", s.notes)]
+    }
+}
