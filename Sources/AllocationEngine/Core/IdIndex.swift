@@ -50,6 +50,15 @@ public final class IdIndex: Sendable {
         return shards[shard(key)].withLock { $0.find(key) }.map(RowRef.init(packed:))
     }
 
+    /// Replay's claim of an id for a row: a generated id must name exactly
+    /// that row (a damaged record may not), any other id must be unused.
+    /// Never traps, whatever the record says.
+    public func claim(_ id: String, _ ref: RowRef) -> Bool {
+        if let generated = generatedRef(id) { return generated == ref }
+        let key = IdKey(id)
+        return shards[shard(key)].withLock { $0.insertIfAbsent(key, ref.packed) } == nil
+    }
+
     /// Inserts when absent; returns the existing entry otherwise.
     public func insertIfAbsent(_ id: String, _ ref: RowRef) -> RowRef? {
         if let generated = generatedRef(id) {

@@ -7,6 +7,7 @@ extension DealState {
             Field("currency", info.currency), Field("offer_unit_price", info.offerUnitPrice?.description),
             Field("open_at", info.openAt.map { String($0) }), Field("close_at", info.closeAt.map { String($0) }),
             Field("created_at", String(info.createdAt)), Field("lots", String(lots.count)),
+            Field("kyc_required", info.kycRequired ? "1" : "0"), Field("created_by", info.createdBy),
         ]
     }
 
@@ -42,6 +43,7 @@ extension DealState {
             Field("created_by", a.createdBy),
             Field("approved_by", a.status == .approved || a.status == .settled ? a.decidedBy : nil),
             Field("rejected_by", a.status == .rejected ? a.decidedBy : nil),
+            Field("approval", a.approval >= 0 ? approvalID(a.approval) : nil),
         ]
     }
 

@@ -134,8 +134,8 @@ public struct DealState: Sendable {
             }
             let slot = Int32(allocations.count)
             if indexNew {
-                guard index.allocations.insertIfAbsent(allocationID, RowRef(deal: ref, slot: slot)) == nil else {
-                    throw EngineError(.exists, "allocation id \(allocationID) is already used")
+                guard index.allocations.claim(allocationID, RowRef(deal: ref, slot: slot)) else {
+                    throw EngineError(.exists, "allocation id \(allocationID) is already used or names another row")
                 }
             }
             let units = holds[h].filled
@@ -186,8 +186,8 @@ public struct DealState: Sendable {
         }
         let slot = Int32(holds.count)
         if indexNew {
-            guard index.holds.insertIfAbsent(spec.id, RowRef(deal: ref, slot: slot)) == nil else {
-                throw EngineError(.exists, "hold id \(spec.id) is already used")
+            guard index.holds.claim(spec.id, RowRef(deal: ref, slot: slot)) else {
+                throw EngineError(.exists, "hold id \(spec.id) is already used or names another row")
             }
         }
         let investor = internInvestor(spec.investor)

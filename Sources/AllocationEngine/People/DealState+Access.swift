@@ -4,7 +4,7 @@
 /// the KYC gate of a deal created with `KYC required`.
 extension DealState {
     func refusal(of request: DealRequest, as principal: Principal?, context: EngineContext) -> EngineError? {
-        let staff = principal?.isStaff ?? true
+        if let p = principal, !p.isStaff, let refusal = memberRefusal(of: request, p, context: context) { return refusal }
         // The KYC gate of a deal that requires it: by anyone, a registered
         // investor with KYC approved (one lookup in the directory).
         if info.kycRequired, let investor = Self.newClaimInvestor(request) {
@@ -12,7 +12,12 @@ extension DealState {
             guard let status else { return EngineError(.noPermission, "deal \(info.id) requires KYC: investor \(investor) is not registered") }
             guard status == .approved else { return EngineError(.noPermission, "KYC \(status.rawValue) for investor \(investor)") }
         }
-        guard !staff, let p = principal else { return nil }
+        return nil
+    }
+
+    /// The rules for a user who is not staff: membership, its deal role, its
+    /// investor links and their KYC.
+    private func memberRefusal(of request: DealRequest, _ p: Principal, context: EngineContext) -> EngineError? {
         if case .people(.acceptInvite) = request { return nil }
         guard let member = people.member(p.user) else {
             // Other deals are hidden from reads; a change says why it is refused.

@@ -65,8 +65,8 @@ extension DealState {
             }
             guard (c.units == nil) != (c.amount == nil) else { throw EngineError(.invalid, "commitment \(c.id) needs units or an amount") }
             if indexNew {
-                guard index.commitments.insertIfAbsent(c.id, RowRef(deal: ref, slot: slot)) == nil else {
-                    throw EngineError(.exists, "commitment id \(c.id) is already used")
+                guard index.commitments.claim(c.id, RowRef(deal: ref, slot: slot)) else {
+                    throw EngineError(.exists, "commitment id \(c.id) is already used or names another row")
                 }
             }
             c.createdAt = time

@@ -253,15 +253,13 @@ public enum StateCodec {
                 }
             }
             for (slot, h) in s.holds.enumerated() {
-                if let existing = indexes.holds.insertIfAbsent(h.id, RowRef(deal: s.info.number, slot: Int32(slot))),
-                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
-                    throw DecodeError("hold id \(h.id) appears twice")
+                guard indexes.holds.claim(h.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
+                    throw DecodeError("hold id \(h.id) appears twice or names another row")
                 }
             }
             for (slot, c) in s.people.commitments.enumerated() {
-                if let existing = indexes.commitments.insertIfAbsent(c.id, RowRef(deal: s.info.number, slot: Int32(slot))),
-                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
-                    throw DecodeError("commitment id \(c.id) appears twice")
+                guard indexes.commitments.claim(c.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
+                    throw DecodeError("commitment id \(c.id) appears twice or names another row")
                 }
             }
             for (slot, i) in s.people.invites.enumerated() {
@@ -270,9 +268,8 @@ public enum StateCodec {
                 }
             }
             for (slot, a) in s.allocations.enumerated() {
-                if let existing = indexes.allocations.insertIfAbsent(a.id, RowRef(deal: s.info.number, slot: Int32(slot))),
-                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
-                    throw DecodeError("allocation id \(a.id) appears twice")
+                guard indexes.allocations.claim(a.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
+                    throw DecodeError("allocation id \(a.id) appears twice or names another row")
                 }
             }
         }
