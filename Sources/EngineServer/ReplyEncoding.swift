@@ -31,7 +31,7 @@ extension RESPEncoder {
         case .page(let cursor, let rows):
             // Like SCAN: [next cursor, [row, ...]], the cursor a string, "0" at the end.
             arrayHeader(2)
-            bulk(String(cursor))
+            bulk(cursor)
             arrayHeader(rows.count)
             for r in rows { fields(r) }
         case .failure(let e): engineError(e)

@@ -76,8 +76,8 @@ public enum DealReply: Sendable, Hashable {
     case fields([Field])
     /// Plain values, shown as an array of strings.
     case values([String])
-    /// One page of a list: the cursor to continue from (0 at the end) and the rows.
-    case page(cursor: UInt64, rows: [[Field]])
+    /// One page of a list: the cursor to continue from ("0" at the end) and the rows.
+    case page(cursor: String, rows: [[Field]])
     case failure(EngineError)
 
     public var error: EngineError? {

@@ -21,8 +21,7 @@ extension DealState {
         if case .people(.acceptInvite) = request { return nil }
         guard let member = people.member(p.user) else {
             // Other deals are hidden from reads; a change says why it is refused.
-            return request.isChange ? EngineError(.noPermission, "not a member of deal \(info.id)")
-                : EngineError(.notFound, "deal \(info.id) not found")
+            return request.isChange ? EngineError(.noPermission, "not a member of deal \(info.id)") : hiddenNotFound(request)
         }
         switch request {
         case .getDeal, .getLot, .inventory, .people(.listMembers): return nil
@@ -84,6 +83,19 @@ extension DealState {
         case .people(.commitStatus(let id, _)), .people(.getCommitment(let id)):
             return (try? commitmentSlot(id, index: index)).map { people.commitments[Int($0)].investor }
         default: return nil
+        }
+    }
+
+    /// What a read of a deal the user does not see answers: the same as for a
+    /// row that does not exist, naming only what the user sent.
+    func hiddenNotFound(_ request: DealRequest) -> EngineError {
+        func clip(_ s: String) -> String { s.utf8.count <= 128 ? s : String(s.prefix(128)) + "..." }
+        switch request {
+        case .getHold(let h): return EngineError(.notFound, "hold \(clip(h)) not found")
+        case .getAllocation(let a): return EngineError(.notFound, "allocation \(clip(a)) not found")
+        case .getLot(let l): return EngineError(.notFound, "lot \(clip(l)) not found")
+        case .people(.getCommitment(let c)): return EngineError(.notFound, "commitment \(clip(c)) not found")
+        default: return EngineError(.notFound, "deal \(info.id) not found")
         }
     }
 }

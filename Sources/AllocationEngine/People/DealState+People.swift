@@ -128,8 +128,11 @@ extension DealState {
     /// Opens the approval of a new commitment or allocation; returns its slot.
     mutating func openApproval(_ entity: ApprovalEntity, entitySlot: Int32, requestedBy: String?, time: Int64) -> Int32 {
         let slot = Int32(people.approvals.count)
-        people.approvals.append(Approval(entity: entity, entitySlot: entitySlot, requestedBy: requestedBy, createdAt: time,
-                                         slaBreachAt: time + people.sla(entity) * 1000))
+        // Never dated before the approval before it (a clock stepping back):
+        // the queue's order is creation order, which APPROVAL.LIST relies on.
+        let created = slot > 0 ? max(time, people.approvals[Int(slot) - 1].createdAt) : time
+        people.approvals.append(Approval(entity: entity, entitySlot: entitySlot, requestedBy: requestedBy, createdAt: created,
+                                         slaBreachAt: created + people.sla(entity) * 1000))
         return slot
     }
 
@@ -301,11 +304,7 @@ extension DealState {
             return .fields(approvalFields(try approvalSlot(id), now: now))
         case .listApprovals(let filter, let cursor, let count):
             return page(from: cursor, count: count, total: people.approvals.count) { slot in
-                let a = people.approvals[slot]
-                if let s = filter.status, a.status != s { return nil }
-                if let u = filter.assignee, a.assignedTo != u { return nil }
-                if filter.breached && !(a.status == .pending && now >= a.slaBreachAt) { return nil }
-                return approvalFields(Int32(slot), now: now)
+                filter.matches(people.approvals[slot], now: now) ? approvalFields(Int32(slot), now: now) : nil
             }
         case .setSLA(let entity, let seconds):
             guard seconds >= PeopleLimits.minSLASeconds && seconds <= PeopleLimits.maxSLASeconds else {
@@ -373,6 +372,6 @@ extension DealState {
             slot += 1
             scanned += 1
         }
-        return .page(cursor: slot >= total ? 0 : UInt64(slot), rows: rows)
+        return .page(cursor: slot >= total ? "0" : String(slot), rows: rows)
     }
 }

@@ -86,3 +86,74 @@ extension Directory {
         return [Field("id", s.id), Field("kind", s.kind.rawValue), Field("counterparty_name", s.counterparty), Field("notes", s.notes)]
     }
 }
+
+/// The order of the approval queue across deals: oldest first, ties by deal
+/// number and slot.
+public struct ApprovalKey: Comparable, Sendable, Hashable {
+    public var createdAt: Int64
+    public var deal: UInt32
+    /// -1: before every slot of the deal.
+    public var slot: Int32
+    public init(createdAt: Int64, deal: UInt32, slot: Int32) {
+        self.createdAt = createdAt
+        self.deal = deal
+        self.slot = slot
+    }
+    /// Cursor 0 is the start (before everything).
+    public init(packed: UInt128) {
+        if packed == 0 {
+            self.init(createdAt: .min, deal: 0, slot: -1)
+        } else {
+            self.init(createdAt: Int64(truncatingIfNeeded: UInt64(truncatingIfNeeded: packed >> 64)),
+                      deal: UInt32(truncatingIfNeeded: packed >> 32),
+                      slot: Int32(truncatingIfNeeded: Int64(UInt32(truncatingIfNeeded: packed)) - 1))
+        }
+    }
+    public var packed: UInt128 {
+        UInt128(UInt64(bitPattern: createdAt)) << 64 | UInt128(deal) << 32 | UInt128(UInt32(bitPattern: slot + 1))
+    }
+    public static func < (a: ApprovalKey, b: ApprovalKey) -> Bool {
+        (a.createdAt, a.deal, a.slot) < (b.createdAt, b.deal, b.slot)
+    }
+}
+
+extension DealState {
+    /// This deal's approvals after `key` in queue order, matching `filter`: at
+    /// most `count` rows, at most `budget` rows examined. `frontier` is the
+    /// key of the last row examined when the deal was not examined to its end
+    /// (nil when it was), so a merge across deals knows how far it is complete.
+    /// Approvals are in creation-time order within a deal (`openApproval`
+    /// never dates one before the one before it), so the start is a binary search.
+    public func approvals(after key: ApprovalKey, filter: ApprovalFilter, count: Int, budget: Int, now: Int64)
+        -> (rows: [(key: ApprovalKey, fields: [Field])], frontier: ApprovalKey?) {
+        let n = people.approvals.count
+        var lo = 0, hi = n
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ApprovalKey(createdAt: people.approvals[mid].createdAt, deal: ref, slot: Int32(mid)) <= key { lo = mid + 1 } else { hi = mid }
+        }
+        var rows: [(key: ApprovalKey, fields: [Field])] = []
+        var slot = lo
+        var scanned = 0
+        while slot < n && rows.count < count && scanned < budget {
+            let a = people.approvals[slot]
+            let k = ApprovalKey(createdAt: a.createdAt, deal: ref, slot: Int32(slot))
+            if filter.matches(a, now: now) { rows.append((k, approvalFields(Int32(slot), now: now))) }
+            slot += 1
+            scanned += 1
+        }
+        guard slot < n else { return (rows, nil) }
+        let last = slot - 1
+        let frontier = last >= 0 ? ApprovalKey(createdAt: people.approvals[last].createdAt, deal: ref, slot: Int32(last)) : key
+        return (rows, frontier)
+    }
+}
+
+extension ApprovalFilter {
+    func matches(_ a: Approval, now: Int64) -> Bool {
+        if let s = status, a.status != s { return false }
+        if let u = assignee, a.assignedTo != u { return false }
+        if breached && !(a.status == .pending && now >= a.slaBreachAt) { return false }
+        return true
+    }
+}

@@ -2,7 +2,8 @@ import AllocationEngine
 
 /// `[CURSOR <c>] [COUNT <n>]` of every `*.LIST`, paged like Redis `SCAN`.
 struct Paging: Sendable {
-    var cursor: UInt64 = 0
+    /// The cursor as sent: a decimal number, "0" to start.
+    var cursor: UInt128 = 0
     var count = PeopleLimits.defaultPageCount
 
     /// Consumes `option` and its value when it is CURSOR or COUNT.
@@ -10,7 +11,9 @@ struct Paging: Sendable {
         switch option.uppercased() {
         case "CURSOR":
             let v = try a.req("cursor")
-            guard let c = UInt64(v) else { throw CommandError("INVALID", "invalid cursor '\(v.prefix(32))': use 0 to start and then the cursor each page returns") }
+            guard v.utf8.count <= 40, v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let c = UInt128(v) else {
+                throw CommandError("INVALID", "invalid cursor '\(v.prefix(32))': use 0 to start and then the cursor each page returns")
+            }
             cursor = c
         case "COUNT":
             let v = try a.req("count")
@@ -22,54 +25,71 @@ struct Paging: Sendable {
         }
         return true
     }
+
+    /// The cursor of a list inside one deal (a slot).
+    func slotCursor() throws(CommandError) -> UInt64 {
+        guard cursor <= UInt128(UInt32.max) else { throw CommandError("INVALID", "invalid cursor \(cursor) for this list") }
+        return UInt64(cursor)
+    }
 }
 
-/// Lists that walk deals: by deal number (creation order), one actor at a
-/// time, each visited for at most one page. The cursor of an engine-wide walk
-/// is `deal number << 32 | slot in that deal` (0: start, and end).
+/// Lists that walk deals, one actor at a time, each visited for at most one
+/// page of work.
 enum DealWalk {
+    /// `APPROVAL.LIST`: oldest first. In one deal, its approvals in creation
+    /// order (the cursor is a slot). Across deals, merged by (created_at,
+    /// deal number, slot): every deal is asked for its next rows after the
+    /// cursor's key, and only rows up to the lowest point every deal has been
+    /// examined to are returned, so no older row can be missed; the cursor is
+    /// the key of the last row returned: created_at × 2^64 + deal × 2^32 + slot + 1.
     static func approvals(_ c: CommandContext, deal: String?, filter: ApprovalFilter, paging: Paging) async -> DealReply {
         if let deal {
             guard let actor = c.engine.deal(deal) else { return .failure(EngineError(.notFound, "deal \(deal.prefix(128)) not found")) }
-            return await actor.execute([.people(.listApprovals(filter, cursor: paging.cursor, count: paging.count))], as: c.principal).replies[0]
+            let slot: UInt64
+            do throws(CommandError) { slot = try paging.slotCursor() } catch { return .failure(EngineError(.invalid, error.message)) }
+            return await actor.execute([.people(.listApprovals(filter, cursor: slot, count: paging.count))], as: c.principal).replies[0]
         }
-        return await walk(c, paging: paging) { actor, slot, room in
-            await actor.execute([.people(.listApprovals(filter, cursor: slot, count: room))], as: c.principal).replies[0]
+        let after = ApprovalKey(packed: paging.cursor)
+        let now = c.engine.clock.nowMillis()
+        let deals = c.engine.allDeals
+        let budget = max(paging.count, PeopleLimits.maxPageScan / max(1, deals.count))
+        var rows: [(key: ApprovalKey, fields: [Field])] = []
+        var frontier: ApprovalKey?  // nil: every deal examined to its end
+        for actor in deals {
+            let part = await actor.read { $0.approvals(after: after, filter: filter, count: paging.count, budget: budget, now: now) }
+            rows += part.rows
+            if let f = part.frontier { frontier = frontier.map { min($0, f) } ?? f }
         }
+        rows.sort { $0.key < $1.key }
+        if let frontier { rows = rows.filter { $0.key <= frontier } }
+        let page = rows.prefix(paging.count)
+        let next: String
+        if page.count == paging.count, let last = page.last {
+            next = String(last.key.packed)
+        } else if let frontier {
+            next = String(frontier.packed)
+        } else {
+            next = "0"
+        }
+        return .page(cursor: next, rows: page.map(\.fields))
     }
 
-    /// Deals the principal sees, with status: `DEAL.LIST`.
+    /// `DEAL.LIST`: the deals the principal sees, in creation order; the cursor
+    /// is the number of the next deal to look at.
     static func deals(_ c: CommandContext, paging: Paging) async -> DealReply {
-        await walk(c, paging: paging) { actor, _, _ in
+        let start = paging.cursor > UInt128(UInt32.max) ? UInt32.max : UInt32(paging.cursor)
+        let deals = c.engine.allDeals.filter { $0.number >= start }
+        var rows: [[Field]] = []
+        for (k, actor) in deals.enumerated() {
             let row: [Field]? = await actor.read { s in
                 s.visible(to: c.principal) ? [Field("id", s.info.id), Field("name", s.info.name), Field("status", s.info.status.name)] : nil
             }
-            return .page(cursor: 0, rows: row.map { [$0] } ?? [])
-        }
-    }
-
-    /// Walks deals from the cursor, asking `page` for up to `room` rows of one
-    /// deal from a slot; a deal that answers a non-zero cursor stops the walk there.
-    static func walk(_ c: CommandContext, paging: Paging,
-                     _ page: (DealActor, UInt64, Int) async -> DealReply) async -> DealReply {
-        let startDeal = UInt32(truncatingIfNeeded: paging.cursor >> 32)
-        var slot = paging.cursor & 0xFFFF_FFFF
-        var rows: [[Field]] = []
-        var visited = 0
-        let deals = c.engine.allDeals.filter { $0.number >= startDeal }
-        for (k, actor) in deals.enumerated() {
-            if actor.number != startDeal { slot = 0 }
-            let reply = await page(actor, slot, paging.count - rows.count)
-            guard case .page(let next, let got) = reply else { return reply }
-            rows += got
-            visited += 1
-            if next != 0 { return .page(cursor: UInt64(actor.number) << 32 | next, rows: rows) }
-            // Full page, or enough deals visited for one call: continue at the next deal.
-            if rows.count >= paging.count || visited >= PeopleLimits.maxPageScan {
-                guard k + 1 < deals.count else { return .page(cursor: 0, rows: rows) }
-                return .page(cursor: UInt64(deals[k + 1].number) << 32, rows: rows)
+            if let row { rows.append(row) }
+            // A full page, or a page's worth of deals looked at: go on from the next deal.
+            if rows.count >= paging.count || k + 1 >= PeopleLimits.maxPageScan {
+                return .page(cursor: k + 1 < deals.count ? String(deals[k + 1].number) : "0", rows: rows)
             }
         }
-        return .page(cursor: 0, rows: rows)
+        return .page(cursor: "0", rows: rows)
     }
 }

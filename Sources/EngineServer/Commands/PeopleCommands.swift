@@ -212,7 +212,7 @@ enum PeopleCommands {
             let deal = try a.req("deal")
             var paging = Paging()
             while let option = a.next() { guard try paging.take(option, &a) else { throw a.unknownOption(option) } }
-            return .deal(.people(.listMembers(cursor: paging.cursor, count: paging.count)), .deal(deal))
+            return .deal(.people(.listMembers(cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
         },
         CommandSpec("INVITE.CREATE", "INVITE.CREATE <deal> <role> [TTL <seconds>] [USES <n>]", .invite) { a throws(CommandError) in
             let deal = try a.req("deal"), role = try memberRole(try a.req("role"))
