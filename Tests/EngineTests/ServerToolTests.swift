@@ -139,7 +139,22 @@ import Testing
             a.execute_command('LOT.ADD', 'd1', 'L1', '100', '5')
             tok = a.execute_command('TOKEN.CREATE', 'alice', 'investor', 'INVESTOR', 'inv-1').decode()
             alice = redis.Redis(port=port, username='alice', password=tok, socket_timeout=20)
+            # Not a member yet, then KYC pending: both refused.
+            try:
+                alice.execute_command('HOLD', 'd1', 'inv-1', '1', '10')
+                raise AssertionError('NOPERM expected')
+            except redis.exceptions.NoPermissionError as e:
+                assert 'not a member' in str(e), str(e)
+            a.execute_command('MEMBER.ADD', 'd1', 'alice', 'investor', 'INVESTOR', 'inv-1')
+            try:
+                alice.execute_command('HOLD', 'd1', 'inv-1', '1', '10')
+                raise AssertionError('NOPERM expected')
+            except redis.exceptions.NoPermissionError as e:
+                assert 'KYC pending' in str(e), str(e)
+            a.execute_command('INVESTOR.KYC', 'inv-1', 'approved')
             assert alice.execute_command('HOLD', 'd1', 'inv-1', '1', '10')[2] == [b'L1', b'1']
+            me = alice.execute_command('USER.GET', 'alice')
+            assert me[b'investors'] == [b'inv-1'], me
             try:
                 alice.execute_command('HOLD', 'd1', 'inv-2', '1', '10')
                 raise AssertionError('NOPERM expected')

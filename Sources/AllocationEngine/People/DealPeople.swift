@@ -180,7 +180,7 @@ public struct Approval: Hashable, Sendable {
 
 /// A logged change of a deal's people rows. Slots name rows (like
 /// `lot.resized`): replay applies them without lookups by id.
-public enum DealPeopleChange: Hashable, Sendable {
+public indirect enum DealPeopleChange: Hashable, Sendable {
     /// Adds the member, or changes the role and investor of a present one.
     case memberAdded(Membership)
     case memberRemoved(user: String)

@@ -145,7 +145,9 @@ public struct Directory: Sendable {
 }
 
 /// A logged change of the directory (record types 20-29; docs/wal-format.md).
-public enum DirectoryChange: Hashable, Sendable {
+/// Indirect: every payload is boxed, so a change is one pointer wherever it
+/// goes, async frames included (no inline 128-bit money there; see Paging).
+public indirect enum DirectoryChange: Hashable, Sendable {
     /// Creates the user or updates its role, name, email and title (links and
     /// `created_at` are kept).
     case userSet(UserProfile)

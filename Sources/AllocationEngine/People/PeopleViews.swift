@@ -99,8 +99,12 @@ public struct ApprovalKey: Comparable, Sendable, Hashable {
         self.deal = deal
         self.slot = slot
     }
+    /// From a list cursor (decimal text); "0" or anything unreadable is the start.
+    public init(cursor: String) { self.init(packed: UInt128(cursor) ?? 0) }
+    /// The list cursor of this key.
+    public var cursor: String { String(packed) }
     /// Cursor 0 is the start (before everything).
-    public init(packed: UInt128) {
+    init(packed: UInt128) {
         if packed == 0 {
             self.init(createdAt: .min, deal: 0, slot: -1)
         } else {
@@ -109,7 +113,7 @@ public struct ApprovalKey: Comparable, Sendable, Hashable {
                       slot: Int32(truncatingIfNeeded: Int64(UInt32(truncatingIfNeeded: packed)) - 1))
         }
     }
-    public var packed: UInt128 {
+    var packed: UInt128 {
         UInt128(UInt64(bitPattern: createdAt)) << 64 | UInt128(deal) << 32 | UInt128(UInt32(bitPattern: slot + 1))
     }
     public static func < (a: ApprovalKey, b: ApprovalKey) -> Bool {

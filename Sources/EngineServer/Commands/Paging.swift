@@ -1,9 +1,14 @@
 import AllocationEngine
 
 /// `[CURSOR <c>] [COUNT <n>]` of every `*.LIST`, paged like Redis `SCAN`.
+///
+/// The cursor is kept as its decimal text and turned into numbers only in
+/// synchronous code: on Linux, 128-bit integers captured by async closures or
+/// passed through async frames are miscompiled (swiftlang/swift #89842,
+/// #91204: wrong upper bits, crashes), so none may cross an `await`.
 struct Paging: Sendable {
-    /// The cursor as sent: a decimal number, "0" to start.
-    var cursor: UInt128 = 0
+    /// The cursor as sent: decimal digits, "0" to start.
+    var cursor = "0"
     var count = PeopleLimits.defaultPageCount
 
     /// Consumes `option` and its value when it is CURSOR or COUNT.
@@ -11,10 +16,10 @@ struct Paging: Sendable {
         switch option.uppercased() {
         case "CURSOR":
             let v = try a.req("cursor")
-            guard v.utf8.count <= 40, v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let c = UInt128(v) else {
+            guard !v.isEmpty, v.utf8.count <= 39, v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), UInt128(v) != nil else {
                 throw CommandError("INVALID", "invalid cursor '\(v.prefix(32))': use 0 to start and then the cursor each page returns")
             }
-            cursor = c
+            cursor = v
         case "COUNT":
             let v = try a.req("count")
             guard let n = Int(v), n >= 1, n <= PeopleLimits.maxPageCount else {
@@ -28,8 +33,8 @@ struct Paging: Sendable {
 
     /// The cursor of a list inside one deal (a slot).
     func slotCursor() throws(CommandError) -> UInt64 {
-        guard cursor <= UInt128(UInt32.max) else { throw CommandError("INVALID", "invalid cursor \(cursor) for this list") }
-        return UInt64(cursor)
+        guard let v = UInt64(cursor), v <= UInt64(UInt32.max) else { throw CommandError("INVALID", "invalid cursor \(cursor) for this list") }
+        return v
     }
 }
 
@@ -49,7 +54,7 @@ enum DealWalk {
             do throws(CommandError) { slot = try paging.slotCursor() } catch { return .failure(EngineError(.invalid, error.message)) }
             return await actor.execute([.people(.listApprovals(filter, cursor: slot, count: paging.count))], as: c.principal).replies[0]
         }
-        let after = ApprovalKey(packed: paging.cursor)
+        let after = ApprovalKey(cursor: paging.cursor)
         let now = c.engine.clock.nowMillis()
         let deals = c.engine.allDeals
         let budget = max(paging.count, PeopleLimits.maxPageScan / max(1, deals.count))
@@ -65,9 +70,9 @@ enum DealWalk {
         let page = rows.prefix(paging.count)
         let next: String
         if page.count == paging.count, let last = page.last {
-            next = String(last.key.packed)
+            next = last.key.cursor
         } else if let frontier {
-            next = String(frontier.packed)
+            next = frontier.cursor
         } else {
             next = "0"
         }
@@ -77,7 +82,7 @@ enum DealWalk {
     /// `DEAL.LIST`: the deals the principal sees, in creation order; the cursor
     /// is the number of the next deal to look at.
     static func deals(_ c: CommandContext, paging: Paging) async -> DealReply {
-        let start = paging.cursor > UInt128(UInt32.max) ? UInt32.max : UInt32(paging.cursor)
+        let start = UInt32(paging.cursor) ?? UInt32.max
         let deals = c.engine.allDeals.filter { $0.number >= start }
         var rows: [[Field]] = []
         for (k, actor) in deals.enumerated() {

@@ -118,7 +118,7 @@ enum PeopleCommands {
         },
         CommandSpec("SUBSCRIPTION.CREATE", "SUBSCRIPTION.CREATE <investor> <vehicle> <commitment money> [CURRENCY <code>] [ID <id>]", .administer) { a throws(CommandError) in
             let investor = try a.req("investor"), vehicle = try a.req("vehicle"), amountText = try a.req("commitment")
-            let amount = try engine { () throws(EngineError) in try Money.parse(amountText, field: "commitment") }
+            _ = try engine { () throws(EngineError) in try Money.parse(amountText, field: "commitment") }  // refused at parse time
             var currency = "USD"
             var id: String?
             while let option = a.next() {
@@ -129,18 +129,24 @@ enum PeopleCommands {
                 default: throw a.unknownOption(option)
                 }
             }
+            // The amount stays text until the change is built under the
+            // directory's lock: no 128-bit value may be captured by an async
+            // closure on Linux (see Paging).
             return .engine { [currency, id] c in
                 await c.reply { () throws(EngineError) in
-                    let chosen = id ?? c.engine.readDirectory { $0.nextSubscriptionID() }
-                    let s = Subscription(id: chosen, investor: investor, vehicle: vehicle, commitment: amount, currency: currency)
-                    // A retry with the same ID and fields answers the same id.
-                    if let id, let existing = c.engine.readDirectory({ $0.subscriptions[id] }) {
-                        guard existing.investor == investor, existing.vehicle == vehicle, existing.commitment == amount, existing.currency == currency else {
-                            throw EngineError(.conflict, "subscription id \(id) was used with different parameters")
+                    var chosen = id ?? ""
+                    try await c.engine.change { d throws(EngineError) in
+                        let amount = try Money.parse(amountText, field: "commitment")
+                        if let id, let existing = d.subscriptions[id] {
+                            // A retry with the same ID and fields answers the same id.
+                            guard existing.investor == investor, existing.vehicle == vehicle, existing.commitment == amount, existing.currency == currency else {
+                                throw EngineError(.conflict, "subscription id \(id) was used with different parameters")
+                            }
+                            return []
                         }
-                        return .id(id)
+                        if id == nil { chosen = d.nextSubscriptionID() }
+                        return [.subscriptionCreated(Subscription(id: chosen, investor: investor, vehicle: vehicle, commitment: amount, currency: currency))]
                     }
-                    try await c.engine.change(.subscriptionCreated(s))
                     return .id(chosen)
                 }
             }
