@@ -25,6 +25,9 @@ extension DealState {
         }
         switch request {
         case .getDeal, .getLot, .inventory, .people(.listMembers): return nil
+        case .people(.getApproval), .people(.listApprovals), .people(.getInvite):
+            // Staff reads (the handler refuses them by role too; this keeps in-process callers to the same rule).
+            return EngineError(.noPermission, "user \(p.user) (\(p.role.rawValue)) may not read approvals or invite links")
         case .people(.getMember(let user)):
             return user == p.user ? nil : EngineError(.noPermission, "user \(p.user) may read only its own membership of deal \(info.id)")
         default: break
