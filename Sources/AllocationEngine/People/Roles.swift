@@ -45,15 +45,17 @@ public enum DealMemberRole: String, Sendable, CaseIterable {
     /// Only these place, release and allocate holds and commit; the others read.
     public var holds: Bool { self == .investor || self == .coInvestor }
 
-    var code: UInt8 { UInt8(Self.allCases.firstIndex(of: self)!) }
-    init?(code: UInt8) {
-        guard Int(code) < Self.allCases.count else { return nil }
-        self = Self.allCases[Int(code)]
-    }
 }
 
 public enum KYCStatus: String, Sendable, CaseIterable {
     case pending, approved, rejected
+}
+
+/// A role or status stored in the log and snapshots as one byte: its
+/// position in `allCases` (so cases are only ever appended, never reordered).
+protocol LoggedCase: CaseIterable, Equatable where AllCases == [Self] {}
+
+extension LoggedCase {
     var code: UInt8 { UInt8(Self.allCases.firstIndex(of: self)!) }
     init?(code: UInt8) {
         guard Int(code) < Self.allCases.count else { return nil }
@@ -61,13 +63,9 @@ public enum KYCStatus: String, Sendable, CaseIterable {
     }
 }
 
-extension UserRole {
-    var code: UInt8 { UInt8(Self.allCases.firstIndex(of: self)!) }
-    init?(code: UInt8) {
-        guard Int(code) < Self.allCases.count else { return nil }
-        self = Self.allCases[Int(code)]
-    }
-}
+extension UserRole: LoggedCase {}
+extension DealMemberRole: LoggedCase {}
+extension KYCStatus: LoggedCase {}
 
 /// Who is on the other end of a connection, as the directory knew it when the
 /// command was parsed.
