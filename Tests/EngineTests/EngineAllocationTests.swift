@@ -107,7 +107,7 @@ struct EngineAllocationTests {
             try await engine.approve(allocation: a2)
             pos = try await engine.position(deal: "d1", investor: "carol")
             #expect(pos.units == u("12349.01223333"))
-            // 1219326.3098917848 + 3.34999999665, exact, then half-even to cents.
+            // 1219326.3098917848 + 3.34999999665, exact, then half away from zero to cents.
             #expect(pos.costBasis.description == "1219329.65989178145")
             let reply = try await engine.submit(.position(investor: "carol"), deal: "d1")
             guard case .fields(let pf) = reply else { Issue.record("not fields: \(reply)"); return }
@@ -124,8 +124,10 @@ struct EngineAllocationTests {
         }
     }
 
-    @Test(arguments: [("0.125", "0.12"), ("0.135", "0.14"), ("0.1251", "0.13"), ("0.124999", "0.12"), ("0.005", "0.00"), ("0.015", "0.02")])
-    func costBasisRoundsHalfEven(_ price: String, _ cents: String) async throws {
+    /// Half away from zero (the one rounding rule; it was half to even before issue 8).
+    @Test(arguments: [("0.125", "0.13"), ("0.135", "0.14"), ("0.1251", "0.13"), ("0.124999", "0.12"), ("0.005", "0.01"), ("0.015", "0.02"),
+                      ("0.004999", "0.00"), ("10.1", "10.10")])
+    func costBasisRoundsHalfAwayFromZero(_ price: String, _ cents: String) async throws {
         try await withEngine { engine, _ in
             try await openDeal(engine)
             let h = try await engine.hold(deal: "d1", holdReq("1", investor: "i", price: price))

@@ -68,17 +68,30 @@ struct EngineNumberTests {
         #expect(bad.isEmpty, "\(bad.prefix(10))")
     }
 
-    @Test func moneyRoundsHalfEven() {
+    /// The one rounding rule (issue 8): half away from zero, at the end of each amount.
+    @Test func moneyRoundsHalfAwayFromZero() {
         func cents(_ raw: Int128) -> String { ExactAmount(raw: raw).roundedToMoney.description }
         let half: Int128 = 500_000_000_000  // 0.005 at 14 decimals
-        #expect(cents(half) == "0.00")
+        #expect(cents(half) == "0.01")
         #expect(cents(3 * half) == "0.02")
-        #expect(cents(5 * half) == "0.02")
+        #expect(cents(5 * half) == "0.03")
         #expect(cents(half + 1) == "0.01")
         #expect(cents(half - 1) == "0.00")
-        #expect(cents(-half) == "0.00")
+        #expect(cents(-half) == "-0.01")
         #expect(cents(-3 * half) == "-0.02")
         #expect(cents(-half - 1) == "-0.01")
+        #expect(cents(-half + 1) == "0.00")
+        #expect(cents(0) == "0.00")
+        #expect(FixedPoint.roundHalfAwayFromZero(15, droppingDigits: 1) == 2)
+        #expect(FixedPoint.roundHalfAwayFromZero(-15, droppingDigits: 1) == -2)
+        #expect(FixedPoint.roundHalfAwayFromZero(14, droppingDigits: 1) == 1)
+        #expect(FixedPoint.roundHalfAwayFromZero(7, droppingDigits: 0) == 7)
+        // The issue's worked example: 1 unit at 10.10 under 5 %: 0.505 -> 0.51.
+        let fee = ExactAmount(units: u("1"), price: p("10.10")).raw * 500  // x 500 bps ...
+        #expect(FixedPoint.roundHalfAwayFromZero(fee, droppingDigits: 14 + 4 - 2) == 51)  // ... / 10^4, to cents
+        // 333.33333333 units at 28.505, 5 %: 9501.66666657... x 0.05 = 475.0833... -> 475.08.
+        let fee2 = ExactAmount(units: u("333.33333333"), price: p("28.505")).raw * 500
+        #expect(FixedPoint.roundHalfAwayFromZero(fee2, droppingDigits: 16) == 47_508)
         #expect(ExactAmount(units: u("3.33333333"), price: p("1.005")).description == "3.34999999665")
         #expect(ExactAmount(units: u("3.33333333"), price: p("1.005")).roundedToMoney.description == "3.35")
         #expect(ExactAmount(units: u("1000000000000"), price: p("1000000000")).roundedToMoney.description == "1000000000000000000000.00")

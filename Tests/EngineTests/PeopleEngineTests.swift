@@ -602,7 +602,7 @@ struct PeopleEngineInviteTests {
             #expect(fields[field: "role"] == "co_investor" && fields[field: "created_by"] == "ops1")
             #expect(fields[field: "expires_at"] == String(t0 + 3_600_000))
             // The token routes to the deal through the engine-wide index; an unknown one does not.
-            let number = await e.deal("d1")!.number
+            let number = e.deal("d1")!.number
             #expect(e.indexes.inviteTokens.lookup(SHA256.hex(token))?.deal == number)
             #expect(e.indexes.inviteTokens.lookup(SHA256.hex("unknown")) == nil)
 
@@ -662,7 +662,7 @@ struct PeopleEngineInviteTests {
             // An invite of another deal does not work here.
             try await openDeal(e, "d2")
             let other = try await peInvite(e, "d2", role: .viewer)
-            #expect(e.indexes.inviteTokens.lookup(SHA256.hex(other.token))?.deal == (await e.deal("d2")!.number))
+            #expect(e.indexes.inviteTokens.lookup(SHA256.hex(other.token))?.deal == e.deal("d2")!.number)
             await peRefused(e, .notFound) { try await pePeople(e, .acceptInvite(tokenHash: SHA256.hex(other.token), investor: nil), as: alice) }
 
             // Used up.

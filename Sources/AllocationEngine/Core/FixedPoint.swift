@@ -64,8 +64,9 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static func whole(_ n: Int) -> Price { Price(raw: Int64(n) * 1_000_000) }
 }
 
-/// Money at 2 decimals. Amounts derived from units x price carry 14 decimals;
-/// `Money.exact` keeps them and `rounded` states the rounding rule (half to even).
+/// Money at 2 decimals. Amounts derived from units x price carry 14 decimals
+/// (`ExactAmount`); they are rounded to the cent once, at the end of each
+/// computed amount, half away from zero (`FixedPoint.roundHalfAwayFromZero`).
 public struct Money: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var raw: Int128
     public init(raw: Int128) { self.raw = raw }
@@ -85,19 +86,28 @@ public struct ExactAmount: Hashable, Sendable, CustomStringConvertible {
     public init(raw: Int128) { self.raw = raw }
     public init(units: Units, price: Price) { raw = units.raw * Int128(price.raw) }
     public var description: String { FixedPoint.format(raw, scale: Self.scale) }
-    /// Rounded to cents, half to even (banker's rounding), the documented rule for
-    /// every money figure derived from units x price.
+    /// Rounded to cents, half away from zero: the one rounding rule of every
+    /// money figure the engine computes, what PostgreSQL's `numeric(18,2)`
+    /// does, so a platform moving from the seed design gets the same cents.
     public var roundedToMoney: Money {
-        let divisor: Int128 = 1_000_000_000_000  // 10^(14 - 2)
-        var q = raw / divisor
-        let r = raw % divisor
-        let twice = (r < 0 ? -r : r) * 2
-        if twice > divisor || (twice == divisor && q % 2 != 0) { q += raw < 0 ? -1 : 1 }
-        return Money(raw: q)
+        Money(raw: FixedPoint.roundHalfAwayFromZero(raw, droppingDigits: Self.scale - Scale.money))
     }
 }
 
 public enum FixedPoint {
+    /// `raw` with its last `digits` decimal digits dropped, rounded half away
+    /// from zero (0.005 -> 0.01, -0.005 -> -0.01, 0.00499 -> 0.00).
+    public static func roundHalfAwayFromZero(_ raw: Int128, droppingDigits digits: Int) -> Int128 {
+        precondition(digits >= 0 && digits <= 30, "rounding digits out of range")
+        if digits == 0 { return raw }
+        var divisor: Int128 = 1
+        for _ in 0..<digits { divisor *= 10 }
+        let q = raw / divisor
+        let r = raw % divisor
+        let magnitude = r < 0 ? -r : r
+        return magnitude * 2 >= divisor ? q + (raw < 0 ? -1 : 1) : q
+    }
+
     /// Parses a plain decimal string ("-12.5", "100", "0.00000001") into an integer
     /// of 10^-scale steps. Rejects exponents, spaces, empty parts, more decimals than
     /// `scale` and anything longer than `NumberLimits.maxTextLength`.
