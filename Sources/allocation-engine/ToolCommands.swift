@@ -32,6 +32,7 @@ func describe(_ c: Change) -> String {
     case .allocationStatus(let d, let a, let s, let by): return "deal=\(d) allocation=\(a) status=\(s.name)" + (by.map { " by=\($0)" } ?? "")
     case .directory(let c): return c.summary
     case .people(let d, let c): return "deal=\(d) " + c.summary
+    case .money(let d, let c): return "deal=\(d) " + c.summary
     }
 }
 

@@ -237,6 +237,7 @@ private struct SPRow: Sendable {
     var pPriority = ""
     var pDecide = ""
     var pGet = ""
+    var feeVoid = ""
     var token = ""
     init(_ t: String) { self.t = t }
 }
@@ -290,6 +291,14 @@ private func spSetupRow(_ a: SrvClient, _ row: inout SPRow, _ p: SPPrincipal, su
     row.pPriority = await a.call("COMMIT.GET", x("cpri")).fields?["approval"] ?? "?"
     row.pGet = await a.call("COMMIT.GET", x("cget")).fields?["approval"] ?? "?"
     row.pDecide = await a.call("ALLOCATION.GET", x("adec")).fields?["approval"] ?? "?"
+    // Money: a default plan with a 5 % subscription fee, a second plan, terms, accrued fees.
+    await spOK(a, "FEEPLAN.CREATE", r.deal, x("plan"), "Plan", "DEFAULT")
+    await spOK(a, "FEEPLAN.ADD", x("plan"), "sub", "subscription", "percent_of_investment", "RATE_BPS", "500")
+    await spOK(a, "FEEPLAN.CREATE", r.deal, x("plan2"), "Plan two")
+    await spOK(a, "TERMS.SET", r.deal, r.inv, x("plan"))
+    await spOK(a, "TERMS.SET", r.deal, r.oth, x("plan"))
+    #expect(await a.call("FEES.COMPUTE", r.deal) == .int(1), "one approved allocation, one fee")
+    row.feeVoid = await a.call("FEES.LIST", r.deal).page?.rows.first?["id"] ?? "?"
     let invites = [await a.call("INVITE.CREATE", r.deal, "viewer"), await a.call("INVITE.CREATE", r.deal, "viewer"),
                    await a.call("INVITE.CREATE", r.deal, "viewer")]
     row.invRevoke = invites[0].elements?.first?.string ?? "?"
@@ -386,6 +395,17 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("APPROVAL.GET",                          "+++|PPPPPPPPP|P", { r in ["APPROVAL.GET", r.pGet] }),
     ("APPROVAL.LIST",                         "+++|PPPPPPPPP|P", { r in ["APPROVAL.LIST", "DEAL", r.deal, "COUNT", "5"] }),
     ("DEAL.SLA",                              "++P|PPPPPPPPP|P", { r in ["DEAL.SLA", r.deal, "allocation", "3600"] }),
+    // Money: fee plans, terms, fee events.
+    ("FEEPLAN.CREATE",                        "++P|PPPPPPPPP|P", { r in ["FEEPLAN.CREATE", r.deal, r.id("pnew"), "New plan"] }),
+    ("FEEPLAN.ADD",                           "++P|PPPPPPPPP|P", { r in ["FEEPLAN.ADD", r.id("plan2"), "fx", "flat", "fixed", "AMOUNT", "10"] }),
+    ("FEEPLAN.GET",                           "+++|+++++++++|F", { r in ["FEEPLAN.GET", r.id("plan")] }),
+    ("TERMS.SET",                             "++P|PPPPPPPPP|P", { r in ["TERMS.SET", r.deal, r.oth, r.id("plan2")] }),
+    ("TERMS.GET own",                         "+++|+++++++++|F", { r in ["TERMS.GET", r.deal, r.inv] }),
+    ("TERMS.GET other",                       "+++|PPPPPPPPP|F", { r in ["TERMS.GET", r.deal, r.oth] }),
+    ("TERMS.HISTORY own",                     "+++|+++++++++|F", { r in ["TERMS.HISTORY", r.deal, r.inv] }),
+    ("FEES.COMPUTE",                          "++P|PPPPPPPPP|P", { r in ["FEES.COMPUTE", r.deal] }),
+    ("FEE.VOID",                              "++P|PPPPPPPPP|P", { r in ["FEE.VOID", r.feeVoid] }),
+    ("FEES.LIST",                             "+++|+++++++++|F", { r in ["FEES.LIST", r.deal] }),
     ("INVITE.ACCEPT",                         "+++|CCCCCCCCC|+", { r in ["INVITE.ACCEPT", r.acceptToken] }),
 ]
 

@@ -122,6 +122,7 @@ extension DealRequest {
         case .hold, .release, .allocate, .approve, .reject, .settle, .setStatus, .addLot, .resizeLot: true
         case .getDeal, .getHold, .getAllocation, .getLot, .inventory, .position: false
         case .people(let r): r.isChange
+        case .money(let r): r.isChange
         }
     }
 }

@@ -59,6 +59,8 @@ extension DealState {
                 return .fields(positionFields(investor: investor))
             case .people(let r):
                 return try executePeople(r, now: now, context: context, principal: principal, changes: &changes)
+            case .money(let r):
+                return try executeMoney(r, now: now, context: context, principal: principal, changes: &changes)
             }
         } catch {
             return .failure(error)

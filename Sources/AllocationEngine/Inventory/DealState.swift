@@ -23,6 +23,8 @@ public struct DealState: Sendable {
     var expiry = ExpiryHeap()
     /// Members, invite links, commitments and approvals (People/).
     public internal(set) var people = DealPeople()
+    /// Fee plans, terms and fee events (Money/).
+    public internal(set) var money = DealMoney()
 
     // Deal-wide sums of the lot counters, so the hot path need not add them up.
     public internal(set) var unitsTotal = Units.zero
@@ -58,6 +60,9 @@ public struct DealState: Sendable {
             throw EngineError(.invalid, "a directory change does not apply to a deal")
         case .people(_, let c):
             try applyPeople(c, time: time, index: index, indexNew: indexNew)
+            return -1
+        case .money(_, let c):
+            try applyMoney(c, time: time, index: index, indexNew: indexNew)
             return -1
         case .dealStatus(_, let status):
             guard info.status.canMove(to: status) else {
@@ -344,5 +349,8 @@ public final class EngineIndexes: Sendable {
     public let invites = IdIndex(generatedPrefix: UInt8(ascii: "i"))
     /// Invite links by the SHA-256 of their token.
     public let inviteTokens = IdIndex(generatedPrefix: 0)
+    /// Fee plans by id (unique across deals); fee events (`f<deal>.<n>`, generated only).
+    public let feePlans = IdIndex(generatedPrefix: 0)
+    public let feeEvents = IdIndex(generatedPrefix: UInt8(ascii: "f"))
     public init() {}
 }

@@ -18,6 +18,8 @@ public enum DealRequest: Sendable {
     case position(investor: String)
     /// Members, invite links, commitments, approvals (People/DealPeople.swift).
     indirect case people(PeopleRequest)
+    /// Fee plans, terms, fee events (Money/DealMoney.swift).
+    indirect case money(MoneyRequest)
 }
 
 public struct HoldRequest: Sendable, Hashable {

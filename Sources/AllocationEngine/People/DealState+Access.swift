@@ -24,7 +24,8 @@ extension DealState {
             return request.isChange ? EngineError(.noPermission, "not a member of deal \(info.id)") : hiddenNotFound(request)
         }
         switch request {
-        case .getDeal, .getLot, .inventory, .people(.listMembers): return nil
+        case .getDeal, .getLot, .inventory, .people(.listMembers), .money(.getPlan): return nil
+        case .money(.listFees): return nil  // filtered to the user's investors inside
         case .people(.getApproval), .people(.listApprovals), .people(.getInvite):
             // Staff reads (the handler refuses them by role too; this keeps in-process callers to the same rule).
             return EngineError(.noPermission, "user \(p.user) (\(p.role.rawValue)) may not read approvals or invite links")
@@ -83,6 +84,7 @@ extension DealState {
         case .release(let h), .allocate(let h, _), .getHold(let h): return investor(ofHold: h)
         case .getAllocation(let a), .approve(let a), .reject(let a), .settle(let a): return investor(ofAllocation: a)
         case .people(.commit(let investor, _, _, _)): return investor
+        case .money(.getTerms(let investor)), .money(.termsHistory(let investor)): return investor
         case .people(.commitStatus(let id, _)), .people(.getCommitment(let id)):
             return (try? commitmentSlot(id, index: index)).map { people.commitments[Int($0)].investor }
         default: return nil

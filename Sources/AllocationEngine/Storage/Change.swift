@@ -17,12 +17,14 @@ public enum Change: Hashable, Sendable {
     case directory(DirectoryChange)
     /// Memberships, invite links, commitments and approvals of one deal (types 40-59).
     case people(deal: String, DealPeopleChange)
+    /// Fee plans, terms and fee events of one deal (types 60-69).
+    case money(deal: String, DealMoneyChange)
 
     /// The deal the change belongs to; empty for engine-wide changes.
     public var deal: String {
         switch self {
         case .directory: ""
-        case .people(let d, _): d
+        case .people(let d, _), .money(let d, _): d
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
              .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _, _),
@@ -44,6 +46,7 @@ public enum Change: Hashable, Sendable {
         case .allocationStatus: 9
         case .directory(let c): c.recordType
         case .people(_, let c): c.recordType
+        case .money(_, let c): c.recordType
         }
     }
 
@@ -51,6 +54,7 @@ public enum Change: Hashable, Sendable {
         1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
         6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status",
     ].merging(DirectoryChange.typeNames) { a, _ in a }.merging(DealPeopleChange.typeNames) { a, _ in a }
+        .merging(DealMoneyChange.typeNames) { a, _ in a }
 }
 
 public struct LotSpec: Hashable, Sendable {

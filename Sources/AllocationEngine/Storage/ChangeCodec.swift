@@ -37,6 +37,8 @@ public enum ChangeCodec {
             PeopleCodec.encode(c, into: &w)
         case .people(let deal, let c):
             w.string(deal); PeopleCodec.encode(c, into: &w)
+        case .money(let deal, let c):
+            w.string(deal); MoneyCodec.encode(c, into: &w)
         }
     }
 
@@ -103,6 +105,10 @@ public enum ChangeCodec {
                 let deal = try r.string()
                 guard let c = try PeopleCodec.decodePeople(type: type, &r) else { throw DecodeError("record type \(type)") }
                 change = .people(deal: deal, c)
+            } else if DealMoneyChange.typeNames[type] != nil {
+                let deal = try r.string()
+                guard let c = try MoneyCodec.decode(type: type, &r) else { throw DecodeError("record type \(type)") }
+                change = .money(deal: deal, c)
             } else {
                 throw DecodeError("unknown change record type \(type)")
             }

@@ -29,7 +29,8 @@ public enum StateCodec {
     /// Bumped when the payload layout changes; older engines refuse newer images.
     /// 2: deals carry their KYC gate, creator and people section; the
     /// directory replaces the token list. Version 1 images still load.
-    public static let formatVersion: UInt16 = 2
+    /// 3: deals carry their money section (fee plans, terms, fee events).
+    public static let formatVersion: UInt16 = 3
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
@@ -78,6 +79,7 @@ public enum StateCodec {
             w.zigzag(Int64(a.approval))
         }
         PeopleCodec.encode(s.people, into: &w)
+        MoneyCodec.encode(s.money, into: &w)
     }
 
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> EngineImage {
@@ -214,6 +216,9 @@ public enum StateCodec {
                 throw DecodeError("allocation \(a.id) names a missing approval")
             }
         }
+        if version >= 3 {
+            s.money = try MoneyCodec.decodeMoney(&r, allocations: s.allocations.count)
+        }
         for h in s.holds where h.allocation >= 0 {
             guard Int(h.allocation) < s.allocations.count else { throw DecodeError("hold \(h.id) names a missing allocation") }
         }
@@ -260,6 +265,11 @@ public enum StateCodec {
             for (slot, c) in s.people.commitments.enumerated() {
                 guard indexes.commitments.claim(c.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
                     throw DecodeError("commitment id \(c.id) appears twice or names another row")
+                }
+            }
+            for (slot, p) in s.money.plans.enumerated() {
+                guard indexes.feePlans.claim(p.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
+                    throw DecodeError("fee plan id \(p.id) appears twice")
                 }
             }
             for (slot, i) in s.people.invites.enumerated() {

@@ -68,5 +68,6 @@ extension DealState {
         h.byte(info.kycRequired ? 1 : 0); h.string(info.createdBy)
         for a in allocations { h.int(Int64(a.approval)) }
         people.hash(into: &h)
+        money.hash(into: &h)
     }
 }

@@ -24,7 +24,7 @@ enum CommandTable {
     /// Every engine command by (uppercase) name.
     static let byName: [String: CommandSpec] = {
         var table: [String: CommandSpec] = [:]
-        for spec in InventoryCommands.specs + AdminCommands.specs + PeopleCommands.specs {
+        for spec in InventoryCommands.specs + AdminCommands.specs + PeopleCommands.specs + MoneyCommands.specs {
             precondition(table[spec.name] == nil, "command \(spec.name) registered twice")
             table[spec.name] = spec
         }
@@ -67,9 +67,11 @@ enum Target: Sendable {
 }
 
 enum RowKind: Sendable {
-    case commitment, approval, invite, inviteToken
+    case commitment, approval, invite, inviteToken, feePlan, feeEvent
     var name: String {
         switch self {
+        case .feePlan: "fee plan"
+        case .feeEvent: "fee event"
         case .commitment: "commitment"
         case .approval: "approval"
         case .invite, .inviteToken: "invite"
@@ -81,6 +83,8 @@ enum RowKind: Sendable {
         case .approval: i.approvals
         case .invite: i.invites
         case .inviteToken: i.inviteTokens
+        case .feePlan: i.feePlans
+        case .feeEvent: i.feeEvents
         }
     }
 }

@@ -1,0 +1,257 @@
+/// Deciding and applying the money side of a deal: fee plans, terms, fee
+/// events. `FEES.COMPUTE` runs here, in the deal's actor, over the deal's own
+/// allocations: the amounts are decided once and logged in one record, so a
+/// compute is atomic and replay computes nothing.
+extension DealState {
+
+    // MARK: - Apply
+
+    mutating func applyMoney(_ change: DealMoneyChange, time: Int64, index: EngineIndexes, indexNew: Bool) throws(EngineError) {
+        switch change {
+        case .planCreated(var plan):
+            guard money.planSlot[plan.id] == nil else { throw EngineError(.exists, "fee plan \(plan.id) already exists") }
+            guard money.plans.count < MoneyLimits.maxPlansPerDeal else {
+                throw EngineError(.limit, "deal \(info.id) has the maximum of \(MoneyLimits.maxPlansPerDeal) fee plans")
+            }
+            let slot = Int32(money.plans.count)
+            if indexNew {
+                guard index.feePlans.claim(plan.id, RowRef(deal: ref, slot: slot)) else { throw EngineError(.exists, "fee plan id \(plan.id) is already used") }
+            }
+            plan.createdAt = time
+            plan.components = []
+            if plan.isDefault {
+                // At most one default plan per deal: a new default takes over.
+                if money.defaultPlan >= 0 { money.plans[Int(money.defaultPlan)].isDefault = false }
+                money.defaultPlan = slot
+            }
+            money.planSlot[plan.id] = slot
+            money.plans.append(plan)
+        case .componentAdded(let slot, let component):
+            guard slot >= 0 && Int(slot) < money.plans.count else { throw EngineError(.notFound, "fee plan #\(slot) not in deal \(info.id)") }
+            try Self.checkComponent(component)
+            guard !money.plans[Int(slot)].components.contains(where: { $0.id == component.id }) else {
+                throw EngineError(.exists, "component \(component.id) already exists in fee plan \(money.plans[Int(slot)].id)")
+            }
+            guard money.plans[Int(slot)].components.count < MoneyLimits.maxComponentsPerPlan else {
+                throw EngineError(.limit, "a fee plan has at most \(MoneyLimits.maxComponentsPerPlan) components")
+            }
+            money.plans[Int(slot)].components.append(component)
+        case .termsSet(let investor, let plan, let overrides, let by):
+            guard plan >= 0 && Int(plan) < money.plans.count else { throw EngineError(.notFound, "fee plan #\(plan) not in deal \(info.id)") }
+            guard money.terms.count < MoneyLimits.maxTermsPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of terms") }
+            // Exactly one active terms per investor and deal: the previous one is superseded.
+            if let previous = money.activeTerms[investor] { money.terms[Int(previous)].active = false }
+            money.activeTerms[investor] = Int32(money.terms.count)
+            money.terms.append(InvestorTerms(investor: investor, plan: plan, overrides: overrides, active: true, createdBy: by, createdAt: time))
+        case .feesAccrued(let events):
+            guard money.feeEvents.count + events.count <= MoneyLimits.maxFeeEventsPerDeal else {
+                throw EngineError(.limit, "deal \(info.id) has the maximum of \(MoneyLimits.maxFeeEventsPerDeal) fee events")
+            }
+            var seen: Set<FeeKey> = []
+            for e in events {
+                guard e.allocation >= 0 && Int(e.allocation) < allocations.count, e.plan >= 0 && Int(e.plan) < money.plans.count,
+                      e.component >= 0 && Int(e.component) < money.plans[Int(e.plan)].components.count,
+                      investors[Int(allocations[Int(e.allocation)].investor)] == e.investor else {
+                    throw EngineError(.invalid, "fee event names a missing allocation, plan or component")
+                }
+                guard !money.accrued.contains(e.key), seen.insert(e.key).inserted else {
+                    throw EngineError(.conflict, "fee already accrued for allocation \(allocations[Int(e.allocation)].id)")
+                }
+            }
+            for var e in events {
+                e.status = .accrued
+                e.createdAt = time
+                money.accrued.insert(e.key)
+                money.feeEvents.append(e)
+            }
+        case .feeVoided(let slot):
+            guard slot >= 0 && Int(slot) < money.feeEvents.count else { throw EngineError(.notFound, "fee event #\(slot) not in deal \(info.id)") }
+            guard money.feeEvents[Int(slot)].status == .accrued else {
+                throw EngineError(.conflict, "fee event \(feeEventID(slot)) is \(money.feeEvents[Int(slot)].status.name); only an accrued one is voided")
+            }
+            money.feeEvents[Int(slot)].status = .voided
+            // A voided fee may accrue again on the next compute.
+            money.accrued.remove(money.feeEvents[Int(slot)].key)
+        }
+    }
+
+    /// A component that means something (the rules).
+    static func checkComponent(_ c: FeeComponent) throws(EngineError) {
+        try Validate.id(c.id, field: "component id")
+        if let r = c.rateBps, !(r >= 0 && r <= MoneyLimits.maxRateBps) { throw EngineError(.invalid, "RATE_BPS must be between 0 and \(MoneyLimits.maxRateBps)") }
+        if let h = c.hurdleBps, !(h >= 0 && h <= MoneyLimits.maxRateBps) { throw EngineError(.invalid, "HURDLE_BPS must be between 0 and \(MoneyLimits.maxRateBps)") }
+        switch c.method {
+        case .fixed:
+            guard let a = c.flatAmount else { throw EngineError(.invalid, "a fixed component needs AMOUNT") }
+            guard a.raw >= 0 && a.raw <= NumberLimits.maxMoneyRaw else { throw EngineError(.invalid, "AMOUNT out of range") }
+        case .perUnitSpread:
+            guard let p = c.perUnit else { throw EngineError(.invalid, "a per_unit_spread component needs AMOUNT (a price per unit)") }
+            guard p.raw >= 0 && Int128(p.raw) <= NumberLimits.maxPriceRaw else { throw EngineError(.invalid, "AMOUNT out of range") }
+        case .percentOfInvestment, .percentPerAnnum, .percentOfProfit:
+            guard c.rateBps != nil else { throw EngineError(.invalid, "a \(c.method.rawValue) component needs RATE_BPS") }
+        }
+        if c.frequency == .onExit && c.kind != .performance { throw EngineError(.invalid, "on_exit is for a performance fee only") }
+        switch (c.method, c.frequency) {
+        case (.percentOfInvestment, .oneTime), (.fixed, .oneTime), (.perUnitSpread, .oneTime),
+             (.percentPerAnnum, .monthly), (.percentPerAnnum, .quarterly), (.percentPerAnnum, .annual),
+             (.percentOfProfit, .onExit):
+            break
+        default:
+            throw EngineError(.invalid, "a \(c.method.rawValue) component with frequency \(c.frequency.rawValue) means nothing here (one_time for percent_of_investment, fixed and per_unit_spread; monthly, quarterly or annual for percent_per_annum; on_exit for percent_of_profit)")
+        }
+        if c.hurdleBps != nil && c.method != .percentOfProfit { throw EngineError(.invalid, "HURDLE_BPS is for percent_of_profit only") }
+        if c.highWaterMark && c.method != .percentOfProfit { throw EngineError(.invalid, "HWM is for percent_of_profit only") }
+    }
+
+    func feeEventID(_ slot: Int32) -> String { GeneratedID.make(prefix: UInt8(ascii: "f"), deal: ref, slot: slot) }
+
+    func feeEventSlot(_ id: String) throws(EngineError) -> Int32 {
+        guard let r = GeneratedID.parse(id, prefix: UInt8(ascii: "f")), r.deal == ref, Int(r.slot) < money.feeEvents.count else {
+            throw EngineError(.notFound, "fee event \(id.prefix(128)) not found")
+        }
+        return r.slot
+    }
+
+    func planSlot(_ id: String) throws(EngineError) -> Int32 {
+        guard let s = money.planSlot[id] else { throw EngineError(.notFound, "fee plan \(id.prefix(128)) not found in deal \(info.id)") }
+        return s
+    }
+
+    // MARK: - Fee computation (fn_compute_fee_events)
+
+    /// The events due now for the approved and settled allocations (of one
+    /// investor, when given) up to `asOf`, not accrued before.
+    func decideFees(investor: String?, asOf: CivilDate) -> [FeeEvent] {
+        var out: [FeeEvent] = []
+        var keys: Set<FeeKey> = []
+        for slot in allocations.indices {
+            let a = allocations[slot]
+            guard a.status == .approved || a.status == .settled else { continue }
+            let inv = investors[Int(a.investor)]
+            if let investor, inv != investor { continue }
+            // The investor's active terms, or the deal's default plan without terms.
+            let plan = money.activeTerms[inv].map { money.terms[Int($0)].plan } ?? money.defaultPlan
+            guard plan >= 0 else { continue }
+            let investment = ExactAmount(units: a.units, price: a.unitPrice)
+            let base = investment.roundedToMoney
+            let approvedOn = CivilDate(days: Int32(Self.floorDiv(a.decidedAt, 86_400_000)))
+            for (ci, c) in money.plans[Int(plan)].components.enumerated() {
+                func add(_ amount: Money, date: CivilDate, from: CivilDate? = nil, to: CivilDate? = nil) {
+                    let e = FeeEvent(investor: inv, allocation: Int32(slot), plan: plan, component: Int32(ci), eventDate: date,
+                                     periodStart: from, periodEnd: to, baseAmount: base, computedAmount: amount, currency: info.currency)
+                    guard !money.accrued.contains(e.key), keys.insert(e.key).inserted else { return }
+                    out.append(e)
+                }
+                switch c.method {
+                case .percentOfInvestment: add(MoneyMath.percent(investment, bps: c.rateBps ?? 0), date: approvedOn)
+                case .fixed: add(c.flatAmount ?? .zero, date: approvedOn)
+                case .perUnitSpread: add(MoneyMath.product(a.units, c.perUnit ?? Price(raw: 0)), date: approvedOn)
+                case .percentPerAnnum:
+                    // One event per calendar period (UTC) from the approval day, for periods ended by asOf.
+                    var start = approvedOn
+                    while out.count < MoneyLimits.maxEventsPerCompute {
+                        let end = Self.periodEnd(containing: start, c.frequency)
+                        guard end <= asOf else { break }
+                        add(MoneyMath.perAnnum(investment, bps: c.rateBps ?? 0, days: Int(end.days - start.days) + 1), date: end, from: start, to: end)
+                        start = CivilDate(days: end.days + 1)
+                    }
+                case .percentOfProfit:
+                    break  // accrues at the deal's exit, not here
+                }
+                if out.count >= MoneyLimits.maxEventsPerCompute { return out }
+            }
+        }
+        return out
+    }
+
+    /// The last day of the calendar month, quarter or year that holds `day`.
+    static func periodEnd(containing day: CivilDate, _ f: FeeFrequency) -> CivilDate {
+        let (y, m, _) = CivilDate.civilFromDays(Int(day.days))
+        let lastMonth: Int
+        switch f {
+        case .monthly: lastMonth = m
+        case .quarterly: lastMonth = ((m - 1) / 3 + 1) * 3
+        default: lastMonth = 12
+        }
+        return CivilDate(days: Int32(CivilDate.daysFromCivil(y, lastMonth, CivilDate.daysInMonth(year: y, month: lastMonth))))
+    }
+
+    static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+
+    // MARK: - Execute
+
+    mutating func executeMoney(_ request: MoneyRequest, now: Int64, context: EngineContext, principal: Principal?,
+                               changes: inout [Change]) throws(EngineError) -> DealReply {
+        func commit(_ c: DealMoneyChange) { self.commit(.money(deal: info.id, c), time: now, context: context, changes: &changes) }
+        switch request {
+        case .createPlan(let id, let name, let description, let isDefault):
+            try Validate.id(id, field: "fee plan id")
+            try Validate.text(name, field: "name")
+            if let d = description { try Validate.text(d, field: "description") }
+            guard money.planSlot[id] == nil, context.indexes.feePlans.lookup(id) == nil else { throw EngineError(.exists, "fee plan \(id) already exists") }
+            guard money.plans.count < MoneyLimits.maxPlansPerDeal else {
+                throw EngineError(.limit, "deal \(info.id) has the maximum of \(MoneyLimits.maxPlansPerDeal) fee plans")
+            }
+            guard context.indexes.feePlans.insertIfAbsent(id, RowRef(deal: ref, slot: Int32(money.plans.count))) == nil else {
+                throw EngineError(.exists, "fee plan \(id) already exists")
+            }
+            commit(.planCreated(FeePlan(id: id, name: name, description: description, isDefault: isDefault)))
+            return .ok
+        case .addComponent(let planID, let component):
+            let slot = try planSlot(planID)
+            try Self.checkComponent(component)
+            guard !money.plans[Int(slot)].components.contains(where: { $0.id == component.id }) else {
+                throw EngineError(.exists, "component \(component.id) already exists in fee plan \(planID)")
+            }
+            guard money.plans[Int(slot)].components.count < MoneyLimits.maxComponentsPerPlan else {
+                throw EngineError(.limit, "a fee plan has at most \(MoneyLimits.maxComponentsPerPlan) components")
+            }
+            commit(.componentAdded(plan: slot, component))
+            return .ok
+        case .getPlan(let id):
+            return .fields(planFields(try planSlot(id)))
+        case .setTerms(let investor, let planID, let overrides):
+            try Validate.id(investor, field: "investor")
+            if let o = overrides { try Validate.text(o, field: "overrides") }
+            let slot = try planSlot(planID)
+            if let active = money.activeTerms[investor], money.terms[Int(active)].plan == slot, money.terms[Int(active)].overrides == overrides {
+                return .ok  // the same terms again: a retry
+            }
+            guard money.terms.count < MoneyLimits.maxTermsPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of terms") }
+            commit(.termsSet(investor: investor, plan: slot, overrides: overrides, by: principal?.user))
+            return .ok
+        case .getTerms(let investor):
+            guard let active = money.activeTerms[investor] else { throw EngineError(.notFound, "investor \(investor.prefix(128)) has no terms in deal \(info.id)") }
+            return .fields(termsFields(active))
+        case .termsHistory(let investor):
+            let rows = money.terms.indices.filter { money.terms[$0].investor == investor }.map { termsFields(Int32($0)) }
+            guard !rows.isEmpty else { throw EngineError(.notFound, "investor \(investor.prefix(128)) has no terms in deal \(info.id)") }
+            return .page(cursor: "0", rows: rows)
+        case .computeFees(let investor, let asOf):
+            if let investor { try Validate.id(investor, field: "investor") }
+            let today = CivilDate(days: Int32(Self.floorDiv(now, 86_400_000)))
+            let events = decideFees(investor: investor, asOf: asOf ?? today)
+            guard money.feeEvents.count + events.count <= MoneyLimits.maxFeeEventsPerDeal else {
+                throw EngineError(.limit, "deal \(info.id) has the maximum of \(MoneyLimits.maxFeeEventsPerDeal) fee events")
+            }
+            if !events.isEmpty { commit(.feesAccrued(events)) }
+            return .count(events.count)
+        case .voidFee(let id):
+            let slot = try feeEventSlot(id)
+            let status = money.feeEvents[Int(slot)].status
+            if status == .voided { return .ok }
+            guard status == .accrued else { throw EngineError(.conflict, "fee event \(id) is \(status.name); only an accrued one is voided") }
+            commit(.feeVoided(event: slot))
+            return .ok
+        case .listFees(let investor, let status, let cursor, let count):
+            let scope: [String: KYCStatus]? = principal.flatMap { $0.isStaff ? nil : $0.investors }
+            return page(from: cursor, count: count, total: money.feeEvents.count) { slot in
+                let e = money.feeEvents[slot]
+                if let investor, e.investor != investor { return nil }
+                if let status, e.status != status { return nil }
+                if let scope, scope[e.investor] == nil { return nil }
+                return feeEventFields(Int32(slot))
+            }
+        }
+    }
+}

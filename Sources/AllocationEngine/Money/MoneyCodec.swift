@@ -1,0 +1,182 @@
+import WAL
+
+/// The log layouts of the money records (types 60-64), the deal's money
+/// section of a snapshot, and its part of the digest (docs/wal-format.md).
+extension DealMoneyChange {
+    public var recordType: UInt8 {
+        switch self {
+        case .planCreated: 60
+        case .componentAdded: 61
+        case .termsSet: 62
+        case .feesAccrued: 63
+        case .feeVoided: 64
+        }
+    }
+    static let typeNames: [UInt8: String] = [
+        60: "feeplan.created", 61: "feeplan.component", 62: "terms.set", 63: "fees.accrued", 64: "fee.voided",
+    ]
+}
+
+enum MoneyCodec {
+    typealias W = ByteWriter
+    typealias R = ByteReader
+    static func opt(_ s: String?, _ w: inout W) { ChangeCodec.optionalString(s, &w) }
+    static func opt(_ r: inout R) throws(DecodeError) -> String? { try ChangeCodec.optionalString(&r) }
+    static func optInt(_ v: Int64?, _ w: inout W) { ChangeCodec.optionalInt(v, &w) }
+    static func optInt(_ r: inout R) throws(DecodeError) -> Int64? { try ChangeCodec.optionalInt(&r) }
+
+    static func named<T: RawRepresentable>(_ r: inout R, _ what: String) throws(DecodeError) -> T where T.RawValue == String {
+        let s = try r.string()
+        guard let v = T(rawValue: s) else { throw DecodeError("\(what) \(s)") }
+        return v
+    }
+    static func money(_ r: inout R) throws(DecodeError) -> Money {
+        let v = try r.zigzag128()
+        guard v >= -NumberLimits.maxMoneyRaw * 1000 && v <= NumberLimits.maxMoneyRaw * 1000 else { throw DecodeError("money out of range") }
+        return Money(raw: v)
+    }
+    static func bps(_ r: inout R) throws(DecodeError) -> Int32? {
+        guard let v = try optInt(&r) else { return nil }
+        guard v >= 0 && v <= Int64(MoneyLimits.maxRateBps) else { throw DecodeError("rate \(v) bps out of range") }
+        return Int32(v)
+    }
+    static func slot(_ r: inout R) throws(DecodeError) -> Int32 { try PeopleCodec.slot(&r) }
+
+    static func encode(_ c: DealMoneyChange, into w: inout W) {
+        switch c {
+        case .planCreated(let p): w.string(p.id); w.string(p.name); opt(p.description, &w); w.u8(p.isDefault ? 1 : 0)
+        case .componentAdded(let plan, let c): w.varint(UInt64(plan)); encodeComponent(c, &w)
+        case .termsSet(let investor, let plan, let overrides, let by): w.string(investor); w.varint(UInt64(plan)); opt(overrides, &w); opt(by, &w)
+        case .feesAccrued(let events): w.varint(UInt64(events.count)); for e in events { encodeEvent(e, &w) }
+        case .feeVoided(let slot): w.varint(UInt64(slot))
+        }
+    }
+
+    static func decode(type: UInt8, _ r: inout R) throws(DecodeError) -> DealMoneyChange? {
+        switch type {
+        case 60:
+            return .planCreated(FeePlan(id: try r.string(), name: try r.string(), description: try opt(&r), isDefault: try r.u8() == 1))
+        case 61: return .componentAdded(plan: try slot(&r), try decodeComponent(&r))
+        case 62: return .termsSet(investor: try r.string(), plan: try slot(&r), overrides: try opt(&r), by: try opt(&r))
+        case 63:
+            let n = try StateCodec.count(&r, "fee event")
+            var events: [FeeEvent] = []
+            for _ in 0..<n { events.append(try decodeEvent(&r)) }
+            return .feesAccrued(events)
+        case 64: return .feeVoided(event: try slot(&r))
+        default: return nil
+        }
+    }
+
+    static func encodeComponent(_ c: FeeComponent, _ w: inout W) {
+        w.string(c.id); w.string(c.kind.rawValue); w.string(c.method.rawValue); optInt(c.rateBps.map(Int64.init), &w)
+        PeopleCodec.optInt128(c.flatAmount?.raw, &w); optInt(c.perUnit?.raw, &w); w.string(c.frequency.rawValue)
+        optInt(c.hurdleBps.map(Int64.init), &w); w.u8(c.highWaterMark ? 1 : 0)
+    }
+    static func decodeComponent(_ r: inout R) throws(DecodeError) -> FeeComponent {
+        let id = try r.string()
+        let kind: FeeKind = try named(&r, "fee kind")
+        let method: FeeMethod = try named(&r, "fee method")
+        let rate = try bps(&r)
+        let flat = try PeopleCodec.optInt128(&r).map(Money.init(raw:))
+        let perUnit = try optInt(&r).map(Price.init(raw:))
+        let frequency: FeeFrequency = try named(&r, "fee frequency")
+        let hurdle = try bps(&r)
+        let hwm = try r.u8() == 1
+        return FeeComponent(id: id, kind: kind, method: method, rateBps: rate, flatAmount: flat, perUnit: perUnit, frequency: frequency,
+                            hurdleBps: hurdle, highWaterMark: hwm)
+    }
+    static func encodeEvent(_ e: FeeEvent, _ w: inout W) {
+        w.string(e.investor); w.varint(UInt64(e.allocation)); w.varint(UInt64(e.plan)); w.varint(UInt64(e.component))
+        w.zigzag(Int64(e.eventDate.days)); optInt(e.periodStart.map { Int64($0.days) }, &w); optInt(e.periodEnd.map { Int64($0.days) }, &w)
+        w.zigzag128(e.baseAmount.raw); w.zigzag128(e.computedAmount.raw); w.string(e.currency)
+    }
+    static func decodeEvent(_ r: inout R) throws(DecodeError) -> FeeEvent {
+        func date(_ v: Int64) throws(DecodeError) -> CivilDate {
+            guard v >= Int64(Int32.min) && v <= Int64(Int32.max) else { throw DecodeError("date out of range") }
+            return CivilDate(days: Int32(v))
+        }
+        let investor = try r.string()
+        let allocation = try slot(&r), plan = try slot(&r), component = try slot(&r)
+        let eventDate = try date(try r.zigzag())
+        let start = try optInt(&r), end = try optInt(&r)
+        return FeeEvent(investor: investor, allocation: allocation, plan: plan, component: component, eventDate: eventDate,
+                        periodStart: try start.map { v throws(DecodeError) in try date(v) }, periodEnd: try end.map { v throws(DecodeError) in try date(v) },
+                        baseAmount: try money(&r), computedAmount: try money(&r), currency: try r.string())
+    }
+
+    // MARK: - Snapshot section
+
+    static func encode(_ m: DealMoney, into w: inout W) {
+        w.varint(UInt64(m.plans.count))
+        for p in m.plans {
+            encode(.planCreated(p), into: &w); w.zigzag(p.createdAt)
+            w.varint(UInt64(p.components.count)); for c in p.components { encodeComponent(c, &w) }
+        }
+        w.zigzag(Int64(m.defaultPlan))
+        w.varint(UInt64(m.terms.count))
+        for t in m.terms { encode(.termsSet(investor: t.investor, plan: t.plan, overrides: t.overrides, by: t.createdBy), into: &w); w.u8(t.active ? 1 : 0); w.zigzag(t.createdAt) }
+        w.varint(UInt64(m.feeEvents.count))
+        for e in m.feeEvents { encodeEvent(e, &w); w.u8(e.status.rawValue); w.zigzag(e.createdAt) }
+    }
+
+    static func decodeMoney(_ r: inout R, allocations: Int) throws(DecodeError) -> DealMoney {
+        var m = DealMoney()
+        for _ in 0..<(try StateCodec.count(&r, "fee plan")) {
+            guard case .planCreated(var p)? = try decode(type: 60, &r) else { throw DecodeError("fee plan") }
+            p.createdAt = try r.zigzag()
+            for _ in 0..<(try StateCodec.count(&r, "fee component")) { p.components.append(try decodeComponent(&r)) }
+            guard m.planSlot[p.id] == nil else { throw DecodeError("fee plan \(p.id) twice") }
+            m.planSlot[p.id] = Int32(m.plans.count)
+            m.plans.append(p)
+        }
+        let def = try r.zigzag()
+        guard def >= -1 && def < Int64(m.plans.count) else { throw DecodeError("default plan \(def)") }
+        m.defaultPlan = Int32(def)
+        for _ in 0..<(try StateCodec.count(&r, "terms")) {
+            guard case .termsSet(let investor, let plan, let overrides, let by)? = try decode(type: 62, &r) else { throw DecodeError("terms") }
+            guard Int(plan) < m.plans.count else { throw DecodeError("terms of a missing plan") }
+            let active = try r.u8() == 1
+            let t = InvestorTerms(investor: investor, plan: plan, overrides: overrides, active: active, createdBy: by, createdAt: try r.zigzag())
+            if active {
+                guard m.activeTerms[investor] == nil else { throw DecodeError("two active terms for \(investor)") }
+                m.activeTerms[investor] = Int32(m.terms.count)
+            }
+            m.terms.append(t)
+        }
+        for _ in 0..<(try StateCodec.count(&r, "fee event")) {
+            var e = try decodeEvent(&r)
+            guard Int(e.allocation) < allocations, Int(e.plan) < m.plans.count, Int(e.component) < m.plans[Int(e.plan)].components.count else {
+                throw DecodeError("fee event names a missing allocation, plan or component")
+            }
+            e.status = try PeopleCodec.code(&r, "fee event status", FeeEventStatus.init(rawValue:))
+            e.createdAt = try r.zigzag()
+            if e.status != .voided { m.accrued.insert(e.key) }
+            m.feeEvents.append(e)
+        }
+        return m
+    }
+}
+
+extension DealMoney {
+    func hash(into h: inout StateHasher) {
+        var w = ByteWriter(capacity: 256)
+        MoneyCodec.encode(self, into: &w)
+        h.int(Int64(w.bytes.count))
+        for b in w.bytes { h.byte(b) }
+    }
+}
+
+extension DealMoneyChange {
+    /// One line for `allocation-engine dump`.
+    public var summary: String {
+        switch self {
+        case .planCreated(let p): return "plan=\(p.id) name=\"\(p.name)\"" + (p.isDefault ? " default" : "")
+        case .componentAdded(let s, let c): return "plan=#\(s) component=" + DealState.componentText(c)
+        case .termsSet(let i, let p, let o, let by): return "investor=\(i) plan=#\(p)" + (o.map { " overrides=\"\($0)\"" } ?? "") + (by.map { " by=\($0)" } ?? "")
+        case .feesAccrued(let events):
+            return "events=\(events.count)" + events.prefix(8).map { " [\($0.investor) alloc=#\($0.allocation) comp=#\($0.component) \($0.eventDate) \($0.computedAmount)]" }.joined()
+        case .feeVoided(let s): return "event=#\(s)"
+        }
+    }
+}

@@ -1,0 +1,34 @@
+/// Exact fee arithmetic: products of fixed-point numbers kept whole and
+/// rounded to the cent once, at the end, half away from zero.
+enum MoneyMath {
+    /// x × k / m rounded half away from zero, for x of any sign and k, m > 0
+    /// with m × k inside Int128: x is split as a·m + b so no intermediate
+    /// overflows even for the largest amounts the limits allow (x up to 10^35).
+    static func mulDivRound(_ x: Int128, _ k: Int128, _ m: Int128) -> Int128 {
+        precondition(k >= 0 && m > 0, "mulDivRound needs k >= 0, m > 0")
+        let negative = x < 0
+        let ax = negative ? -x : x
+        let a = ax / m, b = ax % m
+        let whole = a * k
+        let part = b * k
+        var q = whole + part / m
+        if (part % m) * 2 >= m { q += 1 }
+        return negative ? -q : q
+    }
+
+    /// Cents of `bps` basis points of an exact amount (14 decimals).
+    static func percent(_ amount: ExactAmount, bps: Int32) -> Money {
+        // amount (10^-14) × bps / 10^4 → 10^-18 ... to cents: divide by 10^16.
+        Money(raw: mulDivRound(amount.raw, Int128(bps), 10_000_000_000_000_000))
+    }
+
+    /// Cents of `bps` per annum of an exact amount over `days` days (actual/365).
+    static func perAnnum(_ amount: ExactAmount, bps: Int32, days: Int) -> Money {
+        Money(raw: mulDivRound(amount.raw, Int128(bps) * Int128(days), 365 * 10_000_000_000_000_000))
+    }
+
+    /// Cents of units × a price per unit.
+    static func product(_ units: Units, _ price: Price) -> Money {
+        ExactAmount(units: units, price: price).roundedToMoney
+    }
+}

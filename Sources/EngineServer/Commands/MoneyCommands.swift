@@ -1,0 +1,123 @@
+import AllocationEngine
+
+/// Fee plans and their components, investor terms, fee events. Money changes
+/// are for `staff_admin` and `staff_ops` (administer); an investor user reads
+/// only its investors' terms and fees.
+enum MoneyCommands {
+    static let specs: [CommandSpec] = [
+        CommandSpec("FEEPLAN.CREATE", "FEEPLAN.CREATE <deal> <plan> <name> [DEFAULT] [DESCRIPTION <text>]", .administer) { a throws(CommandError) in
+            let deal = try a.req("deal"), plan = try a.req("plan"), name = try a.req("name")
+            var isDefault = false
+            var description: String?
+            while let option = a.next() {
+                switch option.uppercased() {
+                case "DEFAULT": isDefault = true
+                case "DESCRIPTION": description = try a.req("description")
+                default: throw a.unknownOption(option)
+                }
+            }
+            return .deal(.money(.createPlan(id: plan, name: name, description: description, isDefault: isDefault)), .deal(deal))
+        },
+        CommandSpec("FEEPLAN.ADD", "FEEPLAN.ADD <plan> <component> <kind> <method> [RATE_BPS <n>] [AMOUNT <money or price>] [FREQUENCY <f>] [HURDLE_BPS <n>] [HWM]", .administer) { a throws(CommandError) in
+            let plan = try a.req("plan"), id = try a.req("component"), kindText = try a.req("kind"), methodText = try a.req("method")
+            guard let kind = FeeKind(rawValue: kindText.lowercased()) else {
+                throw CommandError("INVALID", "unknown fee kind '\(kindText.prefix(32))': one of \(FeeKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard let method = FeeMethod(rawValue: methodText.lowercased()) else {
+                throw CommandError("INVALID", "unknown fee method '\(methodText.prefix(32))': one of \(FeeMethod.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            var c = FeeComponent(id: id, kind: kind, method: method)
+            var amountText: String?
+            while let option = a.next() {
+                switch option.uppercased() {
+                case "RATE_BPS": c.rateBps = try bps(try a.req("rate"), "RATE_BPS")
+                case "HURDLE_BPS": c.hurdleBps = try bps(try a.req("hurdle"), "HURDLE_BPS")
+                case "AMOUNT": amountText = try a.req("amount")
+                case "FREQUENCY":
+                    let v = try a.req("frequency")
+                    guard let f = FeeFrequency(rawValue: v.lowercased()) else {
+                        throw CommandError("INVALID", "unknown FREQUENCY '\(v.prefix(32))': one of \(FeeFrequency.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    c.frequency = f
+                case "HWM": c.highWaterMark = true
+                default: throw a.unknownOption(option)
+                }
+            }
+            // AMOUNT is money for a fixed fee and a price per unit for a spread.
+            if let amountText {
+                if method == .perUnitSpread {
+                    c.perUnit = try engine { () throws(EngineError) in try Price.parse(amountText, field: "AMOUNT") }
+                } else {
+                    c.flatAmount = try engine { () throws(EngineError) in try Money.parse(amountText, field: "AMOUNT") }
+                }
+            }
+            return .deal(.money(.addComponent(plan: plan, c)), .row(.feePlan, plan))
+        },
+        CommandSpec("FEEPLAN.GET", "FEEPLAN.GET <plan>", .read) { a throws(CommandError) in
+            let plan = try a.req("plan"); try a.end()
+            return .deal(.money(.getPlan(plan)), .row(.feePlan, plan))
+        },
+        CommandSpec("TERMS.SET", "TERMS.SET <deal> <investor> <plan> [OVERRIDES <text>]", .administer) { a throws(CommandError) in
+            let deal = try a.req("deal"), investor = try a.req("investor"), plan = try a.req("plan")
+            var overrides: String?
+            while let option = a.next() {
+                guard option.uppercased() == "OVERRIDES" else { throw a.unknownOption(option) }
+                overrides = try a.req("overrides")
+            }
+            return .deal(.money(.setTerms(investor: investor, plan: plan, overrides: overrides)), .deal(deal))
+        },
+        CommandSpec("TERMS.GET", "TERMS.GET <deal> <investor>", .read) { a throws(CommandError) in
+            let deal = try a.req("deal"), investor = try a.req("investor"); try a.end()
+            return .deal(.money(.getTerms(investor: investor)), .deal(deal))
+        },
+        CommandSpec("TERMS.HISTORY", "TERMS.HISTORY <deal> <investor>", .read) { a throws(CommandError) in
+            let deal = try a.req("deal"), investor = try a.req("investor"); try a.end()
+            return .deal(.money(.termsHistory(investor: investor)), .deal(deal))
+        },
+        CommandSpec("FEES.COMPUTE", "FEES.COMPUTE <deal> [INVESTOR <investor>] [AS_OF <yyyy-mm-dd>]", .administer) { a throws(CommandError) in
+            let deal = try a.req("deal")
+            var investor: String?
+            var asOf: CivilDate?
+            while let option = a.next() {
+                let value = try a.req(option)
+                switch option.uppercased() {
+                case "INVESTOR": investor = value
+                case "AS_OF": asOf = try engine { () throws(EngineError) in try CivilDate.parse(value, field: "AS_OF") }
+                default: throw a.unknownOption(option)
+                }
+            }
+            return .deal(.money(.computeFees(investor: investor, asOf: asOf)), .deal(deal))
+        },
+        CommandSpec("FEE.VOID", "FEE.VOID <event>", .administer) { a throws(CommandError) in
+            let id = try a.req("event"); try a.end()
+            return .deal(.money(.voidFee(id)), .row(.feeEvent, id))
+        },
+        CommandSpec("FEES.LIST", "FEES.LIST <deal> [INVESTOR <investor>] [STATUS accrued|invoiced|voided] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
+            let deal = try a.req("deal")
+            var investor: String?
+            var status: FeeEventStatus?
+            var paging = Paging()
+            while let option = a.next() {
+                if try paging.take(option, &a) { continue }
+                let value = try a.req(option)
+                switch option.uppercased() {
+                case "INVESTOR": investor = value
+                case "STATUS":
+                    guard let s = FeeEventStatus(name: value.lowercased()) else {
+                        throw CommandError("INVALID", "fee STATUS is accrued, invoiced or voided, got '\(value.prefix(32))'")
+                    }
+                    status = s
+                default: throw a.unknownOption(option)
+                }
+            }
+            return .deal(.money(.listFees(investor: investor, status: status, cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
+        },
+    ]
+
+    static func bps(_ text: String, _ what: String) throws(CommandError) -> Int32 {
+        guard let v = Int32(text), v >= 0, v <= MoneyLimits.maxRateBps else {
+            throw CommandError("INVALID", "\(what) must be a whole number of basis points between 0 and \(MoneyLimits.maxRateBps), got '\(text.prefix(32))'")
+        }
+        return v
+    }
+}
