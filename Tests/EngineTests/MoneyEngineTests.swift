@@ -80,6 +80,38 @@ private let allIn = FeeComponent(id: "sub", kind: .subscription, method: .percen
         }
     }
 
+    /// The seed's carry plans at exit: 3 % + 10 % carry, and 20 % over an 8 % hurdle.
+    @Test(arguments: [("40", "2300.00"), ("25", nil), ("28.5", nil)])
+    func carryAtExit(_ exitPrice: String, _ expected: String?) async throws {
+        try await withEngine { e, _ in
+            try await openDeal(e, lots: [("L1", "100000", nil)])
+            try await plan(e, "carry", isDefault: true, [FeeComponent(id: "sub", kind: .subscription, method: .percentOfInvestment, rateBps: 300),
+                                                         FeeComponent(id: "perf", kind: .performance, method: .percentOfProfit, rateBps: 1000, frequency: .onExit)])
+            try await allocation(e, "inv-b", "2000", "28.50")
+            #expect(try await compute(e) == 1)
+            guard case .count(let n) = try await mo(e, .exit(price: p(exitPrice), on: date("2030-06-30"))) else { Issue.record("exit"); return }
+            #expect(n == (expected == nil ? 0 : 1))
+            let perf = try await fees(e).filter { $0[field: "component"] == "perf" }
+            #expect(perf.map { $0[field: "computed_amount"] } == (expected.map { [$0] } ?? []))
+            if expected != nil { #expect(perf[0][field: "base_amount"] == "23000.00" && perf[0][field: "event_date"] == "2030-06-30") }
+            // Once per deal; FEES.COMPUTE never accrues the carry.
+            #expect(try await mo(e, .exit(price: p("50"), on: nil), as: .admin).error?.code == .conflict)
+            #expect(try await compute(e) == 0)
+        }
+    }
+
+    @Test(arguments: [("115", "140.00"), ("105", nil), ("108", nil), ("108.01", "0.20")])
+    func hurdleAtExit(_ exitPrice: String, _ expected: String?) async throws {
+        try await withEngine { e, _ in
+            try await openDeal(e, lots: [("L1", "100000", nil)])
+            try await plan(e, "h", isDefault: true, [FeeComponent(id: "perf", kind: .performance, method: .percentOfProfit, rateBps: 2000,
+                                                                  frequency: .onExit, hurdleBps: 800)])
+            try await allocation(e, "inv-h", "100", "100")
+            _ = try await mo(e, .exit(price: p(exitPrice), on: nil))
+            #expect(try await fees(e).map { $0[field: "computed_amount"] } == (expected.map { [$0] } ?? []))
+        }
+    }
+
     @Test func fixedSpreadAndPerAnnumPeriods() async throws {
         try await withEngine { e, clock in
             try await openDeal(e, lots: [("L1", "100000", nil)])
@@ -207,10 +239,11 @@ private let allIn = FeeComponent(id: "sub", kind: .subscription, method: .percen
         #expect(try await compute(e, asOf: "2026-04-30") == 6)
         let id = try #require(try await fees(e).last?[field: "id"])
         _ = try await mo(e, .voidFee(id))
+        #expect(try await mo(e, .exit(price: p("40"), on: nil)) == .count(0))  // no carry in these plans
         let live = await e.digest()
         try await d.close()
         let names = try logRecords(io).map(\.typeName)
-        for n in ["feeplan.created", "feeplan.component", "terms.set", "fees.accrued", "fee.voided"] { #expect(names.contains(n), "\(n)") }
+        for n in ["feeplan.created", "feeplan.component", "terms.set", "fees.accrued", "fee.voided", "deal.exited"] { #expect(names.contains(n), "\(n)") }
         let (fromSnapshot, report) = try recoverDigest(io)
         #expect(report.snapshotLSN > 0)
         #expect(fromSnapshot == live)

@@ -406,6 +406,7 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("FEES.COMPUTE",                          "++P|PPPPPPPPP|P", { r in ["FEES.COMPUTE", r.deal] }),
     ("FEE.VOID",                              "++P|PPPPPPPPP|P", { r in ["FEE.VOID", r.feeVoid] }),
     ("FEES.LIST",                             "+++|+++++++++|F", { r in ["FEES.LIST", r.deal] }),
+    ("DEAL.EXIT",                             "++P|PPPPPPPPP|P", { r in ["DEAL.EXIT", r.deal, "12", "ON", "2030-01-01"] }),
     ("INVITE.ACCEPT",                         "+++|CCCCCCCCC|+", { r in ["INVITE.ACCEPT", r.acceptToken] }),
 ]
 

@@ -17,6 +17,8 @@ public struct DealMoney: Sendable {
     public internal(set) var feeEvents = ChunkedArray<FeeEvent>()
     /// What has accrued already (not voided): computing again never accrues it twice.
     var accrued: Set<FeeKey> = []
+    /// The deal's exit (`DEAL.EXIT`, once per deal): price per unit and day.
+    public internal(set) var exit: (price: Price, on: CivilDate)?
     public init() {}
 }
 
@@ -135,6 +137,8 @@ public indirect enum DealMoneyChange: Hashable, Sendable {
     /// The events one FEES.COMPUTE accrued, amounts included.
     case feesAccrued([FeeEvent])
     case feeVoided(event: Int32)
+    /// The deal's exit and the performance fees it accrued, amounts included.
+    case dealExited(price: Price, on: CivilDate, [FeeEvent])
 }
 
 /// What callers ask of a deal actor about money (boxed in `DealRequest.money`).
@@ -148,10 +152,11 @@ public enum MoneyRequest: Sendable {
     case computeFees(investor: String?, asOf: CivilDate?)
     case voidFee(String)
     case listFees(investor: String?, status: FeeEventStatus?, cursor: UInt64, count: Int)
+    case exit(price: Price, on: CivilDate?)
 
     public var isChange: Bool {
         switch self {
-        case .createPlan, .addComponent, .setTerms, .computeFees, .voidFee: true
+        case .createPlan, .addComponent, .setTerms, .computeFees, .voidFee, .exit: true
         case .getPlan, .getTerms, .termsHistory, .listFees: false
         }
     }

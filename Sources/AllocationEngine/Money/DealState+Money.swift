@@ -43,6 +43,10 @@ extension DealState {
             if let previous = money.activeTerms[investor] { money.terms[Int(previous)].active = false }
             money.activeTerms[investor] = Int32(money.terms.count)
             money.terms.append(InvestorTerms(investor: investor, plan: plan, overrides: overrides, active: true, createdBy: by, createdAt: time))
+        case .dealExited(let price, let on, let events):
+            guard money.exit == nil else { throw EngineError(.conflict, "deal \(info.id) has exited already") }
+            try applyMoney(.feesAccrued(events), time: time, index: index, indexNew: indexNew)
+            money.exit = (price, on)
         case .feesAccrued(let events):
             guard money.feeEvents.count + events.count <= MoneyLimits.maxFeeEventsPerDeal else {
                 throw EngineError(.limit, "deal \(info.id) has the maximum of \(MoneyLimits.maxFeeEventsPerDeal) fee events")
@@ -164,6 +168,34 @@ extension DealState {
         return out
     }
 
+    /// The performance fees of an exit at `price` (`percent_of_profit`,
+    /// `on_exit`): profit = units × (exit price − unit price); fee = rate ×
+    /// (profit − investment × hurdle), nothing when that is not positive (a
+    /// simple hurdle on the invested amount, no catch-up).
+    func decideExitFees(price: Price, on day: CivilDate) throws(EngineError) -> [FeeEvent] {
+        var out: [FeeEvent] = []
+        for slot in allocations.indices {
+            let a = allocations[slot]
+            guard a.status == .approved || a.status == .settled else { continue }
+            let inv = investors[Int(a.investor)]
+            let plan = money.activeTerms[inv].map { money.terms[Int($0)].plan } ?? money.defaultPlan
+            guard plan >= 0 else { continue }
+            let investment = ExactAmount(units: a.units, price: a.unitPrice)
+            for (ci, c) in money.plans[Int(plan)].components.enumerated() where c.method == .percentOfProfit && c.frequency == .onExit {
+                let profit = ExactAmount(units: a.units, price: Price(raw: price.raw - a.unitPrice.raw))
+                guard let fee = MoneyMath.performance(profit: profit, investment: investment, rateBps: c.rateBps ?? 0, hurdleBps: c.hurdleBps ?? 0) else {
+                    throw EngineError(.limit, "allocation \(a.id): the performance fee is too large to compute exactly within the engine's limits")
+                }
+                guard fee.raw > 0 else { continue }
+                let e = FeeEvent(investor: inv, allocation: Int32(slot), plan: plan, component: Int32(ci), eventDate: day,
+                                 periodStart: nil, periodEnd: nil, baseAmount: profit.roundedToMoney, computedAmount: fee, currency: info.currency)
+                guard !money.accrued.contains(e.key) else { continue }
+                out.append(e)
+            }
+        }
+        return out
+    }
+
     /// The last day of the calendar month, quarter or year that holds `day`.
     static func periodEnd(containing day: CivilDate, _ f: FeeFrequency) -> CivilDate {
         let (y, m, _) = CivilDate.civilFromDays(Int(day.days))
@@ -243,6 +275,16 @@ extension DealState {
             guard status == .accrued else { throw EngineError(.conflict, "fee event \(id) is \(status.name); only an accrued one is voided") }
             commit(.feeVoided(event: slot))
             return .ok
+        case .exit(let price, let on):
+            guard price.raw >= 0 && Int128(price.raw) <= NumberLimits.maxPriceRaw else { throw EngineError(.invalid, "exit price out of range") }
+            guard money.exit == nil else { throw EngineError(.conflict, "deal \(info.id) has exited already (once per deal)") }
+            let day = on ?? CivilDate(days: Int32(Self.floorDiv(now, 86_400_000)))
+            let events = try decideExitFees(price: price, on: day)
+            guard money.feeEvents.count + events.count <= MoneyLimits.maxFeeEventsPerDeal else {
+                throw EngineError(.limit, "deal \(info.id) has the maximum of \(MoneyLimits.maxFeeEventsPerDeal) fee events")
+            }
+            commit(.dealExited(price: price, on: day, events))
+            return .count(events.count)
         case .listFees(let investor, let status, let cursor, let count):
             let scope: [String: KYCStatus]? = principal.flatMap { $0.isStaff ? nil : $0.investors }
             return page(from: cursor, count: count, total: money.feeEvents.count) { slot in

@@ -10,10 +10,11 @@ extension DealMoneyChange {
         case .termsSet: 62
         case .feesAccrued: 63
         case .feeVoided: 64
+        case .dealExited: 65
         }
     }
     static let typeNames: [UInt8: String] = [
-        60: "feeplan.created", 61: "feeplan.component", 62: "terms.set", 63: "fees.accrued", 64: "fee.voided",
+        60: "feeplan.created", 61: "feeplan.component", 62: "terms.set", 63: "fees.accrued", 64: "fee.voided", 65: "deal.exited",
     ]
 }
 
@@ -49,6 +50,8 @@ enum MoneyCodec {
         case .termsSet(let investor, let plan, let overrides, let by): w.string(investor); w.varint(UInt64(plan)); opt(overrides, &w); opt(by, &w)
         case .feesAccrued(let events): w.varint(UInt64(events.count)); for e in events { encodeEvent(e, &w) }
         case .feeVoided(let slot): w.varint(UInt64(slot))
+        case .dealExited(let price, let on, let events):
+            w.zigzag(price.raw); w.zigzag(Int64(on.days)); encode(.feesAccrued(events), into: &w)
         }
     }
 
@@ -64,6 +67,12 @@ enum MoneyCodec {
             for _ in 0..<n { events.append(try decodeEvent(&r)) }
             return .feesAccrued(events)
         case 64: return .feeVoided(event: try slot(&r))
+        case 65:
+            let price = Price(raw: try r.zigzag())
+            let day = try r.zigzag()
+            guard day >= Int64(Int32.min) && day <= Int64(Int32.max) else { throw DecodeError("exit date out of range") }
+            guard case .feesAccrued(let events)? = try decode(type: 63, &r) else { throw DecodeError("exit events") }
+            return .dealExited(price: price, on: CivilDate(days: Int32(day)), events)
         default: return nil
         }
     }
@@ -118,6 +127,7 @@ enum MoneyCodec {
         for t in m.terms { encode(.termsSet(investor: t.investor, plan: t.plan, overrides: t.overrides, by: t.createdBy), into: &w); w.u8(t.active ? 1 : 0); w.zigzag(t.createdAt) }
         w.varint(UInt64(m.feeEvents.count))
         for e in m.feeEvents { encodeEvent(e, &w); w.u8(e.status.rawValue); w.zigzag(e.createdAt) }
+        if let exit = m.exit { w.u8(1); w.zigzag(exit.price.raw); w.zigzag(Int64(exit.on.days)) } else { w.u8(0) }
     }
 
     static func decodeMoney(_ r: inout R, allocations: Int) throws(DecodeError) -> DealMoney {
@@ -154,6 +164,15 @@ enum MoneyCodec {
             if e.status != .voided { m.accrued.insert(e.key) }
             m.feeEvents.append(e)
         }
+        switch try r.u8() {
+        case 0: break
+        case 1:
+            let price = Price(raw: try r.zigzag())
+            let day = try r.zigzag()
+            guard day >= Int64(Int32.min) && day <= Int64(Int32.max) else { throw DecodeError("exit date out of range") }
+            m.exit = (price, CivilDate(days: Int32(day)))
+        case let f: throw DecodeError("exit flag \(f)")
+        }
         return m
     }
 }
@@ -177,6 +196,7 @@ extension DealMoneyChange {
         case .feesAccrued(let events):
             return "events=\(events.count)" + events.prefix(8).map { " [\($0.investor) alloc=#\($0.allocation) comp=#\($0.component) \($0.eventDate) \($0.computedAmount)]" }.joined()
         case .feeVoided(let s): return "event=#\(s)"
+        case .dealExited(let p, let on, let events): return "exit_price=\(p) on=\(on) fees=\(events.count)"
         }
     }
 }

@@ -27,6 +27,19 @@ enum MoneyMath {
         Money(raw: mulDivRound(amount.raw, Int128(bps) * Int128(days), 365 * 10_000_000_000_000_000))
     }
 
+    /// Cents of rate × (profit − investment × hurdle), when positive (else 0);
+    /// nil when the exact value does not fit (beyond any real amount, refused
+    /// rather than rounded wrong). All at 10^-18 before the one rounding.
+    static func performance(profit: ExactAmount, investment: ExactAmount, rateBps: Int32, hurdleBps: Int32) -> Money? {
+        let (p18, o1) = profit.raw.multipliedReportingOverflow(by: 10_000)
+        let (h18, o2) = investment.raw.multipliedReportingOverflow(by: Int128(hurdleBps))
+        let (net, o3) = p18.subtractingReportingOverflow(h18)
+        guard !o1 && !o2 && !o3 else { return nil }
+        guard net > 0 else { return .zero }
+        // net (10^-18) × bps is at 10^-22 (a rate is bps / 10^4); to cents: divide by 10^20.
+        return Money(raw: mulDivRound(net, Int128(rateBps), 100_000_000_000_000_000_000))
+    }
+
     /// Cents of units × a price per unit.
     static func product(_ units: Units, _ price: Price) -> Money {
         ExactAmount(units: units, price: price).roundedToMoney

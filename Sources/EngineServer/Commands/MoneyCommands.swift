@@ -112,6 +112,17 @@ enum MoneyCommands {
             }
             return .deal(.money(.listFees(investor: investor, status: status, cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
         },
+        CommandSpec("DEAL.EXIT", "DEAL.EXIT <deal> <price per unit> [ON <yyyy-mm-dd>]", .administer) { a throws(CommandError) in
+            let deal = try a.req("deal"), priceText = try a.req("price")
+            let price = try engine { () throws(EngineError) in try Price.parse(priceText, field: "exit price") }
+            var on: CivilDate?
+            while let option = a.next() {
+                guard option.uppercased() == "ON" else { throw a.unknownOption(option) }
+                let v = try a.req("date")
+                on = try engine { () throws(EngineError) in try CivilDate.parse(v, field: "ON") }
+            }
+            return .deal(.money(.exit(price: price, on: on)), .deal(deal))
+        },
     ]
 
     static func bps(_ text: String, _ what: String) throws(CommandError) -> Int32 {
