@@ -42,7 +42,13 @@ extension RESPEncoder {
         mapHeader(fields.count)
         for f in fields {
             bulk(f.name)
-            if let items = f.items {
+            if let table = f.table {
+                arrayHeader(table.count)
+                for row in table {
+                    arrayHeader(row.count)
+                    for v in row { bulk(v) }
+                }
+            } else if let items = f.items {
                 arrayHeader(items.count)
                 for i in items { bulk(i) }
             } else if let v = f.value { bulk(v) } else { null() }

@@ -222,6 +222,88 @@ private let allIn = FeeComponent(id: "sub", kind: .subscription, method: .percen
         }
     }
 
+    @Test func invoicesTaxPaymentsRefunds() async throws {
+        try await withEngine { e, _ in
+            try await openDeal(e, lots: [("L1", "100000", nil)])
+            try await plan(e, "p", isDefault: true, [allIn, FeeComponent(id: "flat", kind: .flat, method: .fixed, flatAmount: try Money.parse("100.01"))])
+            await expectError(.conflict) { try await mo(e, .createInvoice(investor: "inv-a", due: nil, taxBps: 0, id: nil)) }  // nothing accrued
+            try await allocation(e, "inv-a", "1", "10.10")
+            #expect(try await compute(e) == 2)
+            // 0.505 -> 0.51 and 100.01: subtotal 100.52; tax 7.5 % = 7.539 -> 7.54; total 108.06.
+            guard case .id(let inv) = try await mo(e, .createInvoice(investor: "inv-a", due: date("2026-02-01"), taxBps: 750, id: nil)) else { Issue.record("id"); return }
+            guard case .fields(let f) = try await mo(e, .getInvoice(inv)) else { Issue.record("fields"); return }
+            #expect(f[field: "subtotal"] == "100.52" && f[field: "tax"] == "7.54" && f[field: "total"] == "108.06" && f[field: "status"] == "draft", "\(f)")
+            #expect(try await fees(e, status: .invoiced).count == 2)
+            await expectError(.conflict) { try await mo(e, .createInvoice(investor: "inv-a", due: nil, taxBps: 0, id: nil)) }  // all invoiced
+            _ = try await mo(e, .sendInvoice(inv))
+            await expectError(.conflict) { try await mo(e, .recordPayment(invoice: inv, amount: try Money.parse("108.07"), method: nil, paidAt: nil, id: nil)) }
+            guard case .id(let p1) = try await mo(e, .recordPayment(invoice: inv, amount: try Money.parse("8.06"), method: "wire", paidAt: nil, id: "pay-1")) else { return }
+            #expect(p1 == "pay-1")
+            // A retry with the same ID: the same payment, nothing paid twice.
+            #expect(try await mo(e, .recordPayment(invoice: inv, amount: try Money.parse("8.06"), method: "wire", paidAt: nil, id: "pay-1")) == .id("pay-1"))
+            func status() async throws -> (String?, String?) {
+                guard case .fields(let f) = try await mo(e, .getInvoice(inv)) else { return (nil, nil) }
+                return (f[field: "status"], f[field: "paid"])
+            }
+            #expect(try await status() == ("partial", "8.06"))
+            await expectError(.conflict) { try await mo(e, .cancelInvoice(inv)) }  // something is paid
+            _ = try await mo(e, .recordPayment(invoice: inv, amount: try Money.parse("100"), method: nil, paidAt: nil, id: nil))
+            #expect(try await status() == ("paid", "108.06"))
+            await expectError(.conflict) { try await mo(e, .recordPayment(invoice: inv, amount: try Money.parse("0.01"), method: nil, paidAt: nil, id: nil)) }
+            _ = try await mo(e, .refundPayment("pay-1"))
+            #expect(try await status() == ("partial", "100.00"))
+            _ = try await mo(e, .refundPayment("y1.2"))
+            #expect(try await status() == ("sent", "0.00"))
+            // Cancelled with nothing paid: its events are accrued again and may be invoiced anew.
+            _ = try await mo(e, .cancelInvoice(inv))
+            #expect(try await fees(e, status: .accrued).count == 2)
+            #expect(try await mo(e, .createInvoice(investor: "inv-a", due: nil, taxBps: 0, id: "inv-2")) == .id("inv-2"))
+            await expectError(.conflict) { try await mo(e, .recordPayment(invoice: inv, amount: try Money.parse("1"), method: nil, paidAt: nil, id: nil)) }
+        }
+    }
+
+    /// For any sequence of invoice, payment, refund and cancel commands: paid =
+    /// sum of live payments <= total, and every invoice's total = its lines + tax.
+    @Test(arguments: 0..<4)
+    func paidNeverExceedsTotal(seed: Int) async throws {
+        try await withEngine { e, _ in
+            var rng = SplitMix64(seed: UInt64(seed) &+ 77)
+            try await openDeal(e, lots: [("L1", "10000000", nil)])
+            try await plan(e, "p", isDefault: true, [FeeComponent(id: "s", kind: .subscription, method: .percentOfInvestment, rateBps: 137)])
+            var invoices: [String] = [], payments: [String] = []
+            for step in 0..<300 {
+                let investor = "inv-\(rng.next() % 3)"
+                switch rng.next() % 6 {
+                case 0:
+                    try await allocation(e, investor, String(1 + rng.next() % 500), "\(1 + rng.next() % 90).\(rng.next() % 100)")
+                    _ = try await compute(e)
+                case 1:
+                    if case .id(let id)? = try? await mo(e, .createInvoice(investor: investor, due: nil, taxBps: Int32(rng.next() % 2000), id: nil)) { invoices.append(id) }
+                case 2, 3:
+                    guard let inv = invoices.randomElement(using: &rng) else { continue }
+                    let amount = Money(raw: Int128(1 + rng.next() % 50_000))
+                    if case .id(let id)? = try? await mo(e, .recordPayment(invoice: inv, amount: amount, method: nil, paidAt: nil, id: "p\(step)")) { payments.append(id) }
+                case 4:
+                    if let p = payments.randomElement(using: &rng) { _ = try? await mo(e, .refundPayment(p)) }
+                default:
+                    if let inv = invoices.randomElement(using: &rng) { _ = try? await mo(e, .cancelInvoice(inv)) }
+                }
+            }
+            let state = try #require(await e.deal("d1")?.read { $0.money })
+            for (slot, inv) in state.invoices.enumerated() {
+                let live = state.payments.filter { Int($0.invoice) == slot && !$0.refunded }.reduce(Int128(0)) { $0 + $1.amount.raw }
+                #expect(inv.paid.raw == live && inv.paid.raw <= inv.total.raw && inv.paid.raw >= 0, "invoice \(inv.id)")
+                #expect(inv.total.raw == inv.lines.reduce(Int128(0)) { $0 + $1.amount.raw } + inv.tax.raw)
+                if inv.cancelled { #expect(live == 0) }
+            }
+            // Every fee event is billed by at most one live invoice.
+            var billed: [Int32: Int] = [:]
+            for inv in state.invoices where !inv.cancelled { for l in inv.lines { billed[l.event, default: 0] += 1 } }
+            #expect(billed.values.allSatisfy { $0 == 1 })
+            #expect(billed.keys.allSatisfy { state.feeEvents[Int($0)].status == .invoiced })
+        }
+    }
+
     /// Replay applies the logged amounts: snapshot + replay and replay from LSN 1 equal the live state.
     @Test func replayComputesNothingAgain() async throws {
         let io = SimulatedFileIO(seed: 0x6d6f6e6579)
@@ -240,10 +322,14 @@ private let allIn = FeeComponent(id: "sub", kind: .subscription, method: .percen
         let id = try #require(try await fees(e).last?[field: "id"])
         _ = try await mo(e, .voidFee(id))
         #expect(try await mo(e, .exit(price: p("40"), on: nil)) == .count(0))  // no carry in these plans
+        guard case .id(let invoice) = try await mo(e, .createInvoice(investor: "inv-a", due: nil, taxBps: 500, id: nil)) else { Issue.record("invoice"); return }
+        _ = try await mo(e, .recordPayment(invoice: invoice, amount: try Money.parse("10"), method: "wire", paidAt: nil, id: "pay-r"))
+        _ = try await mo(e, .recordPayment(invoice: invoice, amount: try Money.parse("5"), method: nil, paidAt: nil, id: nil))
+        _ = try await mo(e, .refundPayment("pay-r"))
         let live = await e.digest()
         try await d.close()
         let names = try logRecords(io).map(\.typeName)
-        for n in ["feeplan.created", "feeplan.component", "terms.set", "fees.accrued", "fee.voided", "deal.exited"] { #expect(names.contains(n), "\(n)") }
+        for n in ["feeplan.created", "feeplan.component", "terms.set", "fees.accrued", "fee.voided", "deal.exited", "invoice.created", "payment.recorded", "payment.refunded"] { #expect(names.contains(n), "\(n)") }
         let (fromSnapshot, report) = try recoverDigest(io)
         #expect(report.snapshotLSN > 0)
         #expect(fromSnapshot == live)

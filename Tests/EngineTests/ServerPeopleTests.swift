@@ -299,6 +299,18 @@ private func spSetupRow(_ a: SrvClient, _ row: inout SPRow, _ p: SPPrincipal, su
     await spOK(a, "TERMS.SET", r.deal, r.oth, x("plan"))
     #expect(await a.call("FEES.COMPUTE", r.deal) == .int(1), "one approved allocation, one fee")
     row.feeVoid = await a.call("FEES.LIST", r.deal).page?.rows.first?["id"] ?? "?"
+    // Three more investors with an approved allocation each: two invoiced (one
+    // with payments), one left accrued for INVOICE.CREATE.
+    for i in ["i3", "i4", "i5"] {
+        await spNoError(a, ["HOLD", r.deal, x(i), "1", "10", "ID", x("h-" + i)])
+        #expect(await a.call("ALLOCATE", x("h-" + i), "ID", x("a-" + i)) == .bulk(x("a-" + i)))
+        await spOK(a, "APPROVE", x("a-" + i))
+    }
+    #expect(await a.call("FEES.COMPUTE", r.deal) == .int(3))
+    #expect(await a.call("INVOICE.CREATE", r.deal, x("i3"), "ID", x("ioth")) == .bulk(x("ioth")))
+    #expect(await a.call("INVOICE.CREATE", r.deal, x("i4"), "ID", x("icancel")) == .bulk(x("icancel")))
+    #expect(await a.call("PAYMENT.RECORD", x("ioth"), "0.1", "ID", x("pay")) == .bulk(x("pay")))
+    #expect(await a.call("PAYMENT.RECORD", x("ioth"), "0.1", "ID", x("payr")) == .bulk(x("payr")))
     let invites = [await a.call("INVITE.CREATE", r.deal, "viewer"), await a.call("INVITE.CREATE", r.deal, "viewer"),
                    await a.call("INVITE.CREATE", r.deal, "viewer")]
     row.invRevoke = invites[0].elements?.first?.string ?? "?"
@@ -406,6 +418,14 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("FEES.COMPUTE",                          "++P|PPPPPPPPP|P", { r in ["FEES.COMPUTE", r.deal] }),
     ("FEE.VOID",                              "++P|PPPPPPPPP|P", { r in ["FEE.VOID", r.feeVoid] }),
     ("FEES.LIST",                             "+++|+++++++++|F", { r in ["FEES.LIST", r.deal] }),
+    ("INVOICE.CREATE",                        "++P|PPPPPPPPP|P", { r in ["INVOICE.CREATE", r.deal, r.id("i5")] }),
+    ("INVOICE.SEND",                          "++P|PPPPPPPPP|P", { r in ["INVOICE.SEND", r.id("ioth")] }),
+    ("INVOICE.GET other",                     "+++|PPPPPPPPP|F", { r in ["INVOICE.GET", r.id("ioth")] }),
+    ("INVOICE.LIST",                          "+++|+++++++++|F", { r in ["INVOICE.LIST", r.deal] }),
+    ("PAYMENT.GET other",                     "+++|PPPPPPPPP|F", { r in ["PAYMENT.GET", r.id("pay")] }),
+    ("PAYMENT.RECORD",                        "++P|PPPPPPPPP|P", { r in ["PAYMENT.RECORD", r.id("ioth"), "0.1"] }),
+    ("PAYMENT.REFUND",                        "++P|PPPPPPPPP|P", { r in ["PAYMENT.REFUND", r.id("payr")] }),
+    ("INVOICE.CANCEL",                        "++P|PPPPPPPPP|P", { r in ["INVOICE.CANCEL", r.id("icancel")] }),
     ("DEAL.EXIT",                             "++P|PPPPPPPPP|P", { r in ["DEAL.EXIT", r.deal, "12", "ON", "2030-01-01"] }),
     ("INVITE.ACCEPT",                         "+++|CCCCCCCCC|+", { r in ["INVITE.ACCEPT", r.acceptToken] }),
 ]

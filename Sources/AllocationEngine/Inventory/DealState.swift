@@ -352,5 +352,8 @@ public final class EngineIndexes: Sendable {
     /// Fee plans by id (unique across deals); fee events (`f<deal>.<n>`, generated only).
     public let feePlans = IdIndex(generatedPrefix: 0)
     public let feeEvents = IdIndex(generatedPrefix: UInt8(ascii: "f"))
+    /// Invoices (`v<deal>.<n>` or the caller's id) and payments (`y<deal>.<n>` or the caller's id).
+    public let invoices = IdIndex(generatedPrefix: UInt8(ascii: "v"))
+    public let payments = IdIndex(generatedPrefix: UInt8(ascii: "y"))
     public init() {}
 }

@@ -66,8 +66,11 @@ public struct Field: Sendable, Hashable {
     public var value: String?
     /// Set for a field whose value is a list (shown as an array).
     public var items: [String]?
+    /// Set for a field whose value is a list of tuples (an array of arrays).
+    public var table: [[String]]?
     public init(_ name: String, _ value: String?) { self.name = name; self.value = value }
     public init(_ name: String, items: [String]) { self.name = name; self.value = nil; self.items = items }
+    public init(_ name: String, table: [[String]]) { self.name = name; self.value = nil; self.table = table }
 }
 
 public enum DealReply: Sendable, Hashable {

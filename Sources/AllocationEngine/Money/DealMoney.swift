@@ -17,6 +17,8 @@ public struct DealMoney: Sendable {
     public internal(set) var feeEvents = ChunkedArray<FeeEvent>()
     /// What has accrued already (not voided): computing again never accrues it twice.
     var accrued: Set<FeeKey> = []
+    public internal(set) var invoices: [Invoice] = []
+    public internal(set) var payments: [Payment] = []
     /// The deal's exit (`DEAL.EXIT`, once per deal): price per unit and day.
     public internal(set) var exit: (price: Price, on: CivilDate)?
     public init() {}
@@ -31,6 +33,8 @@ public enum MoneyLimits {
     public static let maxEventsPerCompute = 100_000
     /// Rates in basis points: 0 to 100 000 (1000 %).
     public static let maxRateBps: Int32 = 100_000
+    public static let maxInvoicesPerDeal = 1_000_000
+    public static let maxPaymentsPerDeal = 10_000_000
 }
 
 public enum FeeKind: String, Sendable, CaseIterable { case subscription, management, performance, spreadMarkup = "spread_markup", flat, other }
@@ -139,6 +143,13 @@ public indirect enum DealMoneyChange: Hashable, Sendable {
     case feeVoided(event: Int32)
     /// The deal's exit and the performance fees it accrued, amounts included.
     case dealExited(price: Price, on: CivilDate, [FeeEvent])
+    /// An invoice and its events becoming `invoiced`: one change.
+    case invoiceCreated(Invoice)
+    case invoiceSent(invoice: Int32)
+    /// Cancelled with nothing paid; its events return to `accrued`.
+    case invoiceCancelled(invoice: Int32)
+    case paymentRecorded(Payment)
+    case paymentRefunded(payment: Int32)
 }
 
 /// What callers ask of a deal actor about money (boxed in `DealRequest.money`).
@@ -153,11 +164,20 @@ public enum MoneyRequest: Sendable {
     case voidFee(String)
     case listFees(investor: String?, status: FeeEventStatus?, cursor: UInt64, count: Int)
     case exit(price: Price, on: CivilDate?)
+    case createInvoice(investor: String, due: CivilDate?, taxBps: Int32, id: String?)
+    case sendInvoice(String)
+    case cancelInvoice(String)
+    case getInvoice(String)
+    case listInvoices(investor: String?, status: InvoiceStatus?, cursor: UInt64, count: Int)
+    case recordPayment(invoice: String, amount: Money, method: String?, paidAt: Int64?, id: String?)
+    case refundPayment(String)
+    case getPayment(String)
 
     public var isChange: Bool {
         switch self {
-        case .createPlan, .addComponent, .setTerms, .computeFees, .voidFee, .exit: true
-        case .getPlan, .getTerms, .termsHistory, .listFees: false
+        case .createPlan, .addComponent, .setTerms, .computeFees, .voidFee, .exit, .createInvoice, .sendInvoice, .cancelInvoice,
+             .recordPayment, .refundPayment: true
+        case .getPlan, .getTerms, .termsHistory, .listFees, .getInvoice, .listInvoices, .getPayment: false
         }
     }
 }

@@ -68,6 +68,8 @@ extension DealState {
                 money.accrued.insert(e.key)
                 money.feeEvents.append(e)
             }
+        case .invoiceCreated, .invoiceSent, .invoiceCancelled, .paymentRecorded, .paymentRefunded:
+            try applyInvoice(change, time: time, index: index, indexNew: indexNew)
         case .feeVoided(let slot):
             guard slot >= 0 && Int(slot) < money.feeEvents.count else { throw EngineError(.notFound, "fee event #\(slot) not in deal \(info.id)") }
             guard money.feeEvents[Int(slot)].status == .accrued else {
@@ -285,6 +287,89 @@ extension DealState {
             }
             commit(.dealExited(price: price, on: day, events))
             return .count(events.count)
+        case .createInvoice(let investor, let due, let taxBps, let id):
+            try Validate.id(investor, field: "investor")
+            guard taxBps >= 0 && taxBps <= MoneyLimits.maxRateBps else { throw EngineError(.invalid, "TAX_BPS out of range") }
+            guard money.invoices.count < MoneyLimits.maxInvoicesPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of invoices") }
+            let slot = Int32(money.invoices.count)
+            if let id {
+                try Validate.id(id, field: "invoice id")
+                guard GeneratedID.parse(id, prefix: UInt8(ascii: "v")) == nil else { throw EngineError(.invalid, "invoice id \(id) has the reserved form v<n>.<n>") }
+                if let existing = context.indexes.invoices.lookup(id) {
+                    // A retry: the same investor answers the same invoice.
+                    guard existing.deal == ref, Int(existing.slot) < money.invoices.count, money.invoices[Int(existing.slot)].investor == investor else {
+                        throw EngineError(.conflict, "invoice id \(id) is already used")
+                    }
+                    return .id(id)
+                }
+            }
+            let chosen = id ?? GeneratedID.make(prefix: UInt8(ascii: "v"), deal: ref, slot: slot)
+            let invoice = try decideInvoice(investor: investor, id: chosen, due: due, taxBps: taxBps, by: principal?.user)
+            if let id, context.indexes.invoices.insertIfAbsent(id, RowRef(deal: ref, slot: slot)) != nil {
+                throw EngineError(.conflict, "invoice id \(id) is already used")
+            }
+            commit(.invoiceCreated(invoice))
+            return .id(chosen)
+        case .sendInvoice(let id):
+            let slot = try invoiceSlot(id, index: context.indexes)
+            let inv = money.invoices[Int(slot)]
+            if inv.sent && !inv.cancelled { return .ok }
+            guard !inv.cancelled else { throw EngineError(.conflict, "invoice \(id) is cancelled") }
+            commit(.invoiceSent(invoice: slot))
+            return .ok
+        case .cancelInvoice(let id):
+            let slot = try invoiceSlot(id, index: context.indexes)
+            let inv = money.invoices[Int(slot)]
+            if inv.cancelled { return .ok }
+            guard inv.paid.raw == 0 else { throw EngineError(.conflict, "invoice \(id) has \(inv.paid) paid; refund the payments before cancelling") }
+            commit(.invoiceCancelled(invoice: slot))
+            return .ok
+        case .getInvoice(let id):
+            return .fields(invoiceFields(try invoiceSlot(id, index: context.indexes)))
+        case .listInvoices(let investor, let status, let cursor, let count):
+            let scope: [String: KYCStatus]? = principal.flatMap { $0.isStaff ? nil : $0.investors }
+            return page(from: cursor, count: count, total: money.invoices.count) { slot in
+                let inv = money.invoices[slot]
+                if let investor, inv.investor != investor { return nil }
+                if let status, inv.status != status { return nil }
+                if let scope, scope[inv.investor] == nil { return nil }
+                return invoiceFields(Int32(slot))
+            }
+        case .recordPayment(let invoiceID, let amount, let method, let paidAt, let id):
+            let slot = try invoiceSlot(invoiceID, index: context.indexes)
+            if let m = method { try Validate.text(m, field: "method") }
+            guard amount.raw > 0 && amount.raw <= NumberLimits.maxMoneyRaw else { throw EngineError(.invalid, "a payment amount is greater than zero, got \(amount)") }
+            if let id {
+                try Validate.id(id, field: "payment id")
+                guard GeneratedID.parse(id, prefix: UInt8(ascii: "y")) == nil else { throw EngineError(.invalid, "payment id \(id) has the reserved form y<n>.<n>") }
+                if let existing = context.indexes.payments.lookup(id) {
+                    guard existing.deal == ref, Int(existing.slot) < money.payments.count, money.payments[Int(existing.slot)].invoice == slot,
+                          money.payments[Int(existing.slot)].amount == amount else {
+                        throw EngineError(.conflict, "payment id \(id) was used with different parameters")
+                    }
+                    return .id(id)
+                }
+            }
+            let inv = money.invoices[Int(slot)]
+            guard !inv.cancelled else { throw EngineError(.conflict, "invoice \(invoiceID) is cancelled") }
+            guard inv.paid.raw + amount.raw <= inv.total.raw else {
+                throw EngineError(.conflict, "paying \(amount) would pay more than is owed on invoice \(invoiceID): total \(inv.total), paid \(inv.paid)")
+            }
+            guard money.payments.count < MoneyLimits.maxPaymentsPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of payments") }
+            let pslot = Int32(money.payments.count)
+            if let id, context.indexes.payments.insertIfAbsent(id, RowRef(deal: ref, slot: pslot)) != nil {
+                throw EngineError(.conflict, "payment id \(id) is already used")
+            }
+            let chosen = id ?? GeneratedID.make(prefix: UInt8(ascii: "y"), deal: ref, slot: pslot)
+            commit(.paymentRecorded(Payment(id: chosen, invoice: slot, amount: amount, method: method, paidAt: paidAt ?? now, createdBy: principal?.user)))
+            return .id(chosen)
+        case .refundPayment(let id):
+            let slot = try paymentSlot(id, index: context.indexes)
+            if money.payments[Int(slot)].refunded { return .ok }
+            commit(.paymentRefunded(payment: slot))
+            return .ok
+        case .getPayment(let id):
+            return .fields(paymentFields(try paymentSlot(id, index: context.indexes)))
         case .listFees(let investor, let status, let cursor, let count):
             let scope: [String: KYCStatus]? = principal.flatMap { $0.isStaff ? nil : $0.investors }
             return page(from: cursor, count: count, total: money.feeEvents.count) { slot in

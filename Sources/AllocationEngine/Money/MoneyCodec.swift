@@ -11,10 +11,16 @@ extension DealMoneyChange {
         case .feesAccrued: 63
         case .feeVoided: 64
         case .dealExited: 65
+        case .invoiceCreated: 66
+        case .invoiceSent: 67
+        case .invoiceCancelled: 68
+        case .paymentRecorded: 69
+        case .paymentRefunded: 70
         }
     }
     static let typeNames: [UInt8: String] = [
         60: "feeplan.created", 61: "feeplan.component", 62: "terms.set", 63: "fees.accrued", 64: "fee.voided", 65: "deal.exited",
+        66: "invoice.created", 67: "invoice.sent", 68: "invoice.cancelled", 69: "payment.recorded", 70: "payment.refunded",
     ]
 }
 
@@ -52,6 +58,10 @@ enum MoneyCodec {
         case .feeVoided(let slot): w.varint(UInt64(slot))
         case .dealExited(let price, let on, let events):
             w.zigzag(price.raw); w.zigzag(Int64(on.days)); encode(.feesAccrued(events), into: &w)
+        case .invoiceCreated(let inv): encodeInvoice(inv, &w)
+        case .invoiceSent(let s), .invoiceCancelled(let s), .paymentRefunded(let s): w.varint(UInt64(s))
+        case .paymentRecorded(let p):
+            w.string(p.id); w.varint(UInt64(p.invoice)); w.zigzag128(p.amount.raw); opt(p.method, &w); w.zigzag(p.paidAt); opt(p.createdBy, &w)
         }
     }
 
@@ -67,6 +77,13 @@ enum MoneyCodec {
             for _ in 0..<n { events.append(try decodeEvent(&r)) }
             return .feesAccrued(events)
         case 64: return .feeVoided(event: try slot(&r))
+        case 66: return .invoiceCreated(try decodeInvoice(&r))
+        case 67: return .invoiceSent(invoice: try slot(&r))
+        case 68: return .invoiceCancelled(invoice: try slot(&r))
+        case 69:
+            return .paymentRecorded(Payment(id: try r.string(), invoice: try slot(&r), amount: try money(&r), method: try opt(&r),
+                                            paidAt: try r.zigzag(), createdBy: try opt(&r)))
+        case 70: return .paymentRefunded(payment: try slot(&r))
         case 65:
             let price = Price(raw: try r.zigzag())
             let day = try r.zigzag()
@@ -75,6 +92,26 @@ enum MoneyCodec {
             return .dealExited(price: price, on: CivilDate(days: Int32(day)), events)
         default: return nil
         }
+    }
+
+    static func encodeInvoice(_ inv: Invoice, _ w: inout W) {
+        w.string(inv.id); w.string(inv.investor); w.varint(UInt64(inv.lines.count))
+        for l in inv.lines { w.varint(UInt64(l.event)); w.zigzag128(l.amount.raw) }
+        w.zigzag128(inv.subtotal.raw); w.zigzag(Int64(inv.taxBps)); w.zigzag128(inv.tax.raw); w.zigzag128(inv.total.raw)
+        w.string(inv.currency); optInt(inv.dueDate.map { Int64($0.days) }, &w); opt(inv.createdBy, &w)
+    }
+    static func decodeInvoice(_ r: inout R) throws(DecodeError) -> Invoice {
+        let id = try r.string(), investor = try r.string()
+        var lines: [InvoiceLine] = []
+        for _ in 0..<(try StateCodec.count(&r, "invoice line")) { lines.append(InvoiceLine(event: try slot(&r), amount: try money(&r))) }
+        let subtotal = try money(&r)
+        let taxBps = try r.zigzag()
+        guard taxBps >= 0 && taxBps <= Int64(MoneyLimits.maxRateBps) else { throw DecodeError("tax bps \(taxBps)") }
+        let tax = try money(&r), total = try money(&r), currency = try r.string()
+        let due = try optInt(&r)
+        guard due.map({ $0 >= Int64(Int32.min) && $0 <= Int64(Int32.max) }) ?? true else { throw DecodeError("due date out of range") }
+        return Invoice(id: id, investor: investor, lines: lines, subtotal: subtotal, taxBps: Int32(taxBps), tax: tax, total: total,
+                       currency: currency, dueDate: due.map { CivilDate(days: Int32($0)) }, createdBy: try opt(&r))
     }
 
     static func encodeComponent(_ c: FeeComponent, _ w: inout W) {
@@ -128,6 +165,14 @@ enum MoneyCodec {
         w.varint(UInt64(m.feeEvents.count))
         for e in m.feeEvents { encodeEvent(e, &w); w.u8(e.status.rawValue); w.zigzag(e.createdAt) }
         if let exit = m.exit { w.u8(1); w.zigzag(exit.price.raw); w.zigzag(Int64(exit.on.days)) } else { w.u8(0) }
+        w.varint(UInt64(m.invoices.count))
+        for inv in m.invoices {
+            encodeInvoice(inv, &w); w.u8(inv.sent ? 1 : 0); w.u8(inv.cancelled ? 1 : 0); w.zigzag128(inv.paid.raw); w.zigzag(inv.createdAt)
+        }
+        w.varint(UInt64(m.payments.count))
+        for p in m.payments {
+            encode(.paymentRecorded(p), into: &w); w.u8(p.refunded ? 1 : 0); w.zigzag(p.createdAt)
+        }
     }
 
     static func decodeMoney(_ r: inout R, allocations: Int) throws(DecodeError) -> DealMoney {
@@ -173,6 +218,23 @@ enum MoneyCodec {
             m.exit = (price, CivilDate(days: Int32(day)))
         case let f: throw DecodeError("exit flag \(f)")
         }
+        for _ in 0..<(try StateCodec.count(&r, "invoice")) {
+            var inv = try decodeInvoice(&r)
+            inv.sent = try r.u8() == 1
+            inv.cancelled = try r.u8() == 1
+            inv.paid = try money(&r)
+            inv.createdAt = try r.zigzag()
+            for l in inv.lines where Int(l.event) >= m.feeEvents.count { throw DecodeError("invoice \(inv.id) bills a missing fee event") }
+            guard inv.paid.raw >= 0 && inv.paid.raw <= inv.total.raw else { throw DecodeError("invoice \(inv.id) paid beyond its total") }
+            m.invoices.append(inv)
+        }
+        for _ in 0..<(try StateCodec.count(&r, "payment")) {
+            guard case .paymentRecorded(var p)? = try decode(type: 69, &r) else { throw DecodeError("payment") }
+            guard Int(p.invoice) < m.invoices.count else { throw DecodeError("payment of a missing invoice") }
+            p.refunded = try r.u8() == 1
+            p.createdAt = try r.zigzag()
+            m.payments.append(p)
+        }
         return m
     }
 }
@@ -197,6 +259,11 @@ extension DealMoneyChange {
             return "events=\(events.count)" + events.prefix(8).map { " [\($0.investor) alloc=#\($0.allocation) comp=#\($0.component) \($0.eventDate) \($0.computedAmount)]" }.joined()
         case .feeVoided(let s): return "event=#\(s)"
         case .dealExited(let p, let on, let events): return "exit_price=\(p) on=\(on) fees=\(events.count)"
+        case .invoiceCreated(let i): return "invoice=\(i.id) investor=\(i.investor) lines=\(i.lines.count) subtotal=\(i.subtotal) tax=\(i.tax) total=\(i.total)"
+        case .invoiceSent(let s): return "invoice=#\(s) sent"
+        case .invoiceCancelled(let s): return "invoice=#\(s) cancelled"
+        case .paymentRecorded(let p): return "payment=\(p.id) invoice=#\(p.invoice) amount=\(p.amount)" + (p.createdBy.map { " by=\($0)" } ?? "")
+        case .paymentRefunded(let s): return "payment=#\(s) refunded"
         }
     }
 }

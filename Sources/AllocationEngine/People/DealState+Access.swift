@@ -25,7 +25,7 @@ extension DealState {
         }
         switch request {
         case .getDeal, .getLot, .inventory, .people(.listMembers), .money(.getPlan): return nil
-        case .money(.listFees): return nil  // filtered to the user's investors inside
+        case .money(.listFees), .money(.listInvoices): return nil  // filtered to the user's investors inside
         case .people(.getApproval), .people(.listApprovals), .people(.getInvite):
             // Staff reads (the handler refuses them by role too; this keeps in-process callers to the same rule).
             return EngineError(.noPermission, "user \(p.user) (\(p.role.rawValue)) may not read approvals or invite links")
@@ -85,6 +85,10 @@ extension DealState {
         case .getAllocation(let a), .approve(let a), .reject(let a), .settle(let a): return investor(ofAllocation: a)
         case .people(.commit(let investor, _, _, _)): return investor
         case .money(.getTerms(let investor)), .money(.termsHistory(let investor)): return investor
+        case .money(.getInvoice(let id)):
+            return (try? invoiceSlot(id, index: index)).map { money.invoices[Int($0)].investor }
+        case .money(.getPayment(let id)):
+            return (try? paymentSlot(id, index: index)).map { money.invoices[Int(money.payments[Int($0)].invoice)].investor }
         case .people(.commitStatus(let id, _)), .people(.getCommitment(let id)):
             return (try? commitmentSlot(id, index: index)).map { people.commitments[Int($0)].investor }
         default: return nil

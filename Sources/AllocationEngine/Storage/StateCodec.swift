@@ -272,6 +272,16 @@ public enum StateCodec {
                     throw DecodeError("fee plan id \(p.id) appears twice")
                 }
             }
+            for (slot, inv) in s.money.invoices.enumerated() {
+                guard indexes.invoices.claim(inv.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
+                    throw DecodeError("invoice id \(inv.id) appears twice or names another row")
+                }
+            }
+            for (slot, p) in s.money.payments.enumerated() {
+                guard indexes.payments.claim(p.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
+                    throw DecodeError("payment id \(p.id) appears twice or names another row")
+                }
+            }
             for (slot, i) in s.people.invites.enumerated() {
                 if indexes.inviteTokens.insertIfAbsent(i.tokenHash, RowRef(deal: s.info.number, slot: Int32(slot))) != nil {
                     throw DecodeError("invite token of \(i.id) appears twice")

@@ -67,11 +67,13 @@ enum Target: Sendable {
 }
 
 enum RowKind: Sendable {
-    case commitment, approval, invite, inviteToken, feePlan, feeEvent
+    case commitment, approval, invite, inviteToken, feePlan, feeEvent, invoice, payment
     var name: String {
         switch self {
         case .feePlan: "fee plan"
         case .feeEvent: "fee event"
+        case .invoice: "invoice"
+        case .payment: "payment"
         case .commitment: "commitment"
         case .approval: "approval"
         case .invite, .inviteToken: "invite"
@@ -85,6 +87,8 @@ enum RowKind: Sendable {
         case .inviteToken: i.inviteTokens
         case .feePlan: i.feePlans
         case .feeEvent: i.feeEvents
+        case .invoice: i.invoices
+        case .payment: i.payments
         }
     }
 }

@@ -123,6 +123,79 @@ enum MoneyCommands {
             }
             return .deal(.money(.exit(price: price, on: on)), .deal(deal))
         },
+        CommandSpec("INVOICE.CREATE", "INVOICE.CREATE <deal> <investor> [DUE <yyyy-mm-dd>] [TAX_BPS <n>] [ID <id>]", .administer) { a throws(CommandError) in
+            let deal = try a.req("deal"), investor = try a.req("investor")
+            var due: CivilDate?
+            var tax: Int32 = 0
+            var id: String?
+            while let option = a.next() {
+                let value = try a.req(option)
+                switch option.uppercased() {
+                case "DUE": due = try engine { () throws(EngineError) in try CivilDate.parse(value, field: "DUE") }
+                case "TAX_BPS": tax = try bps(value, "TAX_BPS")
+                case "ID": id = value
+                default: throw a.unknownOption(option)
+                }
+            }
+            return .deal(.money(.createInvoice(investor: investor, due: due, taxBps: tax, id: id)), .deal(deal))
+        },
+        CommandSpec("INVOICE.SEND", "INVOICE.SEND <invoice>", .administer) { a throws(CommandError) in
+            let id = try a.req("invoice"); try a.end()
+            return .deal(.money(.sendInvoice(id)), .row(.invoice, id))
+        },
+        CommandSpec("INVOICE.CANCEL", "INVOICE.CANCEL <invoice>", .administer) { a throws(CommandError) in
+            let id = try a.req("invoice"); try a.end()
+            return .deal(.money(.cancelInvoice(id)), .row(.invoice, id))
+        },
+        CommandSpec("INVOICE.GET", "INVOICE.GET <invoice>", .read) { a throws(CommandError) in
+            let id = try a.req("invoice"); try a.end()
+            return .deal(.money(.getInvoice(id)), .row(.invoice, id))
+        },
+        CommandSpec("INVOICE.LIST", "INVOICE.LIST <deal> [INVESTOR <investor>] [STATUS draft|sent|paid|partial|cancelled] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
+            let deal = try a.req("deal")
+            var investor: String?
+            var status: InvoiceStatus?
+            var paging = Paging()
+            while let option = a.next() {
+                if try paging.take(option, &a) { continue }
+                let value = try a.req(option)
+                switch option.uppercased() {
+                case "INVESTOR": investor = value
+                case "STATUS":
+                    guard let s = InvoiceStatus(rawValue: value.lowercased()) else {
+                        throw CommandError("INVALID", "invoice STATUS is draft, sent, paid, partial or cancelled, got '\(value.prefix(32))'")
+                    }
+                    status = s
+                default: throw a.unknownOption(option)
+                }
+            }
+            return .deal(.money(.listInvoices(investor: investor, status: status, cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
+        },
+        CommandSpec("PAYMENT.RECORD", "PAYMENT.RECORD <invoice> <amount> [METHOD <text>] [PAID_AT <unix s>] [ID <id>]", .administer) { a throws(CommandError) in
+            let invoice = try a.req("invoice"), amountText = try a.req("amount")
+            let amount = try engine { () throws(EngineError) in try Money.parse(amountText) }
+            var method: String?
+            var paidAt: Int64?
+            var id: String?
+            while let option = a.next() {
+                let value = try a.req(option)
+                switch option.uppercased() {
+                case "METHOD": method = value
+                case "PAID_AT": paidAt = try unixSeconds(value, "PAID_AT")
+                case "ID": id = value
+                default: throw a.unknownOption(option)
+                }
+            }
+            return .deal(.money(.recordPayment(invoice: invoice, amount: amount, method: method, paidAt: paidAt, id: id)), .row(.invoice, invoice))
+        },
+        CommandSpec("PAYMENT.REFUND", "PAYMENT.REFUND <payment>", .administer) { a throws(CommandError) in
+            let id = try a.req("payment"); try a.end()
+            return .deal(.money(.refundPayment(id)), .row(.payment, id))
+        },
+        CommandSpec("PAYMENT.GET", "PAYMENT.GET <payment>", .read) { a throws(CommandError) in
+            let id = try a.req("payment"); try a.end()
+            return .deal(.money(.getPayment(id)), .row(.payment, id))
+        },
     ]
 
     static func bps(_ text: String, _ what: String) throws(CommandError) -> Int32 {
