@@ -43,6 +43,9 @@ public actor DealActor {
         replies.reserveCapacity(requests.count)
         var changed: [Int] = []
         let admission = context.sink?.admission ?? .open
+        // Whether the access rules apply, decided once per batch (the principal
+        // is the same for every request of it): staff skip them unless a deal is KYC-gated.
+        let memberRules = principal.map { !$0.isStaff } ?? false
         // Requests are used in place (`requests[i]`), not bound to locals: a
         // request is a large value and copying it per hold shows in profiles.
         for i in requests.indices {
@@ -53,7 +56,7 @@ public actor DealActor {
             let before = changes.count
             // One branch for the staff hold path: only other users and
             // KYC-gated deals need the access rules.
-            if principal.map({ !$0.isStaff }) ?? false || state.info.kycRequired,
+            if memberRules || state.info.kycRequired,
                let refusal = state.refusal(of: requests[i], as: principal, context: context) {
                 replies.append(.failure(refusal))
                 continue
