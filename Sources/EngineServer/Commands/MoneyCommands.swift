@@ -94,21 +94,9 @@ enum MoneyCommands {
         },
         CommandSpec("FEES.LIST", "FEES.LIST <deal> [INVESTOR <investor>] [STATUS accrued|invoiced|voided] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
             let deal = try a.req("deal")
-            var investor: String?
-            var status: FeeEventStatus?
-            var paging = Paging()
-            while let option = a.next() {
-                if try paging.take(option, &a) { continue }
-                let value = try a.req(option)
-                switch option.uppercased() {
-                case "INVESTOR": investor = value
-                case "STATUS":
-                    guard let s = FeeEventStatus(name: value.lowercased()) else {
-                        throw CommandError("INVALID", "fee STATUS is accrued, invoiced or voided, got '\(value.prefix(32))'")
-                    }
-                    status = s
-                default: throw a.unknownOption(option)
-                }
+            let (investor, status, paging) = try listOptions(&a) { v throws(CommandError) in
+                guard let s = FeeEventStatus(name: v) else { throw CommandError("INVALID", "fee STATUS is accrued, invoiced or voided, got '\(v.prefix(32))'") }
+                return s
             }
             return .deal(.money(.listFees(investor: investor, status: status, cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
         },
@@ -153,21 +141,11 @@ enum MoneyCommands {
         },
         CommandSpec("INVOICE.LIST", "INVOICE.LIST <deal> [INVESTOR <investor>] [STATUS draft|sent|paid|partial|cancelled] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
             let deal = try a.req("deal")
-            var investor: String?
-            var status: InvoiceStatus?
-            var paging = Paging()
-            while let option = a.next() {
-                if try paging.take(option, &a) { continue }
-                let value = try a.req(option)
-                switch option.uppercased() {
-                case "INVESTOR": investor = value
-                case "STATUS":
-                    guard let s = InvoiceStatus(rawValue: value.lowercased()) else {
-                        throw CommandError("INVALID", "invoice STATUS is draft, sent, paid, partial or cancelled, got '\(value.prefix(32))'")
-                    }
-                    status = s
-                default: throw a.unknownOption(option)
+            let (investor, status, paging) = try listOptions(&a) { v throws(CommandError) in
+                guard let s = InvoiceStatus(rawValue: v) else {
+                    throw CommandError("INVALID", "invoice STATUS is draft, sent, paid, partial or cancelled, got '\(v.prefix(32))'")
                 }
+                return s
             }
             return .deal(.money(.listInvoices(investor: investor, status: status, cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
         },
@@ -197,6 +175,23 @@ enum MoneyCommands {
             return .deal(.money(.getPayment(id)), .row(.payment, id))
         },
     ]
+
+    /// The options of a money list: `[INVESTOR <i>] [STATUS <s>] [CURSOR <c>] [COUNT <n>]`.
+    static func listOptions<S>(_ a: inout Arguments, status parse: (String) throws(CommandError) -> S) throws(CommandError) -> (String?, S?, Paging) {
+        var investor: String?
+        var status: S?
+        var paging = Paging()
+        while let option = a.next() {
+            if try paging.take(option, &a) { continue }
+            let value = try a.req(option)
+            switch option.uppercased() {
+            case "INVESTOR": investor = value
+            case "STATUS": status = try parse(value.lowercased())
+            default: throw a.unknownOption(option)
+            }
+        }
+        return (investor, status, paging)
+    }
 
     static func bps(_ text: String, _ what: String) throws(CommandError) -> Int32 {
         guard let v = Int32(text), v >= 0, v <= MoneyLimits.maxRateBps else {
