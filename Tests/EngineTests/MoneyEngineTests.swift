@@ -304,6 +304,64 @@ private let allIn = FeeComponent(id: "sub", kind: .subscription, method: .percen
         }
     }
 
+    @Test func termSheetVersionsAndTransitions() async throws {
+        try await withEngine { e, clock in
+            try await openDeal(e)
+            try await plan(e, "carry", [allIn])
+            func sheet(_ id: String) async throws -> [Field] {
+                guard case .fields(let f) = try await mo(e, .getTermSheet(id)) else { return [] }
+                return f
+            }
+            guard case .id(let t1) = try await mo(e, .issueTermSheet(investor: "inv-a", price: p("28.5"), plan: "carry", validUntil: nil, currency: nil, doc: "doc-1")) else { return }
+            guard case .id(let t2) = try await mo(e, .issueTermSheet(investor: "inv-a", price: p("28"), plan: "carry", validUntil: nil, currency: nil, doc: nil)) else { return }
+            guard case .id(let other) = try await mo(e, .issueTermSheet(investor: "inv-b", price: p("30"), plan: nil, validUntil: nil, currency: "EUR", doc: nil)) else { return }
+            let s1 = try await sheet(t1), s2 = try await sheet(t2), so = try await sheet(other)
+            #expect(s1[field: "version"] == "1" && s1[field: "supersedes_id"] == nil && s1[field: "doc_id"] == "doc-1")
+            #expect(s2[field: "version"] == "2" && s2[field: "supersedes_id"] == t1)
+            #expect(so[field: "version"] == "1" && so[field: "currency"] == "EUR")
+            await expectError(.conflict) { try await mo(e, .moveTermSheet(t2, to: .accepted)) }  // draft: send first
+            _ = try await mo(e, .moveTermSheet(t2, to: .sent))
+            _ = try await mo(e, .moveTermSheet(t2, to: .accepted))
+            #expect(try await sheet(t2)[field: "status"] == "accepted")
+            // Accepting a sheet that names a plan makes it the investor's terms.
+            guard case .fields(let t) = try await mo(e, .getTerms(investor: "inv-a")) else { Issue.record("terms"); return }
+            #expect(t[field: "fee_plan"] == "carry" && t[field: "status"] == "active")
+            await expectError(.conflict) { try await mo(e, .moveTermSheet(t2, to: .rejected)) }
+            _ = try await mo(e, .moveTermSheet(t1, to: .rejected))
+            await expectError(.conflict) { try await mo(e, .moveTermSheet(t1, to: .sent)) }
+            await expectError(.notFound) { try await mo(e, .issueTermSheet(investor: "inv-a", price: p("1"), plan: "nope", validUntil: nil, currency: nil, doc: nil)) }
+            await expectError(.invalid) { try await mo(e, .issueTermSheet(investor: "inv-a", price: p("1"), plan: nil, validUntil: clock.nowMillis() - 1, currency: nil, doc: nil)) }
+        }
+    }
+
+    /// `valid_until` passing is a logged change made by the expiry ticker (SWEEP), like a hold's expiry.
+    @Test func termSheetsExpireAsLoggedChanges() async throws {
+        let io = SimulatedFileIO(seed: 0x7465726d)
+        let clock = ManualClock()
+        let d = try await openDurable(io, clock)
+        let e = d.engine
+        try await openDeal(e)
+        let until = clock.nowMillis() + 60_000
+        guard case .id(let t) = try await mo(e, .issueTermSheet(investor: "inv-a", price: p("10"), plan: nil, validUntil: until, currency: nil, doc: nil)) else { return }
+        guard case .id(let late) = try await mo(e, .issueTermSheet(investor: "inv-b", price: p("10"), plan: nil, validUntil: until, currency: nil, doc: nil)) else { return }
+        _ = try await mo(e, .moveTermSheet(t, to: .sent))
+        clock.advance(millis: 59_999)
+        #expect(await e.sweepExpired() == 0)
+        clock.advance(millis: 1)
+        // Accepting after valid_until records the expiry and answers EXPIRED.
+        await expectError(.expired) { try await mo(e, .moveTermSheet(late, to: .sent)) }
+        #expect(await e.sweepExpired() == 1)  // t, by the sweep
+        guard case .fields(let f) = try await mo(e, .getTermSheet(t)) else { Issue.record("sheet"); return }
+        #expect(f[field: "status"] == "expired")
+        await expectError(.conflict) { try await mo(e, .moveTermSheet(t, to: .accepted)) }
+        let live = await e.digest()
+        try await d.close()
+        #expect(try logRecords(io).filter { $0.typeName == "termsheet.status" }.count == 3)
+        // Replay reads no clock: the expiries are in the log.
+        let (replayed, _) = try recoverDigest(io)
+        #expect(replayed == live)
+    }
+
     /// Replay applies the logged amounts: snapshot + replay and replay from LSN 1 equal the live state.
     @Test func replayComputesNothingAgain() async throws {
         let io = SimulatedFileIO(seed: 0x6d6f6e6579)
@@ -326,10 +384,14 @@ private let allIn = FeeComponent(id: "sub", kind: .subscription, method: .percen
         _ = try await mo(e, .recordPayment(invoice: invoice, amount: try Money.parse("10"), method: "wire", paidAt: nil, id: "pay-r"))
         _ = try await mo(e, .recordPayment(invoice: invoice, amount: try Money.parse("5"), method: nil, paidAt: nil, id: nil))
         _ = try await mo(e, .refundPayment("pay-r"))
+        if case .id(let ts) = try await mo(e, .issueTermSheet(investor: "inv-b", price: p("28"), plan: "carry", validUntil: nil, currency: nil, doc: nil)) {
+            _ = try await mo(e, .moveTermSheet(ts, to: .sent))
+            _ = try await mo(e, .moveTermSheet(ts, to: .accepted))
+        }
         let live = await e.digest()
         try await d.close()
         let names = try logRecords(io).map(\.typeName)
-        for n in ["feeplan.created", "feeplan.component", "terms.set", "fees.accrued", "fee.voided", "deal.exited", "invoice.created", "payment.recorded", "payment.refunded"] { #expect(names.contains(n), "\(n)") }
+        for n in ["feeplan.created", "feeplan.component", "terms.set", "fees.accrued", "fee.voided", "deal.exited", "invoice.created", "payment.recorded", "payment.refunded", "termsheet.issued", "termsheet.status"] { #expect(names.contains(n), "\(n)") }
         let (fromSnapshot, report) = try recoverDigest(io)
         #expect(report.snapshotLSN > 0)
         #expect(fromSnapshot == live)

@@ -238,6 +238,9 @@ private struct SPRow: Sendable {
     var pDecide = ""
     var pGet = ""
     var feeVoid = ""
+    var sheetOwn = ""
+    var sheetOther = ""
+    var sheetReject = ""
     var token = ""
     init(_ t: String) { self.t = t }
 }
@@ -311,6 +314,10 @@ private func spSetupRow(_ a: SrvClient, _ row: inout SPRow, _ p: SPPrincipal, su
     #expect(await a.call("INVOICE.CREATE", r.deal, x("i4"), "ID", x("icancel")) == .bulk(x("icancel")))
     #expect(await a.call("PAYMENT.RECORD", x("ioth"), "0.1", "ID", x("pay")) == .bulk(x("pay")))
     #expect(await a.call("PAYMENT.RECORD", x("ioth"), "0.1", "ID", x("payr")) == .bulk(x("payr")))
+    row.sheetOwn = await a.call("TERMSHEET.ISSUE", r.deal, r.inv, "28.5").string ?? "?"
+    row.sheetOther = await a.call("TERMSHEET.ISSUE", r.deal, r.oth, "28.5", "PLAN", x("plan")).string ?? "?"
+    await spOK(a, "TERMSHEET.SEND", row.sheetOther)
+    row.sheetReject = await a.call("TERMSHEET.ISSUE", r.deal, r.oth, "29").string ?? "?"
     let invites = [await a.call("INVITE.CREATE", r.deal, "viewer"), await a.call("INVITE.CREATE", r.deal, "viewer"),
                    await a.call("INVITE.CREATE", r.deal, "viewer")]
     row.invRevoke = invites[0].elements?.first?.string ?? "?"
@@ -426,6 +433,12 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("PAYMENT.RECORD",                        "++P|PPPPPPPPP|P", { r in ["PAYMENT.RECORD", r.id("ioth"), "0.1"] }),
     ("PAYMENT.REFUND",                        "++P|PPPPPPPPP|P", { r in ["PAYMENT.REFUND", r.id("payr")] }),
     ("INVOICE.CANCEL",                        "++P|PPPPPPPPP|P", { r in ["INVOICE.CANCEL", r.id("icancel")] }),
+    ("TERMSHEET.ISSUE",                       "++P|PPPPPPPPP|P", { r in ["TERMSHEET.ISSUE", r.deal, r.oth, "30", "VALID_UNTIL", "4102444800"] }),
+    ("TERMSHEET.GET own",                     "+++|+++++++++|F", { r in ["TERMSHEET.GET", r.sheetOwn] }),
+    ("TERMSHEET.GET other",                   "+++|PPPPPPPPP|F", { r in ["TERMSHEET.GET", r.sheetOther] }),
+    ("TERMSHEET.SEND",                        "++P|PPPPPPPPP|P", { r in ["TERMSHEET.SEND", r.sheetOwn] }),
+    ("TERMSHEET.ACCEPT",                      "++P|PPPPPPPPP|P", { r in ["TERMSHEET.ACCEPT", r.sheetOther] }),
+    ("TERMSHEET.REJECT",                      "++P|PPPPPPPPP|P", { r in ["TERMSHEET.REJECT", r.sheetReject] }),
     ("DEAL.EXIT",                             "++P|PPPPPPPPP|P", { r in ["DEAL.EXIT", r.deal, "12", "ON", "2030-01-01"] }),
     ("INVITE.ACCEPT",                         "+++|CCCCCCCCC|+", { r in ["INVITE.ACCEPT", r.acceptToken] }),
 ]

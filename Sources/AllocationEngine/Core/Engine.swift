@@ -104,7 +104,7 @@ public final class Engine: Sendable {
             byID[Self.shard(state.info.id)].withLock { $0[state.info.id] = actor }
             byNumber[Int(state.info.number) % Self.shardCount].withLock { $0[state.info.number] = actor }
             maxNumber = max(maxNumber, state.info.number)
-            if let earliest = state.expiry.earliest { context.scheduler.register(at: earliest, deal: state.info.number) }
+            if let earliest = state.earliestWake { context.scheduler.register(at: earliest, deal: state.info.number) }
         }
         nextNumber = Atomic(maxNumber + 1)
     }

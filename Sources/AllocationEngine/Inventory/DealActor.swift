@@ -83,6 +83,11 @@ public actor DealActor {
             state.commit(.holdExpired(deal: id, hold: h.id), time: now, context: context, changes: &changes)
             count += 1
         }
+        // Term sheets past their valid_until expire the same way, as logged changes.
+        for slot in state.dueTermSheets(now: now) {
+            state.commit(.money(deal: id, .termSheetStatus(sheet: slot, status: .expired, by: nil)), time: now, context: context, changes: &changes)
+            count += 1
+        }
         state.compactExpiryIfMostlyStale()
         var none: [DealReply] = []
         let lsn = flushChanges(time: now, replies: &none, changed: [])
@@ -111,7 +116,7 @@ public actor DealActor {
     }
 
     private func registerWake() {
-        if let earliest = state.expiry.earliest, earliest < registeredWake {
+        if let earliest = state.earliestWake, earliest < registeredWake {
             registeredWake = earliest
             context.scheduler.register(at: earliest, deal: number)
         }

@@ -355,5 +355,7 @@ public final class EngineIndexes: Sendable {
     /// Invoices (`v<deal>.<n>` or the caller's id) and payments (`y<deal>.<n>` or the caller's id).
     public let invoices = IdIndex(generatedPrefix: UInt8(ascii: "v"))
     public let payments = IdIndex(generatedPrefix: UInt8(ascii: "y"))
+    /// Term sheets (`t<deal>.<n>`, generated only).
+    public let termSheets = IdIndex(generatedPrefix: UInt8(ascii: "t"))
     public init() {}
 }

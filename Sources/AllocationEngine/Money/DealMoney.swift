@@ -17,6 +17,9 @@ public struct DealMoney: Sendable {
     public internal(set) var feeEvents = ChunkedArray<FeeEvent>()
     /// What has accrued already (not voided): computing again never accrues it twice.
     var accrued: Set<FeeKey> = []
+    public internal(set) var termSheets: [TermSheet] = []
+    /// Open term sheets by `valid_until`, for the expiry ticker (stale entries are skipped).
+    var sheetExpiry = ExpiryHeap()
     public internal(set) var invoices: [Invoice] = []
     public internal(set) var payments: [Payment] = []
     /// The deal's exit (`DEAL.EXIT`, once per deal): price per unit and day.
@@ -34,6 +37,7 @@ public enum MoneyLimits {
     /// Rates in basis points: 0 to 100 000 (1000 %).
     public static let maxRateBps: Int32 = 100_000
     public static let maxInvoicesPerDeal = 1_000_000
+    public static let maxTermSheetsPerDeal = 1_000_000
     public static let maxPaymentsPerDeal = 10_000_000
 }
 
@@ -150,6 +154,9 @@ public indirect enum DealMoneyChange: Hashable, Sendable {
     case invoiceCancelled(invoice: Int32)
     case paymentRecorded(Payment)
     case paymentRefunded(payment: Int32)
+    case termSheetIssued(TermSheet)
+    /// Sent, accepted (and, with a plan, the investor's terms set), rejected, or expired (by the ticker).
+    case termSheetStatus(sheet: Int32, status: TermSheetStatus, by: String?)
 }
 
 /// What callers ask of a deal actor about money (boxed in `DealRequest.money`).
@@ -172,12 +179,15 @@ public enum MoneyRequest: Sendable {
     case recordPayment(invoice: String, amount: Money, method: String?, paidAt: Int64?, id: String?)
     case refundPayment(String)
     case getPayment(String)
+    case issueTermSheet(investor: String, price: Price, plan: String?, validUntil: Int64?, currency: String?, doc: String?)
+    case moveTermSheet(String, to: TermSheetStatus)
+    case getTermSheet(String)
 
     public var isChange: Bool {
         switch self {
         case .createPlan, .addComponent, .setTerms, .computeFees, .voidFee, .exit, .createInvoice, .sendInvoice, .cancelInvoice,
-             .recordPayment, .refundPayment: true
-        case .getPlan, .getTerms, .termsHistory, .listFees, .getInvoice, .listInvoices, .getPayment: false
+             .recordPayment, .refundPayment, .issueTermSheet, .moveTermSheet: true
+        case .getPlan, .getTerms, .termsHistory, .listFees, .getInvoice, .listInvoices, .getPayment, .getTermSheet: false
         }
     }
 }

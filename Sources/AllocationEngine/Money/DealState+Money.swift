@@ -37,12 +37,9 @@ extension DealState {
             }
             money.plans[Int(slot)].components.append(component)
         case .termsSet(let investor, let plan, let overrides, let by):
-            guard plan >= 0 && Int(plan) < money.plans.count else { throw EngineError(.notFound, "fee plan #\(plan) not in deal \(info.id)") }
-            guard money.terms.count < MoneyLimits.maxTermsPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of terms") }
-            // Exactly one active terms per investor and deal: the previous one is superseded.
-            if let previous = money.activeTerms[investor] { money.terms[Int(previous)].active = false }
-            money.activeTerms[investor] = Int32(money.terms.count)
-            money.terms.append(InvestorTerms(investor: investor, plan: plan, overrides: overrides, active: true, createdBy: by, createdAt: time))
+            try setTerms(investor: investor, plan: plan, overrides: overrides, by: by, time: time)
+        case .termSheetIssued, .termSheetStatus:
+            try applyTermSheet(change, time: time)
         case .dealExited(let price, let on, let events):
             guard money.exit == nil else { throw EngineError(.conflict, "deal \(info.id) has exited already") }
             try applyMoney(.feesAccrued(events), time: time, index: index, indexNew: indexNew)
@@ -79,6 +76,15 @@ extension DealState {
             // A voided fee may accrue again on the next compute.
             money.accrued.remove(money.feeEvents[Int(slot)].key)
         }
+    }
+
+    mutating func setTerms(investor: String, plan: Int32, overrides: String?, by: String?, time: Int64) throws(EngineError) {
+        guard plan >= 0 && Int(plan) < money.plans.count else { throw EngineError(.notFound, "fee plan #\(plan) not in deal \(info.id)") }
+        guard money.terms.count < MoneyLimits.maxTermsPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of terms") }
+        // Exactly one active terms per investor and deal: the previous one is superseded.
+        if let previous = money.activeTerms[investor] { money.terms[Int(previous)].active = false }
+        money.activeTerms[investor] = Int32(money.terms.count)
+        money.terms.append(InvestorTerms(investor: investor, plan: plan, overrides: overrides, active: true, createdBy: by, createdAt: time))
     }
 
     /// A component that means something (the issue's rules).
@@ -368,6 +374,41 @@ extension DealState {
             if money.payments[Int(slot)].refunded { return .ok }
             commit(.paymentRefunded(payment: slot))
             return .ok
+        case .issueTermSheet(let investor, let price, let planID, let validUntil, let currency, let doc):
+            try Validate.id(investor, field: "investor")
+            guard price.raw >= 0 && Int128(price.raw) <= NumberLimits.maxPriceRaw else { throw EngineError(.invalid, "price per unit out of range") }
+            if let d = doc { try Validate.id(d, field: "document ref") }
+            try Validate.currency(currency ?? info.currency)
+            if let v = validUntil, v <= now { throw EngineError(.invalid, "VALID_UNTIL must be in the future") }
+            guard money.termSheets.count < MoneyLimits.maxTermSheetsPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of term sheets") }
+            let plan = try planID.map { id throws(EngineError) in try planSlot(id) } ?? -1
+            let slot = Int32(money.termSheets.count)
+            let previous = money.termSheets.indices.last { money.termSheets[$0].investor == investor }
+            let sheet = TermSheet(id: GeneratedID.make(prefix: UInt8(ascii: "t"), deal: ref, slot: slot), investor: investor, plan: plan,
+                                  pricePerUnit: price, currency: currency ?? info.currency, validUntil: validUntil,
+                                  version: previous.map { money.termSheets[$0].version + 1 } ?? 1, supersedes: Int32(previous ?? -1),
+                                  doc: doc, createdBy: principal?.user)
+            commit(.termSheetIssued(sheet))
+            return .id(sheet.id)
+        case .moveTermSheet(let id, let target):
+            let slot = try termSheetSlot(id)
+            let t = money.termSheets[Int(slot)]
+            if t.status == target { return .ok }
+            if t.isOpen, let until = t.validUntil, until <= now {
+                // Its time ran out: the expiry is recorded now, and the move refused.
+                commit(.termSheetStatus(sheet: slot, status: .expired, by: nil))
+                throw EngineError(.expired, "term sheet \(id) expired at \(until)")
+            }
+            switch (t.status, target) {
+            case (.draft, .sent), (.sent, .accepted), (.draft, .rejected), (.sent, .rejected): break
+            default:
+                let hint = t.status == .draft && target == .accepted ? "; TERMSHEET.SEND it first" : ""
+                throw EngineError(.conflict, "term sheet \(id) is \(t.status.name); it cannot become \(target.name)\(hint)")
+            }
+            commit(.termSheetStatus(sheet: slot, status: target, by: principal?.user))
+            return .ok
+        case .getTermSheet(let id):
+            return .fields(termSheetFields(try termSheetSlot(id), now: now))
         case .getPayment(let id):
             return .fields(paymentFields(try paymentSlot(id, index: context.indexes)))
         case .listFees(let investor, let status, let cursor, let count):

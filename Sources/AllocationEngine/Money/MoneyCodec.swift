@@ -16,11 +16,14 @@ extension DealMoneyChange {
         case .invoiceCancelled: 68
         case .paymentRecorded: 69
         case .paymentRefunded: 70
+        case .termSheetIssued: 71
+        case .termSheetStatus: 72
         }
     }
     static let typeNames: [UInt8: String] = [
         60: "feeplan.created", 61: "feeplan.component", 62: "terms.set", 63: "fees.accrued", 64: "fee.voided", 65: "deal.exited",
         66: "invoice.created", 67: "invoice.sent", 68: "invoice.cancelled", 69: "payment.recorded", 70: "payment.refunded",
+        71: "termsheet.issued", 72: "termsheet.status",
     ]
 }
 
@@ -62,6 +65,10 @@ enum MoneyCodec {
         case .invoiceSent(let s), .invoiceCancelled(let s), .paymentRefunded(let s): w.varint(UInt64(s))
         case .paymentRecorded(let p):
             w.string(p.id); w.varint(UInt64(p.invoice)); w.zigzag128(p.amount.raw); opt(p.method, &w); w.zigzag(p.paidAt); opt(p.createdBy, &w)
+        case .termSheetIssued(let t):
+            w.string(t.id); w.string(t.investor); w.zigzag(Int64(t.plan)); w.zigzag(t.pricePerUnit.raw); w.string(t.currency)
+            optInt(t.validUntil, &w); w.varint(UInt64(t.version)); w.zigzag(Int64(t.supersedes)); opt(t.doc, &w); opt(t.createdBy, &w)
+        case .termSheetStatus(let s, let status, let by): w.varint(UInt64(s)); w.u8(status.rawValue); opt(by, &w)
         }
     }
 
@@ -84,6 +91,21 @@ enum MoneyCodec {
             return .paymentRecorded(Payment(id: try r.string(), invoice: try slot(&r), amount: try money(&r), method: try opt(&r),
                                             paidAt: try r.zigzag(), createdBy: try opt(&r)))
         case 70: return .paymentRefunded(payment: try slot(&r))
+        case 71:
+            let id = try r.string(), investor = try r.string()
+            let plan = try r.zigzag()
+            guard plan >= -1 && plan <= Int64(Int32.max) else { throw DecodeError("term sheet plan \(plan)") }
+            let price = Price(raw: try r.zigzag())
+            let currency = try r.string(), until = try optInt(&r)
+            let version = try r.varint()
+            guard version >= 1 && version <= UInt64(Int32.max) else { throw DecodeError("term sheet version \(version)") }
+            let supersedes = try r.zigzag()
+            guard supersedes >= -1 && supersedes <= Int64(Int32.max) else { throw DecodeError("term sheet supersedes \(supersedes)") }
+            return .termSheetIssued(TermSheet(id: id, investor: investor, plan: Int32(plan), pricePerUnit: price, currency: currency,
+                                              validUntil: until, version: Int32(version), supersedes: Int32(supersedes),
+                                              doc: try opt(&r), createdBy: try opt(&r)))
+        case 72:
+            return .termSheetStatus(sheet: try slot(&r), status: try PeopleCodec.code(&r, "term sheet status", TermSheetStatus.init(rawValue:)), by: try opt(&r))
         case 65:
             let price = Price(raw: try r.zigzag())
             let day = try r.zigzag()
@@ -173,6 +195,8 @@ enum MoneyCodec {
         for p in m.payments {
             encode(.paymentRecorded(p), into: &w); w.u8(p.refunded ? 1 : 0); w.zigzag(p.createdAt)
         }
+        w.varint(UInt64(m.termSheets.count))
+        for t in m.termSheets { encode(.termSheetIssued(t), into: &w); w.u8(t.status.rawValue); w.zigzag(t.createdAt) }
     }
 
     static func decodeMoney(_ r: inout R, allocations: Int) throws(DecodeError) -> DealMoney {
@@ -235,6 +259,14 @@ enum MoneyCodec {
             p.createdAt = try r.zigzag()
             m.payments.append(p)
         }
+        for _ in 0..<(try StateCodec.count(&r, "term sheet")) {
+            guard case .termSheetIssued(var t)? = try decode(type: 71, &r) else { throw DecodeError("term sheet") }
+            guard Int(t.plan) < m.plans.count, Int(t.supersedes) < m.termSheets.count else { throw DecodeError("term sheet \(t.id) names a missing row") }
+            t.status = try PeopleCodec.code(&r, "term sheet status", TermSheetStatus.init(rawValue:))
+            t.createdAt = try r.zigzag()
+            if t.isOpen, let until = t.validUntil { m.sheetExpiry.push(at: until, slot: Int32(m.termSheets.count)) }
+            m.termSheets.append(t)
+        }
         return m
     }
 }
@@ -264,6 +296,8 @@ extension DealMoneyChange {
         case .invoiceCancelled(let s): return "invoice=#\(s) cancelled"
         case .paymentRecorded(let p): return "payment=\(p.id) invoice=#\(p.invoice) amount=\(p.amount)" + (p.createdBy.map { " by=\($0)" } ?? "")
         case .paymentRefunded(let s): return "payment=#\(s) refunded"
+        case .termSheetIssued(let t): return "termsheet=\(t.id) investor=\(t.investor) version=\(t.version) price=\(t.pricePerUnit)" + (t.validUntil.map { " valid_until=\($0)" } ?? "")
+        case .termSheetStatus(let s, let st, let by): return "termsheet=#\(s) status=\(st.name)" + (by.map { " by=\($0)" } ?? "")
         }
     }
 }

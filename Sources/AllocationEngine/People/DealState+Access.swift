@@ -85,6 +85,8 @@ extension DealState {
         case .getAllocation(let a), .approve(let a), .reject(let a), .settle(let a): return investor(ofAllocation: a)
         case .people(.commit(let investor, _, _, _)): return investor
         case .money(.getTerms(let investor)), .money(.termsHistory(let investor)): return investor
+        case .money(.getTermSheet(let id)):
+            return (try? termSheetSlot(id)).map { money.termSheets[Int($0)].investor }
         case .money(.getInvoice(let id)):
             return (try? invoiceSlot(id, index: index)).map { money.invoices[Int($0)].investor }
         case .money(.getPayment(let id)):

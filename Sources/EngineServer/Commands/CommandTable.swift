@@ -67,13 +67,14 @@ enum Target: Sendable {
 }
 
 enum RowKind: Sendable {
-    case commitment, approval, invite, inviteToken, feePlan, feeEvent, invoice, payment
+    case commitment, approval, invite, inviteToken, feePlan, feeEvent, invoice, payment, termSheet
     var name: String {
         switch self {
         case .feePlan: "fee plan"
         case .feeEvent: "fee event"
         case .invoice: "invoice"
         case .payment: "payment"
+        case .termSheet: "term sheet"
         case .commitment: "commitment"
         case .approval: "approval"
         case .invite, .inviteToken: "invite"
@@ -89,6 +90,7 @@ enum RowKind: Sendable {
         case .feeEvent: i.feeEvents
         case .invoice: i.invoices
         case .payment: i.payments
+        case .termSheet: i.termSheets
         }
     }
 }

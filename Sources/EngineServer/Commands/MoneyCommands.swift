@@ -111,6 +111,29 @@ enum MoneyCommands {
             }
             return .deal(.money(.exit(price: price, on: on)), .deal(deal))
         },
+        CommandSpec("TERMSHEET.ISSUE", "TERMSHEET.ISSUE <deal> <investor> <price per unit> [PLAN <plan>] [VALID_UNTIL <unix s>] [CURRENCY <code>] [DOC <document ref>]", .administer) { a throws(CommandError) in
+            let deal = try a.req("deal"), investor = try a.req("investor"), priceText = try a.req("price")
+            let price = try engine { () throws(EngineError) in try Price.parse(priceText, field: "price per unit") }
+            var plan: String?, until: Int64?, currency: String?, doc: String?
+            while let option = a.next() {
+                let value = try a.req(option)
+                switch option.uppercased() {
+                case "PLAN": plan = value
+                case "VALID_UNTIL": until = try unixSeconds(value, "VALID_UNTIL")
+                case "CURRENCY": currency = value.uppercased()
+                case "DOC": doc = value
+                default: throw a.unknownOption(option)
+                }
+            }
+            return .deal(.money(.issueTermSheet(investor: investor, price: price, plan: plan, validUntil: until, currency: currency, doc: doc)), .deal(deal))
+        },
+        termSheetMove("TERMSHEET.SEND", .sent),
+        termSheetMove("TERMSHEET.ACCEPT", .accepted),
+        termSheetMove("TERMSHEET.REJECT", .rejected),
+        CommandSpec("TERMSHEET.GET", "TERMSHEET.GET <term sheet>", .read) { a throws(CommandError) in
+            let id = try a.req("term sheet"); try a.end()
+            return .deal(.money(.getTermSheet(id)), .row(.termSheet, id))
+        },
         CommandSpec("INVOICE.CREATE", "INVOICE.CREATE <deal> <investor> [DUE <yyyy-mm-dd>] [TAX_BPS <n>] [ID <id>]", .administer) { a throws(CommandError) in
             let deal = try a.req("deal"), investor = try a.req("investor")
             var due: CivilDate?
@@ -175,6 +198,13 @@ enum MoneyCommands {
             return .deal(.money(.getPayment(id)), .row(.payment, id))
         },
     ]
+
+    static func termSheetMove(_ name: String, _ target: TermSheetStatus) -> CommandSpec {
+        CommandSpec(name, "\(name) <term sheet>", .administer) { a throws(CommandError) in
+            let id = try a.req("term sheet"); try a.end()
+            return .deal(.money(.moveTermSheet(id, to: target)), .row(.termSheet, id))
+        }
+    }
 
     /// The options of a money list: `[INVESTOR <i>] [STATUS <s>] [CURSOR <c>] [COUNT <n>]`.
     static func listOptions<S>(_ a: inout Arguments, status parse: (String) throws(CommandError) -> S) throws(CommandError) -> (String?, S?, Paging) {
