@@ -428,7 +428,8 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("INVOICE.CREATE",                        "++P|PPPPPPPPP|P", { r in ["INVOICE.CREATE", r.deal, r.id("i5")] }),
     ("INVOICE.SEND",                          "++P|PPPPPPPPP|P", { r in ["INVOICE.SEND", r.id("ioth")] }),
     ("INVOICE.GET other",                     "+++|PPPPPPPPP|F", { r in ["INVOICE.GET", r.id("ioth")] }),
-    ("INVOICE.LIST",                          "+++|+++++++++|F", { r in ["INVOICE.LIST", r.deal] }),
+    ("INVOICE.LIST",                          "+++|+++++++++|F", { r in ["INVOICE.LIST", "DEAL", r.deal] }),
+    ("INVOICE.LIST across deals",             "+++|+++++++++|+", { _ in ["INVOICE.LIST", "COUNT", "3"] }),
     ("PAYMENT.GET other",                     "+++|PPPPPPPPP|F", { r in ["PAYMENT.GET", r.id("pay")] }),
     ("PAYMENT.RECORD",                        "++P|PPPPPPPPP|P", { r in ["PAYMENT.RECORD", r.id("ioth"), "0.1"] }),
     ("PAYMENT.REFUND",                        "++P|PPPPPPPPP|P", { r in ["PAYMENT.REFUND", r.id("payr")] }),
@@ -444,6 +445,39 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
 ]
 
 @Suite(.serialized) struct ServerPeopleTests {
+    /// INVOICE.LIST without DEAL walks every deal; COUNT 1 visits each invoice exactly once.
+    @Test func invoiceListAcrossDeals() async throws {
+        try await withSrv { h in
+            let c = try h.client()
+            var expected: [String] = []
+            for d in ["m1", "m2", "m3"] {
+                await srvSetupDeal(c, d)
+                await spOK(c, "FEEPLAN.CREATE", d, "\(d)-plan", "Plan", "DEFAULT")
+                await spOK(c, "FEEPLAN.ADD", "\(d)-plan", "flat", "flat", "fixed", "AMOUNT", "10")
+                for inv in ["a", "b"] {
+                    let hold = await c.call("HOLD", d, "\(d)-\(inv)", "1", "10").elements?.first?.string ?? ""
+                    let alloc = await c.call("ALLOCATE", hold).string ?? ""
+                    await spOK(c, "APPROVE", alloc)
+                }
+                #expect(await c.call("FEES.COMPUTE", d) == .int(2))
+                for inv in ["a", "b"] { expected.append(await c.call("INVOICE.CREATE", d, "\(d)-\(inv)").string ?? "?") }
+            }
+            var seen: [String] = []
+            var cursor = "0"
+            var pages = 0
+            repeat {
+                let page = await c.call("INVOICE.LIST", "CURSOR", cursor, "COUNT", "1").page
+                seen += page?.rows.compactMap { $0["id"] } ?? []
+                cursor = page?.cursor ?? "0"
+                pages += 1
+            } while cursor != "0" && pages < 20
+            #expect(seen == expected, "\(seen)")
+            #expect(await c.call("INVOICE.LIST", "STATUS", "draft").page?.rows.count == 6)
+            #expect(await c.call("INVOICE.LIST", "DEAL", "m2").page?.rows.count == 2)
+            #expect(await c.call("INVOICE.LIST", "CURSOR", "x").errorCode == "INVALID")
+        }
+    }
+
     /// Every principal of the roles table runs every engine command.
     @Test func permissionMatrix() async throws {
         // The table names every command of the command table, and only those.

@@ -79,6 +79,33 @@ enum DealWalk {
         return .page(cursor: next, rows: page.map(\.fields))
     }
 
+    /// A per-deal list walked across deals in creation order: the cursor is
+    /// `deal number × 2^32 + slot` (decimal text; 0 to start and at the end).
+    /// Deals the principal does not see answer NOTFOUND and are skipped.
+    static func perDeal(_ c: CommandContext, paging: Paging,
+                        _ page: (DealActor, UInt64, Int) async -> DealReply) async -> DealReply {
+        let cursor = UInt64(paging.cursor) ?? 0
+        let startDeal = UInt32(truncatingIfNeeded: cursor >> 32)
+        var slot = cursor & 0xFFFF_FFFF
+        var rows: [[Field]] = []
+        let deals = c.engine.allDeals.filter { $0.number >= startDeal }
+        for (k, actor) in deals.enumerated() {
+            if actor.number != startDeal { slot = 0 }
+            let reply = await page(actor, slot, paging.count - rows.count)
+            if case .page(let next, let got) = reply {
+                rows += got
+                if next != "0" { return .page(cursor: String(UInt64(actor.number) << 32 | (UInt64(next) ?? 0)), rows: rows) }
+            } else if reply.error?.code != .notFound {
+                return reply
+            }
+            // A full page, or a page's worth of deals looked at: go on at the next deal.
+            if rows.count >= paging.count || k + 1 >= PeopleLimits.maxPageScan {
+                return .page(cursor: k + 1 < deals.count ? String(UInt64(deals[k + 1].number) << 32) : "0", rows: rows)
+            }
+        }
+        return .page(cursor: "0", rows: rows)
+    }
+
     /// `DEAL.LIST`: the deals the principal sees, in creation order; the cursor
     /// is the number of the next deal to look at.
     static func deals(_ c: CommandContext, paging: Paging) async -> DealReply {
