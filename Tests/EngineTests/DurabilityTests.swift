@@ -16,7 +16,7 @@ import Testing
         let live = await d.engine.digest()
         let lines = try logRecords(io).map(\.typeName)
         for name in ["deal.created", "deal.status", "lot.added", "lot.resized", "hold.placed", "hold.released", "hold.expired",
-                     "allocation.created", "allocation.status", "token.issued"] {
+                     "allocation.created", "allocation.status", "token.created"] {
             #expect(lines.contains(name), "fixture should log a \(name) record")
         }
         try await d.close()

@@ -366,26 +366,31 @@ struct PeopleEngineDirectoryTests {
         }
     }
 
-    @Test func severalChangesApplyAsOneUnitOrNotAtAll() async throws {
+    @Test func legacyTokenRecordAppliesWholeOrNotAtAll() async throws {
         try await withEngine { e, _ in
             try await e.change(.investorCreated(InvestorRecord(id: "invA", legalName: "A")))
-            // The second change fails: the first is not kept either.
-            await peRefused(e, .notFound) {
-                try await e.change([.userSet(UserProfile(id: "newbie", role: .investor)), .investorLinked(investor: "ghost", user: "newbie")])
-            }
-            #expect(e.readDirectory { $0.users["newbie"] } == nil)
-            // A bad field anywhere refuses the whole unit.
-            await peRefused(e, .invalid) {
-                try await e.change([.userSet(UserProfile(id: "newbie", role: .investor)), .investorKYC(investor: "bad id", status: .approved)])
-            }
-            // A failing check refuses it before anything applies.
+            let hash = SHA256.hex("a token")
+            try await e.change(.legacyToken(user: "first", role: .investor, investors: ["invA"], tokenHash: hash))
+            // The same token again: refused before anything applies (no user, no investor, no link).
             await peRefused(e, .exists) {
-                try await e.change([.userSet(UserProfile(id: "newbie", role: .investor))]) { d throws(EngineError) in
+                try await e.change(.legacyToken(user: "other", role: .investor, investors: ["invZ", "invA"], tokenHash: hash))
+            }
+            #expect(e.readDirectory { $0.users["other"] } == nil)
+            #expect(e.readDirectory { $0.investors["invZ"] } == nil)
+            #expect(e.readDirectory { $0.investors["invA"]?.users } == ["first"])
+            // A bad field refuses it too.
+            await peRefused(e, .invalid) {
+                try await e.change(.legacyToken(user: "other", role: .investor, investors: ["bad id"], tokenHash: SHA256.hex("b")))
+            }
+            // A failing check refuses a change before it applies.
+            await peRefused(e, .exists) {
+                try await e.change(.userSet(UserProfile(id: "newbie", role: .investor))) { d throws(EngineError) in
                     if d.investors["invA"] != nil { throw EngineError(.exists, "precondition") }
                 }
             }
             #expect(e.readDirectory { $0.users["newbie"] } == nil)
-            try await e.change([.userSet(UserProfile(id: "newbie", role: .investor)), .investorLinked(investor: "invA", user: "newbie")])
+            try await e.change(.userSet(UserProfile(id: "newbie", role: .investor)))
+            try await e.change(.investorLinked(investor: "invA", user: "newbie"))
             #expect(e.readDirectory { $0.users["newbie"]?.investors } == ["invA"])
             // A legacy token for an existing user adds links and keeps the old ones and the old token.
             let first = try await e.createToken(user: "newbie", role: "co_investor", investors: ["invB"])
@@ -1571,5 +1576,13 @@ struct PeopleEngineReplayTests {
             #expect(try await peFields(e, .people(.getMember(user: "frank")))[field: "role"] == "banker")
             try await r.close()
         }
+    }
+}
+
+/// The memory bound docs/protocol.md states for the people rows beside an allocation.
+@Suite struct PeopleMemoryTests {
+    @Test func approvalRowSize() {
+        #expect(MemoryLayout<Approval>.stride <= 128, "Approval is \(MemoryLayout<Approval>.stride) bytes")
+        #expect(MemoryLayout<Allocation>.stride <= 160, "Allocation is \(MemoryLayout<Allocation>.stride) bytes")
     }
 }

@@ -18,6 +18,8 @@ public struct DealMoney: Sendable {
     /// What has accrued already (not voided): computing again never accrues it twice.
     var accrued: Set<FeeKey> = []
     public internal(set) var termSheets: [TermSheet] = []
+    /// Investor -> slot of its latest term sheet (the next version supersedes it).
+    var latestSheet: [String: Int32] = [:]
     /// Open term sheets by `valid_until`, for the expiry ticker (stale entries are skipped).
     var sheetExpiry = ExpiryHeap()
     public internal(set) var invoices: [Invoice] = []

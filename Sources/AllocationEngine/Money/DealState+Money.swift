@@ -383,7 +383,7 @@ extension DealState {
             guard money.termSheets.count < MoneyLimits.maxTermSheetsPerDeal else { throw EngineError(.limit, "deal \(info.id) has the maximum number of term sheets") }
             let plan = try planID.map { id throws(EngineError) in try planSlot(id) } ?? -1
             let slot = Int32(money.termSheets.count)
-            let previous = money.termSheets.indices.last { money.termSheets[$0].investor == investor }
+            let previous = money.latestSheet[investor].map(Int.init)
             let sheet = TermSheet(id: GeneratedID.make(prefix: UInt8(ascii: "t"), deal: ref, slot: slot), investor: investor, plan: plan,
                                   pricePerUnit: price, currency: currency ?? info.currency, validUntil: validUntil,
                                   version: previous.map { money.termSheets[$0].version + 1 } ?? 1, supersedes: Int32(previous ?? -1),

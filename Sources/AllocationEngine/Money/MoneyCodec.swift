@@ -27,13 +27,9 @@ extension DealMoneyChange {
     ]
 }
 
-enum MoneyCodec {
+enum MoneyCodec: RecordFieldCoding {
     typealias W = ByteWriter
     typealias R = ByteReader
-    static func opt(_ s: String?, _ w: inout W) { ChangeCodec.optionalString(s, &w) }
-    static func opt(_ r: inout R) throws(DecodeError) -> String? { try ChangeCodec.optionalString(&r) }
-    static func optInt(_ v: Int64?, _ w: inout W) { ChangeCodec.optionalInt(v, &w) }
-    static func optInt(_ r: inout R) throws(DecodeError) -> Int64? { try ChangeCodec.optionalInt(&r) }
 
     static func named<T: RawRepresentable>(_ r: inout R, _ what: String) throws(DecodeError) -> T where T.RawValue == String {
         let s = try r.string()
@@ -50,7 +46,6 @@ enum MoneyCodec {
         guard v >= 0 && v <= Int64(MoneyLimits.maxRateBps) else { throw DecodeError("rate \(v) bps out of range") }
         return Int32(v)
     }
-    static func slot(_ r: inout R) throws(DecodeError) -> Int32 { try PeopleCodec.slot(&r) }
 
     static func encode(_ c: DealMoneyChange, into w: inout W) {
         switch c {
@@ -105,7 +100,7 @@ enum MoneyCodec {
                                               validUntil: until, version: Int32(version), supersedes: Int32(supersedes),
                                               doc: try opt(&r), createdBy: try opt(&r)))
         case 72:
-            return .termSheetStatus(sheet: try slot(&r), status: try PeopleCodec.code(&r, "term sheet status", TermSheetStatus.init(rawValue:)), by: try opt(&r))
+            return .termSheetStatus(sheet: try slot(&r), status: try code(&r, "term sheet status", TermSheetStatus.init(rawValue:)), by: try opt(&r))
         case 65:
             let price = Price(raw: try r.zigzag())
             let day = try r.zigzag()
@@ -138,7 +133,7 @@ enum MoneyCodec {
 
     static func encodeComponent(_ c: FeeComponent, _ w: inout W) {
         w.string(c.id); w.string(c.kind.rawValue); w.string(c.method.rawValue); optInt(c.rateBps.map(Int64.init), &w)
-        PeopleCodec.optInt128(c.flatAmount?.raw, &w); optInt(c.perUnit?.raw, &w); w.string(c.frequency.rawValue)
+        optInt128(c.flatAmount?.raw, &w); optInt(c.perUnit?.raw, &w); w.string(c.frequency.rawValue)
         optInt(c.hurdleBps.map(Int64.init), &w); w.u8(c.highWaterMark ? 1 : 0)
     }
     static func decodeComponent(_ r: inout R) throws(DecodeError) -> FeeComponent {
@@ -146,7 +141,7 @@ enum MoneyCodec {
         let kind: FeeKind = try named(&r, "fee kind")
         let method: FeeMethod = try named(&r, "fee method")
         let rate = try bps(&r)
-        let flat = try PeopleCodec.optInt128(&r).map(Money.init(raw:))
+        let flat = try optInt128(&r).map(Money.init(raw:))
         let perUnit = try optInt(&r).map(Price.init(raw:))
         let frequency: FeeFrequency = try named(&r, "fee frequency")
         let hurdle = try bps(&r)
@@ -228,7 +223,7 @@ enum MoneyCodec {
             guard Int(e.allocation) < allocations, Int(e.plan) < m.plans.count, Int(e.component) < m.plans[Int(e.plan)].components.count else {
                 throw DecodeError("fee event names a missing allocation, plan or component")
             }
-            e.status = try PeopleCodec.code(&r, "fee event status", FeeEventStatus.init(rawValue:))
+            e.status = try code(&r, "fee event status", FeeEventStatus.init(rawValue:))
             e.createdAt = try r.zigzag()
             if e.status != .voided { m.accrued.insert(e.key) }
             m.feeEvents.append(e)
@@ -262,9 +257,10 @@ enum MoneyCodec {
         for _ in 0..<(try StateCodec.count(&r, "term sheet")) {
             guard case .termSheetIssued(var t)? = try decode(type: 71, &r) else { throw DecodeError("term sheet") }
             guard Int(t.plan) < m.plans.count, Int(t.supersedes) < m.termSheets.count else { throw DecodeError("term sheet \(t.id) names a missing row") }
-            t.status = try PeopleCodec.code(&r, "term sheet status", TermSheetStatus.init(rawValue:))
+            t.status = try code(&r, "term sheet status", TermSheetStatus.init(rawValue:))
             t.createdAt = try r.zigzag()
             if t.isOpen, let until = t.validUntil { m.sheetExpiry.push(at: until, slot: Int32(m.termSheets.count)) }
+            m.latestSheet[t.investor] = Int32(m.termSheets.count)
             m.termSheets.append(t)
         }
         return m
@@ -272,12 +268,7 @@ enum MoneyCodec {
 }
 
 extension DealMoney {
-    func hash(into h: inout StateHasher) {
-        var w = ByteWriter(capacity: 256)
-        MoneyCodec.encode(self, into: &w)
-        h.int(Int64(w.bytes.count))
-        for b in w.bytes { h.byte(b) }
-    }
+    func hash(into h: inout StateHasher) { h.encoded { MoneyCodec.encode(self, into: &$0) } }
 }
 
 extension DealMoneyChange {

@@ -41,12 +41,13 @@ extension DealState {
             let slot = Int32(money.termSheets.count)
             guard t.id == GeneratedID.make(prefix: UInt8(ascii: "t"), deal: ref, slot: slot) else { throw EngineError(.invalid, "term sheet id \(t.id) does not name its slot") }
             guard t.plan == -1 || (t.plan >= 0 && Int(t.plan) < money.plans.count) else { throw EngineError(.notFound, "fee plan #\(t.plan) not in deal \(info.id)") }
-            let previous = money.termSheets.indices.last { money.termSheets[$0].investor == t.investor }
-            guard t.version == (previous.map { money.termSheets[$0].version + 1 } ?? 1), t.supersedes == Int32(previous ?? -1) else {
+            let previous = money.latestSheet[t.investor]
+            guard t.version == (previous.map { money.termSheets[Int($0)].version + 1 } ?? 1), t.supersedes == (previous ?? -1) else {
                 throw EngineError(.invalid, "term sheet \(t.id) version does not follow")
             }
             t.status = .draft
             t.createdAt = time
+            money.latestSheet[t.investor] = slot
             money.termSheets.append(t)
             if let until = t.validUntil { money.sheetExpiry.push(at: until, slot: slot) }
         case .termSheetStatus(let slot, let status, let by):

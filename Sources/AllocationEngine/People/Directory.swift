@@ -84,14 +84,30 @@ public struct Directory: Sendable {
             guard users[user] != nil else { throw EngineError(.notFound, "user \(user) not found") }
             tokens = tokens.filter { $0.value.user != user }
         case .legacyToken(let user, let role, let investorIDs, let hash):
-            // A token record of the first log format: it named the user's role
-            // and investors. Replayed as the user, its links and the token.
+            // TOKEN.CREATE's first form, one record: the user (role set, the
+            // rest kept), each investor (registered with KYC pending when new),
+            // the links, the token. Every check comes first, so it applies
+            // whole or not at all.
+            let ids = Array(Set(investorIDs)).sorted()
             guard tokens[hash] == nil else { throw EngineError(.exists, "token already registered") }
+            guard tokens.count < DirectoryLimits.maxTokens else { throw EngineError(.limit, "the engine has the maximum of \(DirectoryLimits.maxTokens) tokens; revoke some") }
+            guard users[user] != nil || users.count < DirectoryLimits.maxUsers else { throw EngineError(.limit, "the engine has the maximum of \(DirectoryLimits.maxUsers) users") }
+            let newInvestors = ids.filter { investors[$0] == nil }
+            guard investors.count + newInvestors.count <= DirectoryLimits.maxInvestors else { throw EngineError(.limit, "the engine has the maximum of \(DirectoryLimits.maxInvestors) investors") }
+            let linked = users[user]?.investors ?? []
+            let newLinks = ids.filter { !linked.contains($0) }
+            guard linked.count + newLinks.count <= DirectoryLimits.maxLinksPerUser,
+                  newLinks.allSatisfy({ (investors[$0]?.users.count ?? 0) < DirectoryLimits.maxLinksPerInvestor }) else {
+                throw EngineError(.limit, "at most \(DirectoryLimits.maxLinksPerUser) investors per user and \(DirectoryLimits.maxLinksPerInvestor) users per investor")
+            }
+            // Cannot fail now: the user keeps its email; new investors and links were checked.
             let existing = users[user]
-            try apply(.userSet(UserProfile(id: user, role: role, name: existing?.name, email: existing?.email, title: existing?.title)), time: time)
-            for i in investorIDs {
-                if investors[i] == nil { try apply(.investorCreated(InvestorRecord(id: i, legalName: i)), time: time) }
-                try apply(.investorLinked(investor: i, user: user), time: time)
+            do throws(EngineError) {
+                try apply(.userSet(UserProfile(id: user, role: role, name: existing?.name, email: existing?.email, title: existing?.title)), time: time)
+                for i in newInvestors { try apply(.investorCreated(InvestorRecord(id: i, legalName: i)), time: time) }
+                for i in newLinks { try apply(.investorLinked(investor: i, user: user), time: time) }
+            } catch {
+                preconditionFailure("a checked legacy token record failed to apply: \(error)")
             }
             tokens[hash] = UserToken(user: user, tokenHash: hash, createdAt: time)
         case .vehicleCreated(let v):
@@ -157,7 +173,8 @@ public indirect enum DirectoryChange: Hashable, Sendable {
     case investorUnlinked(investor: String, user: String)
     case tokenIssued(UserToken)
     case tokensRevoked(user: String)
-    /// The first log format's `token.created` (type 10), kept readable.
+    /// `token.created` (type 10): TOKEN.CREATE's first form, the user with a
+    /// role and investors, and its token (also the first log format's record).
     case legacyToken(user: String, role: UserRole, investors: [String], tokenHash: String)
     case vehicleCreated(Vehicle)
     case subscriptionCreated(Subscription)

@@ -5,37 +5,19 @@ import Foundation
 /// holds directory changes in the order they were applied), then waits for
 /// durability outside it.
 extension Engine {
-    /// Applies directory changes as one unit (either every one applies or
-    /// none), logs them, and waits until durable. `check` runs under the lock
-    /// first (a precondition such as "the user does not exist yet").
-    public func change(_ changes: [DirectoryChange],
-                       check: ((Directory) throws(EngineError) -> Void)? = nil) async throws(EngineError) {
-        try await change { d throws(EngineError) in
-            try check?(d)
-            return changes
-        }
-    }
-
-    /// The same, with the changes decided under the lock from the directory
-    /// as it is then (so no other change can slip in between).
-    public func change(building build: (Directory) throws(EngineError) -> [DirectoryChange]) async throws(EngineError) {
+    /// Applies a directory change, logs it, and waits until durable. `build`
+    /// decides the change under the lock from the directory as it is then
+    /// (so no other change can slip in between), or nil for no change; every
+    /// apply checks before it changes anything, so it runs in place.
+    public func change(building build: (Directory) throws(EngineError) -> DirectoryChange?) async throws(EngineError) {
         if let admission = sink?.admission, admission != .open { throw admission.refusal }
         let now = clock.nowMillis()
         let result: Result<UInt64?, EngineError> = context.directory.withLock { directory in
             do throws(EngineError) {
-                let changes = try build(directory)
-                for c in changes { try c.validate() }
-                if changes.isEmpty { return .success(nil) }
-                if changes.count == 1 {
-                    // Each apply checks before it changes anything: in place.
-                    try directory.apply(changes[0], time: now)
-                } else {
-                    // Several as one unit: on a copy (rare, small: TOKEN.CREATE's first form).
-                    var trial = directory
-                    for c in changes { try trial.apply(c, time: now) }
-                    directory = trial
-                }
-                let lsn = try sink?.append(changes.map { .directory($0) }, time: now)
+                guard let change = try build(directory) else { return .success(nil) }
+                try change.validate()
+                try directory.apply(change, time: now)
+                let lsn = try sink?.append([.directory(change)], time: now)
                 context.directoryGeneration.add(1, ordering: .releasing)
                 return .success(lsn)
             } catch {
@@ -45,8 +27,13 @@ extension Engine {
         if let lsn = try result.get(), let sink { try await sink.waitDurable(lsn) }
     }
 
+    /// `check` runs under the lock first (a precondition such as "the user
+    /// does not exist yet") and may refuse.
     public func change(_ change: DirectoryChange, check: ((Directory) throws(EngineError) -> Void)? = nil) async throws(EngineError) {
-        try await self.change([change], check: check)
+        try await self.change { d throws(EngineError) in
+            try check?(d)
+            return change
+        }
     }
 
     /// Creates a token for an existing user and returns it; only its hash is kept and logged.
@@ -78,18 +65,7 @@ extension Engine {
             throw EngineError(.invalid, "an investor token needs at least one INVESTOR it acts for (or USER.CREATE the user and TOKEN.CREATE <user>)")
         }
         let token = context.secrets.token()
-        let issued = UserToken(user: user, tokenHash: SHA256.hex(token), createdAt: clock.nowMillis())
-        try await change { d throws(EngineError) in
-            let existing = d.users[user]
-            var changes: [DirectoryChange] = [.userSet(UserProfile(id: user, role: role, name: existing?.name, email: existing?.email, title: existing?.title))]
-            for i in Set(investors).sorted() {
-                // An investor not registered yet is registered (KYC pending), as the first form had no investor registry.
-                if d.investors[i] == nil { changes.append(.investorCreated(InvestorRecord(id: i, legalName: i))) }
-                changes.append(.investorLinked(investor: i, user: user))
-            }
-            changes.append(.tokenIssued(issued))
-            return changes
-        }
+        try await change(.legacyToken(user: user, role: role, investors: investors, tokenHash: SHA256.hex(token)))
         return token
     }
 

@@ -50,24 +50,10 @@ extension DealPeopleChange {
     ]
 }
 
-enum PeopleCodec {
+enum PeopleCodec: RecordFieldCoding {
     typealias W = ByteWriter
     typealias R = ByteReader
 
-    static func opt(_ s: String?, _ w: inout W) { ChangeCodec.optionalString(s, &w) }
-    static func opt(_ r: inout R) throws(DecodeError) -> String? { try ChangeCodec.optionalString(&r) }
-    static func optInt(_ v: Int64?, _ w: inout W) { ChangeCodec.optionalInt(v, &w) }
-    static func optInt(_ r: inout R) throws(DecodeError) -> Int64? { try ChangeCodec.optionalInt(&r) }
-    static func slot(_ r: inout R) throws(DecodeError) -> Int32 {
-        let v = try r.varint()
-        guard v <= UInt64(Int32.max) else { throw DecodeError("slot \(v) out of range") }
-        return Int32(v)
-    }
-    static func code<T>(_ r: inout R, _ what: String, _ make: (UInt8) -> T?) throws(DecodeError) -> T {
-        let c = try r.u8()
-        guard let v = make(c) else { throw DecodeError("\(what) \(c)") }
-        return v
-    }
     static func money(_ r: inout R) throws(DecodeError) -> Money {
         let v = try r.zigzag128()
         guard v >= -NumberLimits.maxMoneyRaw && v <= NumberLimits.maxMoneyRaw else { throw DecodeError("money out of range") }
@@ -234,15 +220,6 @@ enum PeopleCodec {
         }
     }
 
-    static func optInt128(_ v: Int128?, _ w: inout W) { if let v { w.u8(1); w.zigzag128(v) } else { w.u8(0) } }
-    static func optInt128(_ r: inout R) throws(DecodeError) -> Int128? {
-        switch try r.u8() {
-        case 0: return nil
-        case 1: return try r.zigzag128()
-        case let f: throw DecodeError("bad optional flag \(f)")
-        }
-    }
-
     static func encodeMember(_ m: Membership, _ w: inout W) {
         w.string(m.user); w.u8(m.role.code); opt(m.investor, &w); opt(m.invitedBy, &w); w.zigzag(m.invitedAt); optInt(m.acceptedAt, &w)
     }
@@ -382,19 +359,9 @@ enum PeopleCodec {
 // MARK: - Digest
 
 extension Directory {
-    public func hash(into h: inout StateHasher) {
-        var w = ByteWriter(capacity: 256)
-        PeopleCodec.encode(self, into: &w)
-        h.int(Int64(w.bytes.count))
-        for b in w.bytes { h.byte(b) }
-    }
+    public func hash(into h: inout StateHasher) { h.encoded { PeopleCodec.encode(self, into: &$0) } }
 }
 
 extension DealPeople {
-    func hash(into h: inout StateHasher) {
-        var w = ByteWriter(capacity: 256)
-        PeopleCodec.encode(self, into: &w)
-        h.int(Int64(w.bytes.count))
-        for b in w.bytes { h.byte(b) }
-    }
+    func hash(into h: inout StateHasher) { h.encoded { PeopleCodec.encode(self, into: &$0) } }
 }

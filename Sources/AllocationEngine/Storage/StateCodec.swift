@@ -248,50 +248,23 @@ public enum StateCodec {
         return .dealCreated(info)
     }
 
-    /// Puts every caller-chosen id of the image's rows into the global maps.
+    /// Puts every id of the image's rows into the global maps (a generated
+    /// id must name its own row; any other id may appear once).
     public static func index(_ states: [DealState], into indexes: EngineIndexes) throws(DecodeError) {
         for s in states {
-            for (slot, l) in s.lots.enumerated() {
-                if let existing = indexes.lots.insertIfAbsent(l.id, RowRef(deal: s.info.number, slot: Int32(slot))),
-                   existing != RowRef(deal: s.info.number, slot: Int32(slot)) {
-                    throw DecodeError("lot id \(l.id) appears twice")
+            func claim(_ ids: some Sequence<String>, _ index: IdIndex, _ what: String) throws(DecodeError) {
+                for (slot, id) in ids.enumerated() where !index.claim(id, RowRef(deal: s.info.number, slot: Int32(slot))) {
+                    throw DecodeError("\(what) \(id) appears twice or names another row")
                 }
             }
-            for (slot, h) in s.holds.enumerated() {
-                guard indexes.holds.claim(h.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
-                    throw DecodeError("hold id \(h.id) appears twice or names another row")
-                }
-            }
-            for (slot, c) in s.people.commitments.enumerated() {
-                guard indexes.commitments.claim(c.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
-                    throw DecodeError("commitment id \(c.id) appears twice or names another row")
-                }
-            }
-            for (slot, p) in s.money.plans.enumerated() {
-                guard indexes.feePlans.claim(p.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
-                    throw DecodeError("fee plan id \(p.id) appears twice")
-                }
-            }
-            for (slot, inv) in s.money.invoices.enumerated() {
-                guard indexes.invoices.claim(inv.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
-                    throw DecodeError("invoice id \(inv.id) appears twice or names another row")
-                }
-            }
-            for (slot, p) in s.money.payments.enumerated() {
-                guard indexes.payments.claim(p.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
-                    throw DecodeError("payment id \(p.id) appears twice or names another row")
-                }
-            }
-            for (slot, i) in s.people.invites.enumerated() {
-                if indexes.inviteTokens.insertIfAbsent(i.tokenHash, RowRef(deal: s.info.number, slot: Int32(slot))) != nil {
-                    throw DecodeError("invite token of \(i.id) appears twice")
-                }
-            }
-            for (slot, a) in s.allocations.enumerated() {
-                guard indexes.allocations.claim(a.id, RowRef(deal: s.info.number, slot: Int32(slot))) else {
-                    throw DecodeError("allocation id \(a.id) appears twice or names another row")
-                }
-            }
+            try claim(s.lots.lazy.map(\.id), indexes.lots, "lot id")
+            try claim(s.holds.lazy.map(\.id), indexes.holds, "hold id")
+            try claim(s.allocations.lazy.map(\.id), indexes.allocations, "allocation id")
+            try claim(s.people.commitments.lazy.map(\.id), indexes.commitments, "commitment id")
+            try claim(s.people.invites.lazy.map(\.tokenHash), indexes.inviteTokens, "invite token")
+            try claim(s.money.plans.lazy.map(\.id), indexes.feePlans, "fee plan id")
+            try claim(s.money.invoices.lazy.map(\.id), indexes.invoices, "invoice id")
+            try claim(s.money.payments.lazy.map(\.id), indexes.payments, "payment id")
         }
     }
 }

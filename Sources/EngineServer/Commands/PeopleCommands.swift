@@ -142,10 +142,10 @@ enum PeopleCommands {
                             guard existing.investor == investor, existing.vehicle == vehicle, existing.commitment == amount, existing.currency == currency else {
                                 throw EngineError(.conflict, "subscription id \(id) was used with different parameters")
                             }
-                            return []
+                            return nil
                         }
                         if id == nil { chosen = d.nextSubscriptionID() }
-                        return [.subscriptionCreated(Subscription(id: chosen, investor: investor, vehicle: vehicle, commitment: amount, currency: currency))]
+                        return .subscriptionCreated(Subscription(id: chosen, investor: investor, vehicle: vehicle, commitment: amount, currency: currency))
                     }
                     return .id(chosen)
                 }
