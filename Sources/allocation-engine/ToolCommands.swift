@@ -33,6 +33,8 @@ func describe(_ c: Change) -> String {
     case .directory(let c): return c.summary
     case .people(let d, let c): return "deal=\(d) " + c.summary
     case .money(let d, let c): return "deal=\(d) " + c.summary
+    case .group(let d, let cs):
+        return "deal=\(d) changes=\(cs.count): " + cs.map { "[\(Change.typeNames[$0.recordType] ?? "?") \(describe($0))]" }.joined(separator: " ")
     }
 }
 

@@ -12,6 +12,8 @@ public enum EngineLimits {
     public static let defaultHoldTTLMillis: Int64 = 30 * 60_000
     /// Lots per deal: the split walks them in order.
     public static let maxLotsPerDeal = 10_000
+    /// Changes in one group record (an approval and its commissions, ...).
+    public static let maxGroupedChanges = 1_024
     /// Requests in one call to a deal actor.
     public static let maxBatch = 4096
     /// Pending holds in one deal: at 128 bytes each, ten million is about 1.2 GiB,

@@ -96,16 +96,33 @@ extension DealState {
         return given
     }
 
-    /// Applies a change this actor has just decided. It cannot fail: a failure
-    /// here means the decision and the state machine disagree, a bug that must
-    /// stop the engine before it writes a wrong record.
+    /// Applies a change this actor has just decided, and what follows from it
+    /// (introduction statuses, commissions: `attribution(following:)`), logged
+    /// together as one group record so they are durable all or none. It cannot
+    /// fail: a failure here means the decision and the state machine disagree,
+    /// a bug that must stop the engine before it writes a wrong record.
     mutating func commit(_ change: Change, time: Int64, context: EngineContext, changes: inout [Change]) {
         do throws(EngineError) {
             try apply(change, time: time, index: context.indexes, indexNew: false)
         } catch {
             preconditionFailure("decided change failed to apply: \(error) for \(change)")
         }
-        if context.sink != nil { changes.append(change) }
+        let following = attribution(following: change, context: context)
+        guard !following.isEmpty else {
+            if context.sink != nil { changes.append(change) }
+            return
+        }
+        var group = [change]
+        for f in following {
+            let c = Change.money(deal: info.id, f)
+            do throws(EngineError) {
+                try apply(c, time: time, index: context.indexes, indexNew: false)
+            } catch {
+                preconditionFailure("a change following \(change) failed to apply: \(error) for \(c)")
+            }
+            group.append(c)
+        }
+        if context.sink != nil { changes.append(.group(deal: info.id, group)) }
     }
 
 }

@@ -64,6 +64,11 @@ public struct DealState: Sendable {
         case .money(_, let c):
             try applyMoney(c, time: time, index: index, indexNew: indexNew)
             return -1
+        case .group(_, let changes):
+            // Decided together, so they apply in order; on replay a member
+            // that does not apply is damage, which stops recovery.
+            for c in changes { _ = try applyUnchecked(c, time: time, index: index, indexNew: indexNew) }
+            return -1
         case .dealStatus(_, let status):
             guard info.status.canMove(to: status) else {
                 throw EngineError(.conflict, "deal \(info.id) cannot move from \(info.status.name) to \(status.name)")
@@ -357,5 +362,10 @@ public final class EngineIndexes: Sendable {
     public let payments = IdIndex(generatedPrefix: UInt8(ascii: "y"))
     /// Term sheets (`t<deal>.<n>`, generated only).
     public let termSheets = IdIndex(generatedPrefix: UInt8(ascii: "t"))
+    /// Introductions (`n<deal>.<n>` or the caller's id); commissions (`m<deal>.<n>`, generated only).
+    public let introductions = IdIndex(generatedPrefix: UInt8(ascii: "n"))
+    public let commissions = IdIndex(generatedPrefix: UInt8(ascii: "m"))
+    /// The matched sum of each bank transaction, over every deal's reconciliations.
+    public let bankMatches = BankMatches()
     public init() {}
 }

@@ -26,6 +26,14 @@ public struct DealMoney: Sendable {
     public internal(set) var payments: [Payment] = []
     /// The deal's exit (`DEAL.EXIT`, once per deal): price per unit and day.
     public internal(set) var exit: (price: Price, on: CivilDate)?
+    public internal(set) var introductions: [Introduction] = []
+    /// Prospect ("i:<investor>" or "e:<lowercased email>") -> its live introduction: one at a time.
+    var introducedProspect: [String: Int32] = [:]
+    public internal(set) var commissions = ChunkedArray<Commission>()
+    /// What has accrued a commission already (not cancelled).
+    var commissionKeys: Set<CommissionKey> = []
+    /// Invoice x bank transaction -> the live reconciled payment.
+    var liveMatch: [DealState.MatchKey: Int32] = [:]
     public init() {}
 }
 
@@ -41,6 +49,8 @@ public enum MoneyLimits {
     public static let maxInvoicesPerDeal = 1_000_000
     public static let maxTermSheetsPerDeal = 1_000_000
     public static let maxPaymentsPerDeal = 10_000_000
+    /// Live reconciliations of one invoice (one per bank transaction).
+    public static let maxMatchesPerInvoice = 10_000
 }
 
 public enum FeeKind: String, Sendable, CaseIterable { case subscription, management, performance, spreadMarkup = "spread_markup", flat, other }
@@ -135,6 +145,8 @@ public struct FeeEvent: Hashable, Sendable {
     public var currency: String
     public var status: FeeEventStatus = .accrued
     public var createdAt: Int64 = 0
+    /// A periodic performance fee: the NAV per unit it was charged at (the next high-water mark).
+    public var navPerUnit: Price?
     var key: FeeKey { FeeKey(allocation: allocation, plan: plan, component: component, period: periodStart?.days ?? .min) }
 }
 
@@ -159,6 +171,18 @@ public indirect enum DealMoneyChange: Hashable, Sendable {
     case termSheetIssued(TermSheet)
     /// Sent, accepted (and, with a plan, the investor's terms set), rejected, or expired (by the ticker).
     case termSheetStatus(sheet: Int32, status: TermSheetStatus, by: String?)
+    case introductionCreated(Introduction)
+    /// Joined (an email prospect's investor learnt then), allocated, or lost.
+    case introductionStatus(introduction: Int32, status: IntroductionStatus, investor: String?)
+    /// Commissions accrued, amounts included (with what they accrue from, in one group record).
+    case commissionsAccrued([Commission])
+    case commissionCancelled(commission: Int32)
+    /// A statement: an invoice of accrued commissions of one introducer, which become `invoiced`.
+    case statementCreated(Invoice)
+    /// The statement's commissions become `paid`, and the statement with them.
+    case statementPaid(invoice: Int32, paidAt: Int64, by: String?)
+    /// A bank transaction matched to an invoice: an applied payment naming it.
+    case reconciled(Payment)
 }
 
 /// What callers ask of a deal actor about money (boxed in `DealRequest.money`).
@@ -184,12 +208,24 @@ public enum MoneyRequest: Sendable {
     case issueTermSheet(investor: String, price: Price, plan: String?, validUntil: Int64?, currency: String?, doc: String?)
     case moveTermSheet(String, to: TermSheetStatus)
     case getTermSheet(String)
+    case createIntroduction(introducer: String, investor: String?, email: String?, rateBps: Int32?, basis: CommissionBasis, id: String?)
+    case loseIntroduction(String)
+    case getIntroduction(String)
+    case listIntroductions(introducer: String?, cursor: UInt64, count: Int)
+    case listCommissions(introducer: String?, status: CommissionStatus?, cursor: UInt64, count: Int)
+    case invoiceCommissions(introducer: String)
+    case payStatement(String, paidAt: Int64?)
+    case cancelCommission(String)
+    case reconcile(invoice: String, txn: String, amount: Money)
+    case unreconcile(invoice: String, txn: String)
 
     public var isChange: Bool {
         switch self {
         case .createPlan, .addComponent, .setTerms, .computeFees, .voidFee, .exit, .createInvoice, .sendInvoice, .cancelInvoice,
-             .recordPayment, .refundPayment, .issueTermSheet, .moveTermSheet: true
-        case .getPlan, .getTerms, .termsHistory, .listFees, .getInvoice, .listInvoices, .getPayment, .getTermSheet: false
+             .recordPayment, .refundPayment, .issueTermSheet, .moveTermSheet, .createIntroduction, .loseIntroduction,
+             .invoiceCommissions, .payStatement, .cancelCommission, .reconcile, .unreconcile: true
+        case .getPlan, .getTerms, .termsHistory, .listFees, .getInvoice, .listInvoices, .getPayment, .getTermSheet,
+             .getIntroduction, .listIntroductions, .listCommissions: false
         }
     }
 }

@@ -65,8 +65,10 @@ extension DealState {
                 money.accrued.insert(e.key)
                 money.feeEvents.append(e)
             }
-        case .invoiceCreated, .invoiceSent, .invoiceCancelled, .paymentRecorded, .paymentRefunded:
+        case .invoiceCreated, .invoiceSent, .invoiceCancelled, .paymentRecorded, .paymentRefunded, .reconciled:
             try applyInvoice(change, time: time, index: index, indexNew: indexNew)
+        case .introductionCreated, .introductionStatus, .commissionsAccrued, .commissionCancelled, .statementCreated, .statementPaid:
+            try applyAttribution(change, time: time, index: index, indexNew: indexNew)
         case .feeVoided(let slot):
             guard slot >= 0 && Int(slot) < money.feeEvents.count else { throw EngineError(.notFound, "fee event #\(slot) not in deal \(info.id)") }
             guard money.feeEvents[Int(slot)].status == .accrued else {
@@ -106,12 +108,14 @@ extension DealState {
         switch (c.method, c.frequency) {
         case (.percentOfInvestment, .oneTime), (.fixed, .oneTime), (.perUnitSpread, .oneTime),
              (.percentPerAnnum, .monthly), (.percentPerAnnum, .quarterly), (.percentPerAnnum, .annual),
-             (.percentOfProfit, .onExit):
+             (.percentOfProfit, .onExit), (.percentOfProfit, .monthly), (.percentOfProfit, .quarterly), (.percentOfProfit, .annual):
             break
         default:
-            throw EngineError(.invalid, "a \(c.method.rawValue) component with frequency \(c.frequency.rawValue) means nothing here (one_time for percent_of_investment, fixed and per_unit_spread; monthly, quarterly or annual for percent_per_annum; on_exit for percent_of_profit)")
+            throw EngineError(.invalid, "a \(c.method.rawValue) component with frequency \(c.frequency.rawValue) means nothing here (one_time for percent_of_investment, fixed and per_unit_spread; monthly, quarterly or annual for percent_per_annum; on_exit, monthly, quarterly or annual for percent_of_profit)")
         }
-        if c.hurdleBps != nil && c.method != .percentOfProfit { throw EngineError(.invalid, "HURDLE_BPS is for percent_of_profit only") }
+        if c.hurdleBps != nil && !(c.method == .percentOfProfit && c.frequency == .onExit) {
+            throw EngineError(.invalid, "HURDLE_BPS is for an on_exit percent_of_profit fee only (a periodic one is charged over its high-water mark)")
+        }
         if c.highWaterMark && c.method != .percentOfProfit { throw EngineError(.invalid, "HWM is for percent_of_profit only") }
     }
 
@@ -133,9 +137,14 @@ extension DealState {
 
     /// The events due now for the approved and settled allocations (of one
     /// investor, when given) up to `asOf`, not accrued before.
-    func decideFees(investor: String?, asOf: CivilDate) -> [FeeEvent] {
+    func decideFees(investor: String?, asOf: CivilDate, valuations: [Valuation] = []) -> [FeeEvent] {
         var out: [FeeEvent] = []
         var keys: Set<FeeKey> = []
+        // The NAV each periodic performance fee already accrued was charged at (its high-water mark).
+        var chargedNAV: [FeeKey: Int64] = [:]
+        if !valuations.isEmpty {
+            for e in money.feeEvents where e.status != .voided { if let n = e.navPerUnit { chargedNAV[e.key] = n.raw } }
+        }
         for slot in allocations.indices {
             let a = allocations[slot]
             guard a.status == .approved || a.status == .settled else { continue }
@@ -148,9 +157,10 @@ extension DealState {
             let base = investment.roundedToMoney
             let approvedOn = CivilDate(days: Int32(Self.floorDiv(a.decidedAt, 86_400_000)))
             for (ci, c) in money.plans[Int(plan)].components.enumerated() {
-                func add(_ amount: Money, date: CivilDate, from: CivilDate? = nil, to: CivilDate? = nil) {
-                    let e = FeeEvent(investor: inv, allocation: Int32(slot), plan: plan, component: Int32(ci), eventDate: date,
+                func add(_ amount: Money, date: CivilDate, from: CivilDate? = nil, to: CivilDate? = nil, base: Money = base, nav: Price? = nil) {
+                    var e = FeeEvent(investor: inv, allocation: Int32(slot), plan: plan, component: Int32(ci), eventDate: date,
                                      periodStart: from, periodEnd: to, baseAmount: base, computedAmount: amount, currency: info.currency)
+                    e.navPerUnit = nav
                     guard !money.accrued.contains(e.key), keys.insert(e.key).inserted else { return }
                     out.append(e)
                 }
@@ -167,8 +177,36 @@ extension DealState {
                         add(MoneyMath.perAnnum(investment, bps: c.rateBps ?? 0, days: Int(end.days - start.days) + 1), date: end, from: start, to: end)
                         start = CivilDate(days: end.days + 1)
                     }
-                case .percentOfProfit:
+                case .percentOfProfit where c.frequency == .onExit:
                     break  // accrues at the deal's exit, not here
+                case .percentOfProfit:
+                    // Periodic: per calendar period ended by asOf, against the vehicle's latest NAV
+                    // on or before the period's end; over the high-water mark (the highest NAV the
+                    // allocation was charged at, or its unit price) with HWM, else over the NAV of
+                    // the period before.
+                    guard !valuations.isEmpty else { break }
+                    var start = approvedOn
+                    var mark = a.unitPrice.raw
+                    while out.count < MoneyLimits.maxEventsPerCompute {
+                        let end = Self.periodEnd(containing: start, c.frequency)
+                        guard end <= asOf else { break }
+                        defer { start = CivilDate(days: end.days + 1) }
+                        guard let v = Self.latest(valuations, onOrBefore: end) else { continue }
+                        let key = FeeKey(allocation: Int32(slot), plan: plan, component: Int32(ci), period: start.days)
+                        if let charged = chargedNAV[key] {
+                            // Charged before: its NAV is the mark from here on.
+                            mark = c.highWaterMark ? max(mark, charged) : v.navPerUnit.raw
+                            continue
+                        }
+                        let gain = v.navPerUnit.raw - mark
+                        if !c.highWaterMark { mark = v.navPerUnit.raw }
+                        guard gain > 0 else { continue }
+                        let profit = ExactAmount(units: a.units, price: Price(raw: gain))
+                        let fee = MoneyMath.percent(profit, bps: c.rateBps ?? 0)
+                        guard fee.raw > 0 else { continue }
+                        add(fee, date: end, from: start, to: end, base: profit.roundedToMoney, nav: v.navPerUnit)
+                        if c.highWaterMark { mark = v.navPerUnit.raw }
+                    }
                 }
                 if out.count >= MoneyLimits.maxEventsPerCompute { return out }
             }
@@ -202,6 +240,16 @@ extension DealState {
             }
         }
         return out
+    }
+
+    /// The latest of `list` (oldest first) on or before `day`.
+    static func latest(_ list: [Valuation], onOrBefore day: CivilDate) -> Valuation? {
+        var lo = 0, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid].asOf <= day { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? nil : list[lo - 1]
     }
 
     /// The last day of the calendar month, quarter or year that holds `day`.
@@ -270,7 +318,8 @@ extension DealState {
         case .computeFees(let investor, let asOf):
             if let investor { try Validate.id(investor, field: "investor") }
             let today = CivilDate(days: Int32(Self.floorDiv(now, 86_400_000)))
-            let events = decideFees(investor: investor, asOf: asOf ?? today)
+            let valuations = info.vehicle.map { v in context.directory.withLock { $0.ledger.valuations[v] ?? [] } } ?? []
+            let events = decideFees(investor: investor, asOf: asOf ?? today, valuations: valuations)
             guard money.feeEvents.count + events.count <= MoneyLimits.maxFeeEventsPerDeal else {
                 throw EngineError(.limit, "deal \(info.id) has the maximum of \(MoneyLimits.maxFeeEventsPerDeal) fee events")
             }
@@ -357,6 +406,7 @@ extension DealState {
                 }
             }
             let inv = money.invoices[Int(slot)]
+            guard !inv.isStatement else { throw EngineError(.conflict, "invoice \(invoiceID) is a commission statement; COMMISSION.PAY settles it") }
             guard !inv.cancelled else { throw EngineError(.conflict, "invoice \(invoiceID) is cancelled") }
             guard inv.paid.raw + amount.raw <= inv.total.raw else {
                 throw EngineError(.conflict, "paying \(amount) would pay more than is owed on invoice \(invoiceID): total \(inv.total), paid \(inv.paid)")
@@ -411,6 +461,17 @@ extension DealState {
             return .fields(termSheetFields(try termSheetSlot(id), now: now))
         case .getPayment(let id):
             return .fields(paymentFields(try paymentSlot(id, index: context.indexes)))
+        case .reconcile(let invoice, let txn, let amount):
+            let (payment, existing) = try decideReconcile(invoice: invoice, txn: txn, amount: amount, now: now, context: context, by: principal?.user)
+            if let existing { return .id(existing) }
+            commit(.reconciled(payment!))
+            return .id(payment!.id)
+        case .unreconcile(let invoice, let txn):
+            commit(.paymentRefunded(payment: try liveMatch(invoice: invoice, txn: txn, index: context.indexes)))
+            return .ok
+        case .createIntroduction, .loseIntroduction, .getIntroduction, .listIntroductions, .listCommissions, .invoiceCommissions,
+             .payStatement, .cancelCommission:
+            return try executeAttribution(request, now: now, context: context, principal: principal, changes: &changes)
         case .listFees(let investor, let status, let cursor, let count):
             let scope: [String: KYCStatus]? = principal.flatMap { $0.isStaff ? nil : $0.investors }
             return page(from: cursor, count: count, total: money.feeEvents.count) { slot in

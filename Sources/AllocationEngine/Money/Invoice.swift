@@ -4,8 +4,12 @@
 /// logged change, and so is a payment and its invoice's paid amount.
 public struct Invoice: Hashable, Sendable {
     public var id: String
+    /// The investor billed; empty on a commission statement.
     public var investor: String
-    /// One line per fee event.
+    /// A commission statement's introducer (`generated_from` `introducer_commissions`): its
+    /// lines are commissions, not fee events.
+    public var introducer: String?
+    /// One line per fee event (or commission).
     public var lines: [InvoiceLine]
     public var subtotal: Money
     public var taxBps: Int32
@@ -19,6 +23,11 @@ public struct Invoice: Hashable, Sendable {
     public var paid: Money = .zero
     public var createdBy: String?
     public var createdAt: Int64 = 0
+    /// How many live reconciliations it has (bounded by `MoneyLimits.maxMatchesPerInvoice`).
+    public var liveMatches: Int32 = 0
+
+    public var isStatement: Bool { introducer != nil }
+    public var generatedFrom: String { isStatement ? "introducer_commissions" : "fee_events" }
 
     public var status: InvoiceStatus {
         if cancelled { return .cancelled }
@@ -29,7 +38,7 @@ public struct Invoice: Hashable, Sendable {
 }
 
 public struct InvoiceLine: Hashable, Sendable {
-    /// The fee event's slot in the deal.
+    /// The fee event's (or, on a statement, the commission's) slot in the deal.
     public var event: Int32
     public var amount: Money
 }
@@ -47,7 +56,10 @@ public struct Payment: Hashable, Sendable {
     public var refunded = false
     public var createdBy: String?
     public var createdAt: Int64 = 0
-    public var status: PaymentStatus { refunded ? .refunded : .received }
+    /// A reconciliation: the bank transaction it matches (`bank_txn_id`); `createdBy` is `matched_by`
+    /// and `createdAt` `matched_at`.
+    public var bankTxn: String?
+    public var status: PaymentStatus { refunded ? .refunded : bankTxn != nil ? .applied : .received }
 }
 
 extension DealState {
@@ -68,7 +80,7 @@ extension DealState {
         switch change {
         case .invoiceCreated(var inv):
             let slot = Int32(money.invoices.count)
-            guard !inv.lines.isEmpty else { throw EngineError(.conflict, "an invoice needs at least one line") }
+            guard !inv.lines.isEmpty, inv.introducer == nil else { throw EngineError(.conflict, "an invoice of fee events needs at least one line") }
             var subtotal = Money.zero
             for l in inv.lines {
                 guard l.event >= 0 && Int(l.event) < money.feeEvents.count, money.feeEvents[Int(l.event)].status == .accrued,
@@ -100,29 +112,19 @@ extension DealState {
             let inv = money.invoices[Int(slot)]
             guard !inv.cancelled, inv.paid.raw == 0 else { throw EngineError(.conflict, "invoice \(inv.id) is \(inv.status.rawValue); only one with nothing paid is cancelled") }
             money.invoices[Int(slot)].cancelled = true
-            // Its events return to accrued (and may be invoiced again).
-            for l in inv.lines { money.feeEvents[Int(l.event)].status = .accrued }
-        case .paymentRecorded(var p):
-            try checkInvoice(p.invoice)
-            let inv = money.invoices[Int(p.invoice)]
-            guard !inv.cancelled else { throw EngineError(.conflict, "invoice \(inv.id) is cancelled") }
-            guard p.amount.raw > 0, inv.paid.raw + p.amount.raw <= inv.total.raw else {
-                throw EngineError(.conflict, "payment of \(p.amount) on invoice \(inv.id) would pay \(Money(raw: inv.paid.raw + p.amount.raw)) of its total \(inv.total)")
+            // Its events (a statement's commissions) return to accrued, and may be invoiced again.
+            if inv.isStatement {
+                for l in inv.lines {
+                    money.commissions[Int(l.event)].status = .accrued
+                    money.commissions[Int(l.event)].statement = -1
+                }
+            } else {
+                for l in inv.lines { money.feeEvents[Int(l.event)].status = .accrued }
             }
-            let slot = Int32(money.payments.count)
-            if indexNew {
-                guard index.payments.claim(p.id, RowRef(deal: ref, slot: slot)) else { throw EngineError(.exists, "payment id \(p.id) is already used") }
-            }
-            p.createdAt = time
-            p.refunded = false
-            money.invoices[Int(p.invoice)].paid.raw += p.amount.raw
-            money.payments.append(p)
+        case .paymentRecorded(let p), .reconciled(let p):
+            try applyPayment(p, time: time, index: index, indexNew: indexNew)
         case .paymentRefunded(let slot):
-            guard slot >= 0 && Int(slot) < money.payments.count else { throw EngineError(.notFound, "payment #\(slot) not in deal \(info.id)") }
-            let p = money.payments[Int(slot)]
-            guard !p.refunded else { throw EngineError(.conflict, "payment \(p.id) is already refunded") }
-            money.payments[Int(slot)].refunded = true
-            money.invoices[Int(p.invoice)].paid.raw -= p.amount.raw
+            try applyRefund(slot, index: index)
         default:
             preconditionFailure("not an invoice change")
         }
@@ -149,8 +151,13 @@ extension DealState {
 
     public func invoiceFields(_ slot: Int32) -> [Field] {
         let inv = money.invoices[Int(slot)]
-        // [event, kind, description, amount] per line (`invoice_lines`).
+        // [event, kind, description, amount] per line (`invoice_lines`); a statement's are commissions.
         let lines = inv.lines.map { l -> [String] in
+            if inv.isStatement {
+                let c = money.commissions[Int(l.event)]
+                let source = c.basis == .investedAmount ? allocations[Int(c.source)].id : feeEventID(c.source)
+                return [commissionID(l.event), "commission", "\(c.basis.rawValue) commission at \(c.rateBps) bps, investor \(c.investor), \(source)", l.amount.description]
+            }
             let e = money.feeEvents[Int(l.event)]
             let c = money.plans[Int(e.plan)].components[Int(e.component)]
             let period = e.periodStart.map { " \($0) to \(e.periodEnd?.description ?? "")" } ?? ""
@@ -158,10 +165,11 @@ extension DealState {
             return [feeEventID(l.event), kind, "\(c.kind.rawValue) fee \(c.id), allocation \(allocations[Int(e.allocation)].id)\(period)", l.amount.description]
         }
         return [
-            Field("id", inv.id), Field("deal", info.id), Field("investor", inv.investor), Field("status", inv.status.rawValue),
+            Field("id", inv.id), Field("deal", info.id), Field("investor", inv.isStatement ? nil : inv.investor), Field("introducer", inv.introducer),
+            Field("status", inv.status.rawValue),
             Field("subtotal", inv.subtotal.description), Field("tax_bps", String(inv.taxBps)), Field("tax", inv.tax.description),
             Field("total", inv.total.description), Field("paid", inv.paid.description), Field("currency", inv.currency),
-            Field("due_date", inv.dueDate?.description), Field("generated_from", "fee_events"),
+            Field("due_date", inv.dueDate?.description), Field("generated_from", inv.generatedFrom),
             Field("created_by", inv.createdBy), Field("created_at", String(inv.createdAt)), Field("lines", table: lines),
         ]
     }
@@ -172,8 +180,9 @@ extension DealState {
         return [
             Field("id", p.id), Field("deal", info.id), Field("investor", inv.investor), Field("invoice", inv.id),
             Field("amount", p.amount.description), Field("currency", inv.currency), Field("method", p.method),
-            Field("paid_at", String(p.paidAt)), Field("status", p.status.rawValue), Field("created_by", p.createdBy),
-            Field("created_at", String(p.createdAt)),
+            Field("paid_at", String(p.paidAt)), Field("status", p.status.rawValue), Field("bank_txn_id", p.bankTxn),
+            Field("created_by", p.createdBy), Field("created_at", String(p.createdAt)),
+            Field("matched_by", p.bankTxn == nil ? nil : p.createdBy), Field("matched_at", p.bankTxn == nil ? nil : String(p.createdAt)),
         ]
     }
 }

@@ -19,6 +19,12 @@ extension DealState {
     /// investor links and their KYC.
     private func memberRefusal(of request: DealRequest, _ p: Principal, context: EngineContext) -> EngineError? {
         if case .people(.acceptInvite) = request { return nil }
+        switch request {
+        case .money(.getIntroduction), .money(.listIntroductions), .money(.listCommissions):
+            // An introducer's login reads its own rows, member or not (filtered inside).
+            return nil
+        default: break
+        }
         guard let member = people.member(p.user) else {
             // Other deals are hidden from reads; a change says why it is refused.
             return request.isChange ? EngineError(.noPermission, "not a member of deal \(info.id)") : hiddenNotFound(request)

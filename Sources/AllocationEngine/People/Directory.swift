@@ -18,6 +18,8 @@ public struct Directory: Sendable {
     public internal(set) var sources: [String: ShareSource] = [:]
     /// The sequence of generated subscription ids (`sub<n>`).
     public internal(set) var subscriptionSequence: UInt64 = 0
+    /// The engine-wide money rows: bank transactions, introducers, valuations (Money/MoneyLedger.swift).
+    public internal(set) var ledger = MoneyLedger()
 
     public init() {}
 
@@ -132,6 +134,8 @@ public struct Directory: Sendable {
                 throw EngineError(.conflict, "subscription \(id) is \(s.status.rawValue); it cannot become \(status.rawValue)")
             }
             subscriptions[id]!.status = status
+        case .bankImported, .introducerCreated, .introducerStatus, .valuationSet:
+            try ledger.apply(change, time: time, directory: self)
         case .sourceCreated(let s):
             guard sources[s.id] == nil else { throw EngineError(.exists, "share source \(s.id) already exists") }
             guard sources.count < DirectoryLimits.maxSources else { throw EngineError(.limit, "the engine has the maximum of \(DirectoryLimits.maxSources) share sources") }
@@ -146,7 +150,7 @@ public struct Directory: Sendable {
         guard let t = tokens[hash], let u = users[t.user] else { return nil }
         var linked: [String: KYCStatus] = [:]
         for i in u.investors { linked[i] = investors[i]?.kycStatus ?? .pending }
-        return Principal(user: u.id, role: u.role, investors: linked)
+        return Principal(user: u.id, role: u.role, investors: linked, introducers: ledger.introducers(ofUser: u.id))
     }
 
     public func principal(forToken token: String) -> Principal? { principal(forTokenHash: SHA256.hex(token)) }
@@ -180,6 +184,11 @@ public indirect enum DirectoryChange: Hashable, Sendable {
     case subscriptionCreated(Subscription)
     case subscriptionStatus(id: String, status: SubscriptionStatus)
     case sourceCreated(ShareSource)
+    /// The engine-wide money rows (types 80-83; Money/MoneyLedger.swift).
+    case bankImported(BankTransaction)
+    case introducerCreated(Introducer)
+    case introducerStatus(id: String, active: Bool)
+    case valuationSet(Valuation)
 }
 
 public enum DirectoryLimits {

@@ -39,6 +39,30 @@ extension DirectoryChange {
                 throw EngineError(.invalid, "commitment must be between 0 and \(Money(raw: NumberLimits.maxMoneyRaw)), got \(s.commitment)")
             }
         case .subscriptionStatus(let id, _): try Validate.id(id, field: "subscription id")
+        case .bankImported(let t):
+            try Validate.id(t.id, field: "transaction id")
+            try Validate.id(t.accountRef, field: "account ref")
+            try Validate.currency(t.currency)
+            guard t.amount.raw != 0 && t.amount.raw >= -NumberLimits.maxMoneyRaw && t.amount.raw <= NumberLimits.maxMoneyRaw else {
+                throw EngineError(.invalid, "a bank transaction's amount is not zero and at most \(Money(raw: NumberLimits.maxMoneyRaw)) either way, got \(t.amount)")
+            }
+            for (name, text) in [("memo", t.memo), ("counterparty", t.counterparty)] {
+                guard let text else { continue }
+                try Validate.text(text, field: name)
+                guard text.utf8.count <= LedgerLimits.maxBankText else { throw EngineError(.invalid, "\(name) is longer than \(LedgerLimits.maxBankText) bytes") }
+            }
+            if let b = t.batch { try Validate.id(b, field: "batch") }
+        case .introducerCreated(let i):
+            try Validate.id(i.id, field: "introducer")
+            try Validate.text(i.legalName, field: "legal name")
+            guard !i.legalName.isEmpty else { throw EngineError(.invalid, "legal name must not be empty") }
+            if let r = i.commissionBps, !(r >= 0 && r <= MoneyLimits.maxRateBps) { throw EngineError(.invalid, "COMMISSION_BPS must be between 0 and \(MoneyLimits.maxRateBps)") }
+            if let u = i.user { try Validate.id(u, field: "user") }
+        case .introducerStatus(let id, _): try Validate.id(id, field: "introducer")
+        case .valuationSet(let v):
+            try Validate.id(v.vehicle, field: "vehicle")
+            guard v.navPerUnit.raw >= 0 && Int128(v.navPerUnit.raw) <= NumberLimits.maxPriceRaw else { throw EngineError(.invalid, "NAV per unit out of range") }
+            if let t = v.navTotal, !(t.raw >= 0 && t.raw <= NumberLimits.maxMoneyRaw) { throw EngineError(.invalid, "NAV_TOTAL out of range") }
         case .sourceCreated(let s):
             try Validate.id(s.id, field: "share source")
             if let c = s.counterparty { try Validate.text(c, field: "counterparty") }

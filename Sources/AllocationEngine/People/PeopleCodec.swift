@@ -18,12 +18,17 @@ extension DirectoryChange {
         case .subscriptionCreated: 28
         case .subscriptionStatus: 29
         case .sourceCreated: 30
+        case .bankImported: 80
+        case .introducerCreated: 81
+        case .introducerStatus: 82
+        case .valuationSet: 83
         }
     }
     static let typeNames: [UInt8: String] = [
         10: "token.created", 20: "user.set", 21: "investor.created", 22: "investor.kyc", 23: "investor.linked",
         24: "investor.unlinked", 25: "token.issued", 26: "tokens.revoked", 27: "vehicle.created",
         28: "subscription.created", 29: "subscription.status", 30: "source.created",
+        80: "bank.imported", 81: "introducer.created", 82: "introducer.status", 83: "valuation.set",
     ]
 }
 
@@ -77,6 +82,7 @@ enum PeopleCodec: RecordFieldCoding {
         case .subscriptionCreated(let s): encodeSubscription(s, &w)
         case .subscriptionStatus(let id, let s): w.string(id); w.string(s.rawValue)
         case .sourceCreated(let s): w.string(s.id); w.string(s.kind.rawValue); opt(s.counterparty, &w); opt(s.notes, &w)
+        case .bankImported, .introducerCreated, .introducerStatus, .valuationSet: MoneyCodec.encodeLedger(c, into: &w)
         }
     }
 
@@ -114,6 +120,7 @@ enum PeopleCodec: RecordFieldCoding {
             let id = try r.string(), kindName = try r.string()
             guard let kind = ShareSourceKind(rawValue: kindName) else { throw DecodeError("source kind \(kindName)") }
             return .sourceCreated(ShareSource(id: id, kind: kind, counterparty: try opt(&r), notes: try opt(&r)))
+        case 80...83: return try MoneyCodec.decodeLedger(type: type, &r)
         default: return nil
         }
     }
@@ -359,7 +366,10 @@ enum PeopleCodec: RecordFieldCoding {
 // MARK: - Digest
 
 extension Directory {
-    public func hash(into h: inout StateHasher) { h.encoded { PeopleCodec.encode(self, into: &$0) } }
+    public func hash(into h: inout StateHasher) {
+        h.encoded { PeopleCodec.encode(self, into: &$0) }
+        h.encoded { MoneyCodec.encode(ledger, into: &$0) }
+    }
 }
 
 extension DealPeople {

@@ -15,6 +15,10 @@ extension DirectoryChange {
         case .subscriptionCreated(let s): return "subscription=\(s.id) investor=\(s.investor) vehicle=\(s.vehicle) commitment=\(s.commitment) \(s.currency)"
         case .subscriptionStatus(let id, let s): return "subscription=\(id) status=\(s.rawValue)"
         case .sourceCreated(let s): return "source=\(s.id) kind=\(s.kind.rawValue)" + o("counterparty", s.counterparty.map { "\"\($0)\"" })
+        case .bankImported(let t): return "txn=\(t.id) account=\(t.accountRef) amount=\(t.amount) \(t.currency) value_date=\(t.valueDate)" + o("batch", t.batch)
+        case .introducerCreated(let i): return "introducer=\(i.id) legal_name=\"\(i.legalName)\"" + o("commission_bps", i.commissionBps.map(String.init)) + o("user", i.user) + (i.active ? "" : " inactive")
+        case .introducerStatus(let id, let active): return "introducer=\(id) status=\(active ? "active" : "inactive")"
+        case .valuationSet(let v): return "vehicle=\(v.vehicle) as_of=\(v.asOf) nav_per_unit=\(v.navPerUnit)" + o("nav_total", v.navTotal?.description)
         }
     }
 }

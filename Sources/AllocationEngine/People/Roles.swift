@@ -74,11 +74,14 @@ public struct Principal: Sendable, Hashable {
     public var role: UserRole
     /// The investors the user is linked to (`investor_users`), with their KYC status.
     public var investors: [String: KYCStatus]
+    /// The introducers whose portal login the user is: it reads their introductions and commissions.
+    public var introducers: [String]
     public static let admin = Principal(user: "admin", role: .staffAdmin, investors: [:])
-    public init(user: String, role: UserRole, investors: [String: KYCStatus] = [:]) {
+    public init(user: String, role: UserRole, investors: [String: KYCStatus] = [:], introducers: [String] = []) {
         self.user = user
         self.role = role
         self.investors = investors
+        self.introducers = introducers
     }
     public var isStaff: Bool { role.isStaff }
     public func actsFor(_ investor: String) -> Bool { isStaff || investors[investor] != nil }

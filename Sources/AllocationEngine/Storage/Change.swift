@@ -17,14 +17,18 @@ public enum Change: Hashable, Sendable {
     case directory(DirectoryChange)
     /// Memberships, invite links, commitments and approvals of one deal (types 40-59).
     case people(deal: String, DealPeopleChange)
-    /// Fee plans, terms and fee events of one deal (types 60-69).
+    /// Fee plans, terms and fee events of one deal (types 60-79, 90).
     case money(deal: String, DealMoneyChange)
+    /// Several changes of one deal decided together, logged as one record and
+    /// so applied all or none (type 100): an approval and the commissions it
+    /// accrues, fee events and theirs. Never nested.
+    case group(deal: String, [Change])
 
     /// The deal the change belongs to; empty for engine-wide changes.
     public var deal: String {
         switch self {
         case .directory: ""
-        case .people(let d, _), .money(let d, _): d
+        case .people(let d, _), .money(let d, _), .group(let d, _): d
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
              .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _, _),
@@ -47,12 +51,13 @@ public enum Change: Hashable, Sendable {
         case .directory(let c): c.recordType
         case .people(_, let c): c.recordType
         case .money(_, let c): c.recordType
+        case .group: 100
         }
     }
 
     public static let typeNames: [UInt8: String] = [
         1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
-        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status",
+        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 100: "deal.group",
     ].merging(DirectoryChange.typeNames) { a, _ in a }.merging(DealPeopleChange.typeNames) { a, _ in a }
         .merging(DealMoneyChange.typeNames) { a, _ in a }
 }

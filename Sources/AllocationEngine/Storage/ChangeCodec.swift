@@ -39,6 +39,14 @@ public enum ChangeCodec {
             w.string(deal); PeopleCodec.encode(c, into: &w)
         case .money(let deal, let c):
             w.string(deal); MoneyCodec.encode(c, into: &w)
+        case .group(let deal, let changes):
+            // Each member as a record of its own: type, length, payload.
+            w.string(deal); w.varint(UInt64(changes.count))
+            for c in changes {
+                var inner = ByteWriter(capacity: 128)
+                encode(c, into: &inner)
+                w.u8(c.recordType); w.lengthPrefixed(inner.bytes)
+            }
         }
     }
 
@@ -92,6 +100,23 @@ public enum ChangeCodec {
         case 7: change = .holdExpired(deal: try r.string(), hold: try r.string())
         case 8:
             change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string(), by: try optionalString(&r))
+        case 100:
+            let deal = try r.string()
+            let n = try StateCodec.count(&r, "grouped change")
+            guard n >= 1 && n <= EngineLimits.maxGroupedChanges else { throw DecodeError("group of \(n) changes") }
+            var changes: [Change] = []
+            for _ in 0..<n {
+                let type = try r.u8()
+                guard type != 100 else { throw DecodeError("a group inside a group") }
+                let payload = try r.lengthPrefixed(maxBytes: Int(UInt32.max))
+                let decoded: Result<Change, DecodeError> = payload.withUnsafeBytes { p in
+                    do throws(DecodeError) { return .success(try decode(type: type, payload: p)) } catch { return .failure(error) }
+                }
+                let c = try decoded.get()
+                guard c.deal == deal else { throw DecodeError("a group of deal \(deal) holds a change of deal \(c.deal)") }
+                changes.append(c)
+            }
+            change = .group(deal: deal, changes)
         case 9:
             let deal = try r.string()
             let allocation = try r.string()

@@ -30,7 +30,9 @@ public enum StateCodec {
     /// 2: deals carry their KYC gate, creator and people section; the
     /// directory replaces the token list. Version 1 images still load.
     /// 3: deals carry their money section (fee plans, terms, fee events).
-    public static let formatVersion: UInt16 = 3
+    /// 4: the engine-wide money ledger follows the directory; deals carry
+    /// introductions, commissions, reconciled payments and statements.
+    public static let formatVersion: UInt16 = 4
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
@@ -43,6 +45,7 @@ public enum StateCodec {
         }
         w.varint(image.directoryLSN)
         PeopleCodec.encode(image.directory, into: &w)
+        MoneyCodec.encode(image.directory.ledger, into: &w)
         return w.bytes
     }
 
@@ -101,6 +104,7 @@ public enum StateCodec {
                 var directory = Directory()
                 if version >= 2 {
                     directory = try PeopleCodec.decodeDirectory(&r)
+                    if version >= 4 { directory.ledger = try MoneyCodec.decodeLedger(&r) }
                 } else {
                     // Version 1 kept only tokens, in the first token layout.
                     let tokenCount = try count(&r, "token")
@@ -217,7 +221,7 @@ public enum StateCodec {
             }
         }
         if version >= 3 {
-            s.money = try MoneyCodec.decodeMoney(&r, allocations: s.allocations.count)
+            s.money = try MoneyCodec.decodeMoney(&r, allocations: s.allocations.count, version: version)
         }
         for h in s.holds where h.allocation >= 0 {
             guard Int(h.allocation) < s.allocations.count else { throw DecodeError("hold \(h.id) names a missing allocation") }
@@ -265,6 +269,11 @@ public enum StateCodec {
             try claim(s.money.plans.lazy.map(\.id), indexes.feePlans, "fee plan id")
             try claim(s.money.invoices.lazy.map(\.id), indexes.invoices, "invoice id")
             try claim(s.money.payments.lazy.map(\.id), indexes.payments, "payment id")
+            try claim(s.money.introductions.lazy.map(\.id), indexes.introductions, "introduction id")
+            // The matched sums of bank transactions, from the live reconciled payments.
+            for p in s.money.payments where !p.refunded {
+                if let txn = p.bankTxn { indexes.bankMatches.add(txn, p.amount) }
+            }
         }
     }
 }

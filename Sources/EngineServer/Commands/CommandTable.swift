@@ -24,7 +24,8 @@ enum CommandTable {
     /// Every engine command by (uppercase) name.
     static let byName: [String: CommandSpec] = {
         var table: [String: CommandSpec] = [:]
-        for spec in InventoryCommands.specs + AdminCommands.specs + PeopleCommands.specs + MoneyCommands.specs {
+        for spec in InventoryCommands.specs + AdminCommands.specs + PeopleCommands.specs + MoneyCommands.specs
+            + BankCommands.specs + IntroducerCommands.specs + PortfolioCommands.specs {
             precondition(table[spec.name] == nil, "command \(spec.name) registered twice")
             table[spec.name] = spec
         }
@@ -67,7 +68,7 @@ enum Target: Sendable {
 }
 
 enum RowKind: Sendable {
-    case commitment, approval, invite, inviteToken, feePlan, feeEvent, invoice, payment, termSheet
+    case commitment, approval, invite, inviteToken, feePlan, feeEvent, invoice, payment, termSheet, introduction, commission
     var name: String {
         switch self {
         case .feePlan: "fee plan"
@@ -75,6 +76,8 @@ enum RowKind: Sendable {
         case .invoice: "invoice"
         case .payment: "payment"
         case .termSheet: "term sheet"
+        case .introduction: "introduction"
+        case .commission: "commission"
         case .commitment: "commitment"
         case .approval: "approval"
         case .invite, .inviteToken: "invite"
@@ -91,6 +94,8 @@ enum RowKind: Sendable {
         case .invoice: i.invoices
         case .payment: i.payments
         case .termSheet: i.termSheets
+        case .introduction: i.introductions
+        case .commission: i.commissions
         }
     }
 }
