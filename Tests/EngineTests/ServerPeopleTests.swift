@@ -241,6 +241,9 @@ private struct SPRow: Sendable {
     var sheetOwn = ""
     var sheetOther = ""
     var sheetReject = ""
+    /// A commission statement of `<tag>-intro` (to pay) and an accrued commission of it (to cancel).
+    var statement = ""
+    var commissionCancel = ""
     var token = ""
     init(_ t: String) { self.t = t }
 }
@@ -323,6 +326,33 @@ private func spSetupRow(_ a: SrvClient, _ row: inout SPRow, _ p: SPPrincipal, su
     row.invRevoke = invites[0].elements?.first?.string ?? "?"
     row.invGet = invites[1].elements?.first?.string ?? "?"
     row.acceptToken = invites[2].elements?.last?.string ?? "?"
+    // Introducers: one the user is not the login of, one it is (its own), one to switch off.
+    for p in ["pa", "pb", "pc", "pd"] { await spOK(a, "INVESTOR.CREATE", x(p), "Prospect \(p) \(r.t)") }
+    await spOK(a, "INTRODUCER.CREATE", x("intro"), "Intro \(r.t)", "COMMISSION_BPS", "100")
+    await spOK(a, "INTRODUCER.CREATE", x("introown"), "Own intro \(r.t)", "COMMISSION_BPS", "100", "USER", r.user)
+    await spOK(a, "INTRODUCER.CREATE", x("introst"), "Status intro \(r.t)", "COMMISSION_BPS", "100")
+    for (n, introducer, prospect) in [("noth", "intro", "pa"), ("nown", "introown", "pb"), ("nlost", "intro", "pc")] {
+        #expect(await a.call("INTRODUCTION.CREATE", x(introducer), r.deal, "INVESTOR", x(prospect), "ID", x(n)) == .bulk(x(n)))
+    }
+    // Commissions: pa's first approval is on a statement (to pay), its second stays
+    // accrued (to cancel); pb's accrues to the user's own introducer (to invoice).
+    func approve(_ investor: String, _ tag: String) async {
+        await spNoError(a, ["HOLD", r.deal, x(investor), "1", "10", "ID", x("h-" + tag)])
+        #expect(await a.call("ALLOCATE", x("h-" + tag), "ID", x("a-" + tag)) == .bulk(x("a-" + tag)))
+        await spOK(a, "APPROVE", x("a-" + tag))
+    }
+    await approve("pa", "pa1")
+    row.statement = await a.call("COMMISSION.INVOICE", x("intro"), "DEAL", r.deal).string ?? "?"
+    await approve("pa", "pa2")
+    await approve("pb", "pb1")
+    row.commissionCancel = await a.call("COMMISSION.LIST", "DEAL", r.deal, "INTRODUCER", x("intro"), "STATUS", "accrued").page?.rows.first?["id"] ?? "?"
+    // The bank: two lines, an invoice of pa's fees matched to the first.
+    #expect(await a.call("FEES.COMPUTE", r.deal) == .int(3))
+    #expect(await a.call("INVOICE.CREATE", r.deal, x("pa"), "ID", x("irec")) == .bulk(x("irec")))
+    await spOK(a, "BANK.IMPORT", x("t1"), x("acct"), "100.00", "2024-05-01")
+    await spOK(a, "BANK.IMPORT", x("t2"), x("acct"), "100.00", "2024-05-02")
+    await spNoError(a, ["RECONCILE", x("irec"), x("t1"), "0.1"])
+    await spOK(a, "VALUATION.SET", x("veh"), "2024-03-31", "1.10")
     let tok = await a.call("TOKEN.CREATE", r.user)
     #expect(tok.string?.count == 64, "TOKEN.CREATE \(r.user): \(tok)")
     row.token = tok.string ?? ""
@@ -440,6 +470,29 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("TERMSHEET.SEND",                        "++P|PPPPPPPPP|P", { r in ["TERMSHEET.SEND", r.sheetOwn] }),
     ("TERMSHEET.ACCEPT",                      "++P|PPPPPPPPP|P", { r in ["TERMSHEET.ACCEPT", r.sheetOther] }),
     ("TERMSHEET.REJECT",                      "++P|PPPPPPPPP|P", { r in ["TERMSHEET.REJECT", r.sheetReject] }),
+    // Money: the bank, reconciliations, introducers and their commissions, valuations.
+    ("BANK.IMPORT",                           "++P|PPPPPPPPP|P", { r in ["BANK.IMPORT", r.id("tnew"), r.id("acct"), "50.00", "2024-05-03", "MEMO", "wire"] }),
+    ("BANK.GET",                              "+++|PPPPPPPPP|P", { r in ["BANK.GET", r.id("t1")] }),
+    ("BANK.UNMATCHED",                        "+++|PPPPPPPPP|P", { r in ["BANK.UNMATCHED", "ACCOUNT", r.id("acct")] }),
+    ("RECONCILE",                             "++P|PPPPPPPPP|P", { r in ["RECONCILE", r.id("irec"), r.id("t2"), "0.2"] }),
+    ("UNRECONCILE",                           "++P|PPPPPPPPP|P", { r in ["UNRECONCILE", r.id("irec"), r.id("t1")] }),
+    ("INTRODUCER.CREATE",                     "++P|PPPPPPPPP|P", { r in ["INTRODUCER.CREATE", r.id("intronew"), "New introducer", "COMMISSION_BPS", "50"] }),
+    ("INTRODUCER.STATUS",                     "++P|PPPPPPPPP|P", { r in ["INTRODUCER.STATUS", r.id("introst"), "inactive"] }),
+    ("INTRODUCER.GET own",                    "+++|+++++++++|+", { r in ["INTRODUCER.GET", r.id("introown")] }),
+    ("INTRODUCER.GET other",                  "+++|FFFFFFFFF|F", { r in ["INTRODUCER.GET", r.id("intro")] }),
+    ("INTRODUCTION.CREATE",                   "++P|PPPPPPPPP|P", { r in ["INTRODUCTION.CREATE", r.id("intro"), r.deal, "INVESTOR", r.id("pd")] }),
+    ("INTRODUCTION.LOST",                     "++P|PPPPPPPPP|P", { r in ["INTRODUCTION.LOST", r.id("nlost")] }),
+    ("INTRODUCTION.GET own",                  "+++|+++++++++|+", { r in ["INTRODUCTION.GET", r.id("nown")] }),
+    ("INTRODUCTION.GET other",                "+++|FFFFFFFFF|F", { r in ["INTRODUCTION.GET", r.id("noth")] }),
+    ("INTRODUCTION.LIST",                     "+++|+++++++++|+", { r in ["INTRODUCTION.LIST", "DEAL", r.deal] }),
+    ("INTRODUCTION.LIST across deals",        "+++|+++++++++|+", { r in ["INTRODUCTION.LIST", "INTRODUCER", r.id("intro"), "COUNT", "5"] }),
+    ("COMMISSION.LIST",                       "+++|+++++++++|+", { r in ["COMMISSION.LIST", "DEAL", r.deal] }),
+    ("COMMISSION.LIST across deals",          "+++|+++++++++|+", { r in ["COMMISSION.LIST", "INTRODUCER", r.id("intro"), "COUNT", "5"] }),
+    ("COMMISSION.CANCEL",                     "++P|PPPPPPPPP|P", { r in ["COMMISSION.CANCEL", r.commissionCancel] }),
+    ("COMMISSION.INVOICE",                    "++P|PPPPPPPPP|P", { r in ["COMMISSION.INVOICE", r.id("introown"), "DEAL", r.deal] }),
+    ("COMMISSION.PAY",                        "++P|PPPPPPPPP|P", { r in ["COMMISSION.PAY", r.statement] }),
+    ("VALUATION.SET",                         "++P|PPPPPPPPP|P", { r in ["VALUATION.SET", r.id("veh"), "2024-06-30", "1.25", "NAV_TOTAL", "1250000"] }),
+    ("VALUATION.LIST",                        "+++|+++++++++|+", { r in ["VALUATION.LIST", r.id("veh")] }),
     ("DEAL.EXIT",                             "++P|PPPPPPPPP|P", { r in ["DEAL.EXIT", r.deal, "12", "ON", "2030-01-01"] }),
     ("INVITE.ACCEPT",                         "+++|CCCCCCCCC|+", { r in ["INVITE.ACCEPT", r.acceptToken] }),
 ]
@@ -495,9 +548,11 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
             let subsRun = await spRuns("SUBSCRIPTION.CREATE")
             let admin = try await spAdmin(h)
             await spOK(admin, "USER.CREATE", "sp-assignee", "staff_ops")
+            var rowTokens: [String] = []
             for (k, principal) in spPrincipals.enumerated() {
                 var row = SPRow("m\(k)")
                 await spSetupRow(admin, &row, principal, subscriptions: subsRun)
+                rowTokens.append(row.token)
                 let c = try await spLogin(h, row.token, user: row.user)
                 for entry in spMatrix {
                     let expect = Array(entry.expect.filter { $0 != "|" })[k]
@@ -533,6 +588,33 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
             #expect(await admin.call("MEMBER.GET", outsider.deal, outsider.user).fields?["role"] == "viewer")
             #expect(await admin.call("DEAL.GET", SPRow("m1").draftDeal).fields?["status"] == "open")
             #expect(await admin.call("DEAL.GET", SPRow("m2").draftDeal).fields?["status"] == "draft")
+            // The money rows: staff changes ran, refused ones did not.
+            #expect(await admin.call("BANK.GET", staffRow.id("t2")).fields?["matched"] == "0.20")
+            #expect(await admin.call("BANK.GET", staffRow.id("t1")).fields?["matched"] == "0.00")
+            #expect(await admin.call("BANK.GET", memberRow.id("t1")).fields?["matched"] == "0.10")
+            #expect(await admin.call("BANK.GET", memberRow.id("tnew")).errorCode == "NOTFOUND")
+            #expect(await admin.call("INTRODUCTION.GET", staffRow.id("nlost")).fields?["status"] == "lost")
+            #expect(await admin.call("INTRODUCTION.GET", memberRow.id("nlost")).fields?["status"] == "invited")
+            print("DBG", staffRow.statement, await admin.call("INVOICE.GET", staffRow.statement))
+            #expect(await admin.call("INVOICE.GET", staffRow.statement).fields?["status"] == "paid")
+            #expect(await admin.call("INVOICE.GET", memberRow.statement).fields?["status"] == "sent")
+            #expect(await admin.call("INTRODUCER.GET", staffRow.id("introst")).fields?["status"] == "inactive")
+            #expect(await admin.call("VALUATION.LIST", staffRow.id("veh")).page?.rows.count == 2)
+            #expect(await admin.call("VALUATION.LIST", memberRow.id("veh")).page?.rows.count == 1)
+            // An investor user reads only the introductions and commissions of the
+            // introducer it is the login of: the others are hidden, the lists empty.
+            for k in [3, 10, 12] {
+                let row = SPRow("m\(k)")
+                let c = try await spLogin(h, rowTokens[k], user: row.user)
+                #expect(await c.call("INTRODUCER.GET", row.id("intro")).errorCode == "NOTFOUND", "m\(k)")
+                #expect(await c.call("INTRODUCTION.GET", row.id("noth")).errorCode == "NOTFOUND", "m\(k)")
+                #expect(await c.call("INTRODUCTION.LIST", "DEAL", row.deal).page?.rows.compactMap { $0["id"] } == [row.id("nown")], "m\(k)")
+                #expect(await c.call("INTRODUCTION.LIST", "INTRODUCER", row.id("intro")).page?.rows.isEmpty == true, "m\(k)")
+                let own = await c.call("COMMISSION.LIST", "DEAL", row.deal).page?.rows ?? []
+                #expect(own.count == 1 && own.allSatisfy { $0["introducer"] == row.id("introown") }, "m\(k): \(own)")
+                #expect(await c.call("COMMISSION.LIST", "INTRODUCER", row.id("intro")).page?.rows.isEmpty == true, "m\(k)")
+                #expect(await c.call("COMMISSION.LIST", "DEAL", row.deal, "INTRODUCER", row.id("intro")).page?.rows.isEmpty == true, "m\(k)")
+            }
         } catch {
             await h.stop(); h.removeData(); throw error
         }
