@@ -176,10 +176,11 @@ public final class Engine: Sendable {
 
     // MARK: - Batches
 
-    /// Runs a batch on a deal and waits until its changes are durable. If they
-    /// never become durable, every reply of a changing request becomes an error.
-    public func submit(_ requests: [DealRequest], to deal: DealActor) async -> [DealReply] {
-        var result = await deal.execute(requests)
+    /// Runs a batch on a deal (as `principal`: its access rules and its name on
+    /// what it changes; nil in process) and waits until its changes are durable.
+    /// If they never become durable, every reply of a changing request becomes an error.
+    public func submit(_ requests: [DealRequest], to deal: DealActor, as principal: Principal? = nil) async -> [DealReply] {
+        var result = await deal.execute(requests, as: principal)
         if let lsn = result.lsn, let sink {
             do {
                 try await sink.waitDurable(lsn)

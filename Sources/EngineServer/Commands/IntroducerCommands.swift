@@ -129,7 +129,7 @@ enum IntroducerCommands {
             return .engine { c in
                 var ids: [String] = []
                 for actor in c.engine.allDeals {
-                    let reply = await c.engine.submit([.money(.invoiceCommissions(introducer: introducer))], to: actor)[0]
+                    let reply = await c.engine.submit([.money(.invoiceCommissions(introducer: introducer))], to: actor, as: c.principal)[0]
                     switch reply {
                     case .id(let id): ids.append(id)
                     case .failure(let e) where e.code == .conflict: continue  // nothing accrued there
