@@ -353,6 +353,14 @@ private func spSetupRow(_ a: SrvClient, _ row: inout SPRow, _ p: SPPrincipal, su
     await spOK(a, "BANK.IMPORT", x("t2"), x("acct"), "100.00", "2024-05-02")
     await spNoError(a, ["RECONCILE", x("irec"), x("t1"), "0.1"])
     await spOK(a, "VALUATION.SET", x("veh"), "2024-03-31", "1.10")
+    // The portfolio: a deal of the vehicle where the user's investor holds units, a call and a distribution.
+    await spOK(a, "DEAL.CREATE", x("vd"), "VEHICLE", x("veh"))
+    await spOK(a, "LOT.ADD", x("vd"), x("vdl"), "100", "1")
+    await spNoError(a, ["HOLD", x("vd"), r.inv, "4", "10", "ID", x("h-vd")])
+    #expect(await a.call("ALLOCATE", x("h-vd"), "ID", x("a-vd")) == .bulk(x("a-vd")))
+    await spOK(a, "APPROVE", x("a-vd"))
+    await spOK(a, "CAPITALCALL.CREATE", x("veh"), x("cci"), "5")
+    #expect(await a.call("DISTRIBUTION.CREATE", x("veh"), x("dist0"), "10.00") == .int(1))
     let tok = await a.call("TOKEN.CREATE", r.user)
     #expect(tok.string?.count == 64, "TOKEN.CREATE \(r.user): \(tok)")
     row.token = tok.string ?? ""
@@ -493,6 +501,15 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("COMMISSION.PAY",                        "++P|PPPPPPPPP|P", { r in ["COMMISSION.PAY", r.statement] }),
     ("VALUATION.SET",                         "++P|PPPPPPPPP|P", { r in ["VALUATION.SET", r.id("veh"), "2024-06-30", "1.25", "NAV_TOTAL", "1250000"] }),
     ("VALUATION.LIST",                        "+++|+++++++++|+", { r in ["VALUATION.LIST", r.id("veh")] }),
+    ("PORTFOLIO own",                         "+++|+++++++++|+", { r in ["PORTFOLIO", r.inv] }),
+    ("PORTFOLIO other",                       "+++|PPPPPPPPP|P", { r in ["PORTFOLIO", r.oth] }),
+    ("CASHFLOW.LIST own",                     "+++|+++++++++|+", { r in ["CASHFLOW.LIST", r.inv] }),
+    ("CASHFLOW.LIST other",                   "+++|PPPPPPPPP|P", { r in ["CASHFLOW.LIST", r.oth, "VEHICLE", r.id("veh")] }),
+    ("CAPITALCALL.CREATE",                    "++P|PPPPPPPPP|P", { r in ["CAPITALCALL.CREATE", r.id("veh"), r.id("ccnew"), "10", "DUE", "2024-09-30"] }),
+    ("CAPITALCALL.ISSUE",                     "++P|PPPPPPPPP|P", { r in ["CAPITALCALL.ISSUE", r.id("cci")] }),
+    ("CAPITALCALL.GET",                       "+++|PPPPPPPPP|P", { r in ["CAPITALCALL.GET", r.id("cci")] }),
+    ("DISTRIBUTION.CREATE",                   "++P|PPPPPPPPP|P", { r in ["DISTRIBUTION.CREATE", r.id("veh"), r.id("distnew"), "100.00"] }),
+    ("DISTRIBUTION.GET",                      "+++|PPPPPPPPP|P", { r in ["DISTRIBUTION.GET", r.id("dist0")] }),
     ("DEAL.EXIT",                             "++P|PPPPPPPPP|P", { r in ["DEAL.EXIT", r.deal, "12", "ON", "2030-01-01"] }),
     ("INVITE.ACCEPT",                         "+++|CCCCCCCCC|+", { r in ["INVITE.ACCEPT", r.acceptToken] }),
 ]

@@ -6,6 +6,11 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
     public static func < (a: CivilDate, b: CivilDate) -> Bool { a.days < b.days }
 
     /// Parses exactly `yyyy-mm-dd` with a real month and day (leap years counted).
+    /// The UTC day holding a unix time in milliseconds.
+    public static func of(unixMillis ms: Int64) -> CivilDate {
+        CivilDate(days: Int32(ms >= 0 ? ms / 86_400_000 : -((-ms + 86_400_000 - 1) / 86_400_000)))
+    }
+
     public static func parse(_ text: some StringProtocol, field: String = "date") throws(EngineError) -> CivilDate {
         let b = Array(text.utf8)
         func digits(_ range: Range<Int>) -> Int? {

@@ -104,6 +104,7 @@ public final class Engine: Sendable {
             byID[Self.shard(state.info.id)].withLock { $0[state.info.id] = actor }
             byNumber[Int(state.info.number) % Self.shardCount].withLock { $0[state.info.number] = actor }
             maxNumber = max(maxNumber, state.info.number)
+            if let v = state.info.vehicle { indexes.holdings.addDeal(state.info.number, vehicle: v) }
             if let earliest = state.earliestWake { context.scheduler.register(at: earliest, deal: state.info.number) }
         }
         nextNumber = Atomic(maxNumber + 1)
@@ -165,6 +166,7 @@ public final class Engine: Sendable {
                 do throws(EngineError) { lsn = try sink.append([.dealCreated(info)], time: now) } catch { return .failure(error) }
             }
             let actor = DealActor(state: DealState(info: info), context: context)
+            if let v = info.vehicle { context.indexes.holdings.addDeal(number, vehicle: v) }
             dict[spec.id] = actor
             byNumber[Int(number) % Self.shardCount].withLock { $0[number] = actor }
             return .success((info, lsn))

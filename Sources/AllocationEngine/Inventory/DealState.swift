@@ -171,6 +171,7 @@ public struct DealState: Sendable {
             switch (current, status) {
             case (.pendingReview, .approved):
                 approveAllocation(Int32(slot), time: time, by: by)
+                index.holdings.add(investors[Int(allocations[slot].investor)], deal: ref)
             case (.pendingReview, .rejected):
                 rejectAllocation(Int32(slot), time: time, by: by)
             case (.approved, .settled):
@@ -367,5 +368,7 @@ public final class EngineIndexes: Sendable {
     public let commissions = IdIndex(generatedPrefix: UInt8(ascii: "m"))
     /// The matched sum of each bank transaction, over every deal's reconciliations.
     public let bankMatches = BankMatches()
+    /// The deals each investor holds approved units in.
+    public let holdings = Holdings()
     public init() {}
 }

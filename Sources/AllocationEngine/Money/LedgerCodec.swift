@@ -13,8 +13,27 @@ extension MoneyCodec {
         case .introducerStatus(let id, let active): w.string(id); w.u8(active ? 1 : 0)
         case .valuationSet(let v):
             w.string(v.vehicle); w.zigzag(Int64(v.asOf.days)); w.zigzag(v.navPerUnit.raw); optInt128(v.navTotal?.raw, &w); opt(v.setBy, &w)
+        case .capitalCallCreated(let c):
+            w.string(c.id); w.string(c.vehicle); opt(c.name, &w); w.zigzag(c.pctRaw); optInt(c.dueDate.map { Int64($0.days) }, &w)
+        case .capitalCallIssued(let id, let flows): w.string(id); encodeFlows(flows, &w)
+        case .distributionCreated(let d, let flows):
+            w.string(d.id); w.string(d.vehicle); opt(d.name, &w); w.zigzag128(d.amount.raw); w.zigzag(Int64(d.date.days)); opt(d.classification, &w)
+            encodeFlows(flows, &w)
         default: preconditionFailure("not a ledger change")
         }
+    }
+
+    static func encodeFlows(_ flows: [CashFlow], _ w: inout W) {
+        w.varint(UInt64(flows.count))
+        for f in flows { w.string(f.investor); w.string(f.vehicle); w.u8(f.kind.rawValue); w.zigzag128(f.amount.raw); w.zigzag(Int64(f.date.days)); w.string(f.ref) }
+    }
+    static func decodeFlows(_ r: inout R) throws(DecodeError) -> [CashFlow] {
+        var out: [CashFlow] = []
+        for _ in 0..<(try StateCodec.count(&r, "cashflow")) {
+            out.append(CashFlow(investor: try r.string(), vehicle: try r.string(), kind: try code(&r, "cashflow type", CashFlowKind.init(rawValue:)),
+                                amount: try money(&r), date: try date(&r), ref: try r.string()))
+        }
+        return out
     }
 
     static func date(_ r: inout R) throws(DecodeError) -> CivilDate {
@@ -35,11 +54,50 @@ extension MoneyCodec {
         case 83:
             return .valuationSet(Valuation(vehicle: try r.string(), asOf: try date(&r), navPerUnit: Price(raw: try r.zigzag()),
                                            navTotal: try optInt128(&r).map(Money.init(raw:)), setBy: try opt(&r)))
+        case 84:
+            let id = try r.string(), vehicle = try r.string(), name = try opt(&r), pct = try r.zigzag()
+            let due = try optInt(&r)
+            guard due.map({ $0 >= Int64(Int32.min) && $0 <= Int64(Int32.max) }) ?? true else { throw DecodeError("due date out of range") }
+            return .capitalCallCreated(CapitalCall(id: id, vehicle: vehicle, name: name, pctRaw: pct, dueDate: due.map { CivilDate(days: Int32($0)) }))
+        case 85: return .capitalCallIssued(call: try r.string(), try decodeFlows(&r))
+        case 86:
+            let d = Distribution(id: try r.string(), vehicle: try r.string(), name: try opt(&r), amount: try money(&r), date: try date(&r),
+                                 classification: try opt(&r))
+            return .distributionCreated(d, try decodeFlows(&r))
         default: return nil
         }
     }
 
     // MARK: - Snapshot section (format 4, after the directory)
+
+    static func encode(_ p: PortfolioBook, into w: inout W) {
+        let calls = p.calls.values.sorted { $0.id < $1.id }
+        w.varint(UInt64(calls.count))
+        for c in calls { encodeLedger(.capitalCallCreated(c), into: &w); w.u8(c.issued ? 1 : 0); w.zigzag(c.createdAt) }
+        let dists = p.distributions.values.sorted { $0.id < $1.id }
+        w.varint(UInt64(dists.count))
+        for d in dists { encodeLedger(.distributionCreated(d, []), into: &w); w.zigzag(d.createdAt) }
+        encodeFlows(Array(p.cashflows), &w)
+    }
+
+    static func decodePortfolio(_ r: inout R) throws(DecodeError) -> PortfolioBook {
+        var p = PortfolioBook()
+        for _ in 0..<(try StateCodec.count(&r, "capital call")) {
+            guard case .capitalCallCreated(var c)? = try decodeLedger(type: 84, &r) else { throw DecodeError("capital call") }
+            c.issued = try r.u8() == 1
+            c.createdAt = try r.zigzag()
+            guard p.calls[c.id] == nil else { throw DecodeError("capital call \(c.id) twice") }
+            p.calls[c.id] = c
+        }
+        for _ in 0..<(try StateCodec.count(&r, "distribution")) {
+            guard case .distributionCreated(var d, _)? = try decodeLedger(type: 86, &r) else { throw DecodeError("distribution") }
+            d.createdAt = try r.zigzag()
+            guard p.distributions[d.id] == nil else { throw DecodeError("distribution \(d.id) twice") }
+            p.distributions[d.id] = d
+        }
+        p.append(try decodeFlows(&r))
+        return p
+    }
 
     static func encode(_ l: MoneyLedger, into w: inout W) {
         w.varint(UInt64(l.bank.count))

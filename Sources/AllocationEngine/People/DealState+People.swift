@@ -100,8 +100,10 @@ extension DealState {
                   allocations[Int(a.entitySlot)].status == .pendingReview else {
                 throw EngineError(.conflict, "approval #\(slot) is not of an allocation under review")
             }
-            if approve { approveAllocation(a.entitySlot, time: time, by: by, note: note) }
-            else { rejectAllocation(a.entitySlot, time: time, by: by, note: note) }
+            if approve {
+                approveAllocation(a.entitySlot, time: time, by: by, note: note)
+                index.holdings.add(investors[Int(allocations[Int(a.entitySlot)].investor)], deal: ref)
+            } else { rejectAllocation(a.entitySlot, time: time, by: by, note: note) }
         case .slaSet(let entity, let seconds):
             guard seconds >= PeopleLimits.minSLASeconds && seconds <= PeopleLimits.maxSLASeconds else {
                 throw EngineError(.invalid, "SLA must be between \(PeopleLimits.minSLASeconds) and \(PeopleLimits.maxSLASeconds) seconds")

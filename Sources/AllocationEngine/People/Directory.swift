@@ -20,6 +20,8 @@ public struct Directory: Sendable {
     public internal(set) var subscriptionSequence: UInt64 = 0
     /// The engine-wide money rows: bank transactions, introducers, valuations (Money/MoneyLedger.swift).
     public internal(set) var ledger = MoneyLedger()
+    /// Capital calls, distributions and the cashflows they make (Portfolio/CashFlow.swift).
+    public internal(set) var portfolio = PortfolioBook()
 
     public init() {}
 
@@ -136,6 +138,8 @@ public struct Directory: Sendable {
             subscriptions[id]!.status = status
         case .bankImported, .introducerCreated, .introducerStatus, .valuationSet:
             try ledger.apply(change, time: time, directory: self)
+        case .capitalCallCreated, .capitalCallIssued, .distributionCreated:
+            try portfolio.apply(change, time: time, directory: self)
         case .sourceCreated(let s):
             guard sources[s.id] == nil else { throw EngineError(.exists, "share source \(s.id) already exists") }
             guard sources.count < DirectoryLimits.maxSources else { throw EngineError(.limit, "the engine has the maximum of \(DirectoryLimits.maxSources) share sources") }
@@ -189,6 +193,10 @@ public indirect enum DirectoryChange: Hashable, Sendable {
     case introducerCreated(Introducer)
     case introducerStatus(id: String, active: Bool)
     case valuationSet(Valuation)
+    /// The portfolio's rows (types 84-86; Portfolio/CashFlow.swift), cashflows computed and logged.
+    case capitalCallCreated(CapitalCall)
+    case capitalCallIssued(call: String, [CashFlow])
+    case distributionCreated(Distribution, [CashFlow])
 }
 
 public enum DirectoryLimits {

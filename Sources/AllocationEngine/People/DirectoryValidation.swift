@@ -63,6 +63,17 @@ extension DirectoryChange {
             try Validate.id(v.vehicle, field: "vehicle")
             guard v.navPerUnit.raw >= 0 && Int128(v.navPerUnit.raw) <= NumberLimits.maxPriceRaw else { throw EngineError(.invalid, "NAV per unit out of range") }
             if let t = v.navTotal, !(t.raw >= 0 && t.raw <= NumberLimits.maxMoneyRaw) { throw EngineError(.invalid, "NAV_TOTAL out of range") }
+        case .capitalCallCreated(let c):
+            try Validate.id(c.id, field: "capital call")
+            try Validate.id(c.vehicle, field: "vehicle")
+            if let n = c.name { try Validate.text(n, field: "name") }
+        case .capitalCallIssued(let id, _): try Validate.id(id, field: "capital call")
+        case .distributionCreated(let d, _):
+            try Validate.id(d.id, field: "distribution")
+            try Validate.id(d.vehicle, field: "vehicle")
+            if let n = d.name { try Validate.text(n, field: "name") }
+            if let c = d.classification { try Validate.text(c, field: "classification") }
+            guard d.amount.raw > 0 && d.amount.raw <= NumberLimits.maxMoneyRaw else { throw EngineError(.invalid, "a distribution's amount is more than zero, got \(d.amount)") }
         case .sourceCreated(let s):
             try Validate.id(s.id, field: "share source")
             if let c = s.counterparty { try Validate.text(c, field: "counterparty") }

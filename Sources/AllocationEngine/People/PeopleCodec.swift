@@ -22,6 +22,9 @@ extension DirectoryChange {
         case .introducerCreated: 81
         case .introducerStatus: 82
         case .valuationSet: 83
+        case .capitalCallCreated: 84
+        case .capitalCallIssued: 85
+        case .distributionCreated: 86
         }
     }
     static let typeNames: [UInt8: String] = [
@@ -29,6 +32,7 @@ extension DirectoryChange {
         24: "investor.unlinked", 25: "token.issued", 26: "tokens.revoked", 27: "vehicle.created",
         28: "subscription.created", 29: "subscription.status", 30: "source.created",
         80: "bank.imported", 81: "introducer.created", 82: "introducer.status", 83: "valuation.set",
+        84: "capitalcall.created", 85: "capitalcall.issued", 86: "distribution.created",
     ]
 }
 
@@ -82,7 +86,8 @@ enum PeopleCodec: RecordFieldCoding {
         case .subscriptionCreated(let s): encodeSubscription(s, &w)
         case .subscriptionStatus(let id, let s): w.string(id); w.string(s.rawValue)
         case .sourceCreated(let s): w.string(s.id); w.string(s.kind.rawValue); opt(s.counterparty, &w); opt(s.notes, &w)
-        case .bankImported, .introducerCreated, .introducerStatus, .valuationSet: MoneyCodec.encodeLedger(c, into: &w)
+        case .bankImported, .introducerCreated, .introducerStatus, .valuationSet, .capitalCallCreated, .capitalCallIssued, .distributionCreated:
+            MoneyCodec.encodeLedger(c, into: &w)
         }
     }
 
@@ -120,7 +125,7 @@ enum PeopleCodec: RecordFieldCoding {
             let id = try r.string(), kindName = try r.string()
             guard let kind = ShareSourceKind(rawValue: kindName) else { throw DecodeError("source kind \(kindName)") }
             return .sourceCreated(ShareSource(id: id, kind: kind, counterparty: try opt(&r), notes: try opt(&r)))
-        case 80...83: return try MoneyCodec.decodeLedger(type: type, &r)
+        case 80...86: return try MoneyCodec.decodeLedger(type: type, &r)
         default: return nil
         }
     }
@@ -369,6 +374,7 @@ extension Directory {
     public func hash(into h: inout StateHasher) {
         h.encoded { PeopleCodec.encode(self, into: &$0) }
         h.encoded { MoneyCodec.encode(ledger, into: &$0) }
+        h.encoded { MoneyCodec.encode(portfolio, into: &$0) }
     }
 }
 

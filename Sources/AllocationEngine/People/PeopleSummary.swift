@@ -18,6 +18,9 @@ extension DirectoryChange {
         case .bankImported(let t): return "txn=\(t.id) account=\(t.accountRef) amount=\(t.amount) \(t.currency) value_date=\(t.valueDate)" + o("batch", t.batch)
         case .introducerCreated(let i): return "introducer=\(i.id) legal_name=\"\(i.legalName)\"" + o("commission_bps", i.commissionBps.map(String.init)) + o("user", i.user) + (i.active ? "" : " inactive")
         case .introducerStatus(let id, let active): return "introducer=\(id) status=\(active ? "active" : "inactive")"
+        case .capitalCallCreated(let c): return "call=\(c.id) vehicle=\(c.vehicle) pct=\(c.pctText)" + o("due", c.dueDate?.description)
+        case .capitalCallIssued(let id, let flows): return "call=\(id) cashflows=\(flows.count) total=\(Money(raw: flows.reduce(Int128(0)) { $0 + $1.amount.raw }))"
+        case .distributionCreated(let d, let flows): return "distribution=\(d.id) vehicle=\(d.vehicle) amount=\(d.amount) date=\(d.date) cashflows=\(flows.count)"
         case .valuationSet(let v): return "vehicle=\(v.vehicle) as_of=\(v.asOf) nav_per_unit=\(v.navPerUnit)" + o("nav_total", v.navTotal?.description)
         }
     }

@@ -46,6 +46,7 @@ public enum StateCodec {
         w.varint(image.directoryLSN)
         PeopleCodec.encode(image.directory, into: &w)
         MoneyCodec.encode(image.directory.ledger, into: &w)
+        MoneyCodec.encode(image.directory.portfolio, into: &w)
         return w.bytes
     }
 
@@ -104,7 +105,10 @@ public enum StateCodec {
                 var directory = Directory()
                 if version >= 2 {
                     directory = try PeopleCodec.decodeDirectory(&r)
-                    if version >= 4 { directory.ledger = try MoneyCodec.decodeLedger(&r) }
+                    if version >= 4 {
+                        directory.ledger = try MoneyCodec.decodeLedger(&r)
+                        directory.portfolio = try MoneyCodec.decodePortfolio(&r)
+                    }
                 } else {
                     // Version 1 kept only tokens, in the first token layout.
                     let tokenCount = try count(&r, "token")
@@ -270,6 +274,8 @@ public enum StateCodec {
             try claim(s.money.invoices.lazy.map(\.id), indexes.invoices, "invoice id")
             try claim(s.money.payments.lazy.map(\.id), indexes.payments, "payment id")
             try claim(s.money.introductions.lazy.map(\.id), indexes.introductions, "introduction id")
+            // Who holds units where (PORTFOLIO, distributions visit only those deals).
+            for (i, investor) in s.investors.enumerated() where s.positions[i].units.raw > 0 { indexes.holdings.add(investor, deal: s.info.number) }
             // The matched sums of bank transactions, from the live reconciled payments.
             for p in s.money.payments where !p.refunded {
                 if let txn = p.bankTxn { indexes.bankMatches.add(txn, p.amount) }
