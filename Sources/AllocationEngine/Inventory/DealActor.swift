@@ -131,6 +131,7 @@ extension DealRequest {
         case .getDeal, .getHold, .getAllocation, .getLot, .inventory, .position: false
         case .people(let r): r.isChange
         case .money(let r): r.isChange
+        case .statement: false
         }
     }
 }

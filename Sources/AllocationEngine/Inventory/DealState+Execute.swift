@@ -61,6 +61,8 @@ extension DealState {
                 return try executePeople(r, now: now, context: context, principal: principal, changes: &changes)
             case .money(let r):
                 return try executeMoney(r, now: now, context: context, principal: principal, changes: &changes)
+            case .statement(let r):
+                return try executeStatement(r, principal: principal)
             }
         } catch {
             return .failure(error)

@@ -171,7 +171,6 @@ public struct DealState: Sendable {
             switch (current, status) {
             case (.pendingReview, .approved):
                 approveAllocation(Int32(slot), time: time, by: by)
-                index.holdings.add(investors[Int(allocations[slot].investor)], deal: ref)
             case (.pendingReview, .rejected):
                 rejectAllocation(Int32(slot), time: time, by: by)
             case (.approved, .settled):
@@ -201,7 +200,10 @@ public struct DealState: Sendable {
                 throw EngineError(.exists, "hold id \(spec.id) is already used or names another row")
             }
         }
+        let known = investors.count
         let investor = internInvestor(spec.investor)
+        // A new investor of this deal: its statement and portfolio find the deal from now on.
+        if investors.count > known { index.holdings.add(spec.investor, deal: ref) }
         spec.forEachPart { p in
             lots[Int(p.lot)].unitsRemaining -= p.units
             lots[Int(p.lot)].unitsHeld += p.units

@@ -20,6 +20,8 @@ public enum DealRequest: Sendable {
     indirect case people(PeopleRequest)
     /// Fee plans, terms, fee events (Money/DealMoney.swift).
     indirect case money(MoneyRequest)
+    /// The deal's summary and its part of statements (Statements/).
+    indirect case statement(StatementRequest)
 }
 
 public struct HoldRequest: Sendable, Hashable {

@@ -23,6 +23,7 @@ extension DealState {
                 guard index.introductions.claim(n.id, RowRef(deal: ref, slot: slot)) else { throw EngineError(.exists, "introduction id \(n.id) is already used") }
             }
             n.createdAt = time
+            index.holdings.add(introducer: n.introducer, deal: ref)
             for k in keys { money.introducedProspect[k] = slot }
             money.introductions.append(n)
         case .introductionStatus(let slot, let status, let investor):

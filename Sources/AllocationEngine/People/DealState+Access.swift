@@ -20,9 +20,12 @@ extension DealState {
     private func memberRefusal(of request: DealRequest, _ p: Principal, context: EngineContext) -> EngineError? {
         if case .people(.acceptInvite) = request { return nil }
         switch request {
-        case .money(.getIntroduction), .money(.listIntroductions), .money(.listCommissions):
+        case .money(.getIntroduction), .money(.listIntroductions), .money(.listCommissions), .statement(.introducer):
             // An introducer's login reads its own rows, member or not (filtered inside).
             return nil
+        case .statement(.investor(let investor, _, _, _)):
+            // Its own investors' statements, member or not (a former member keeps its history).
+            return p.investors[investor] != nil ? nil : EngineError(.noPermission, "user \(p.user) does not act for investor \(investor.prefix(128))")
         default: break
         }
         guard let member = people.member(p.user) else {
@@ -31,6 +34,7 @@ extension DealState {
         }
         switch request {
         case .getDeal, .getLot, .inventory, .people(.listMembers), .money(.getPlan): return nil
+        case .statement(.summary): return nil  // scoped to the user's investors inside
         case .money(.listFees), .money(.listInvoices): return nil  // filtered to the user's investors inside
         case .people(.getApproval), .people(.listApprovals), .people(.getInvite):
             // Staff reads (the handler refuses them by role too; this keeps in-process callers to the same rule).

@@ -102,7 +102,6 @@ extension DealState {
             }
             if approve {
                 approveAllocation(a.entitySlot, time: time, by: by, note: note)
-                index.holdings.add(investors[Int(allocations[Int(a.entitySlot)].investor)], deal: ref)
             } else { rejectAllocation(a.entitySlot, time: time, by: by, note: note) }
         case .slaSet(let entity, let seconds):
             guard seconds >= PeopleLimits.minSLASeconds && seconds <= PeopleLimits.maxSLASeconds else {

@@ -274,8 +274,9 @@ public enum StateCodec {
             try claim(s.money.invoices.lazy.map(\.id), indexes.invoices, "invoice id")
             try claim(s.money.payments.lazy.map(\.id), indexes.payments, "payment id")
             try claim(s.money.introductions.lazy.map(\.id), indexes.introductions, "introduction id")
-            // Who holds units where (PORTFOLIO, distributions visit only those deals).
-            for (i, investor) in s.investors.enumerated() where s.positions[i].units.raw > 0 { indexes.holdings.add(investor, deal: s.info.number) }
+            // Which deals each investor and introducer has rows in (statements and PORTFOLIO visit only those).
+            for investor in s.investors { indexes.holdings.add(investor, deal: s.info.number) }
+            for n in s.money.introductions { indexes.holdings.add(introducer: n.introducer, deal: s.info.number) }
             // The matched sums of bank transactions, from the live reconciled payments.
             for p in s.money.payments where !p.refunded {
                 if let txn = p.bankTxn { indexes.bankMatches.add(txn, p.amount) }

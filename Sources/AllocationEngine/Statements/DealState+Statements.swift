@@ -1,0 +1,91 @@
+/// One deal's part of an investor's and of an introducer's statement.
+extension DealState {
+    /// An investor's totals in this deal; the engine sums them over its deals.
+    func investorTotals(_ investor: String) -> [Field] {
+        var heldCount = 0
+        var held = Units.zero, review = Units.zero, allocated = Units.zero
+        if let slot = investorSlot[IdKey(investor)] {
+            for h in holds where h.investor == slot && h.status == .pending { heldCount += 1; held += h.filled }
+            for a in allocations where a.investor == slot {
+                if a.status == .pendingReview { review += a.units }
+                if a.status == .approved || a.status == .settled { allocated += a.units }
+            }
+        }
+        let cost = investorSlot[IdKey(investor)].map { positions[Int($0)].costBasis } ?? ExactAmount(raw: 0)
+        var accrued = Money.zero, invoicedFees = Money.zero, billed = Money.zero, paid = Money.zero
+        for e in money.feeEvents where e.investor == investor {
+            if e.status == .accrued { accrued.raw += e.computedAmount.raw }
+            if e.status == .invoiced { invoicedFees.raw += e.computedAmount.raw }
+        }
+        for i in money.invoices where !i.isStatement && !i.cancelled && i.investor == investor {
+            billed.raw += i.total.raw
+            paid.raw += i.paid.raw
+        }
+        return [
+            Field("deal", info.id), Field("currency", info.currency), Field("holds_pending", String(heldCount)), Field("units_held", held.description),
+            Field("units_pending_review", review.description), Field("units_allocated", allocated.description),
+            Field("cost_basis", cost.roundedToMoney.description), Field("cost_basis_exact", cost.description),
+            Field("fees_accrued", accrued.description), Field("fees_invoiced", invoicedFees.description),
+            Field("invoiced", billed.description), Field("paid", paid.description), Field("outstanding", Money(raw: billed.raw - paid.raw).description),
+        ]
+    }
+
+    /// A page of one part of an investor's rows in this deal (slots as the cursor).
+    func investorPart(_ investor: String, _ part: StatementPart, cursor: UInt64, count: Int) -> DealReply {
+        guard let slot = investorSlot[IdKey(investor)] else { return .page(cursor: "0", rows: []) }
+        switch part {
+        case .holds:
+            return page(from: cursor, count: count, total: holds.count) { holds[$0].investor == slot ? holdFields(Int32($0)) : nil }
+        case .allocations:
+            return page(from: cursor, count: count, total: allocations.count) { allocations[$0].investor == slot ? allocationFields(Int32($0)) : nil }
+        case .positions:
+            return .page(cursor: "0", rows: cursor == 0 ? [positionFields(investor: investor)] : [])
+        case .fees:
+            return page(from: cursor, count: count, total: money.feeEvents.count) { money.feeEvents[$0].investor == investor ? feeEventFields(Int32($0)) : nil }
+        case .invoices:
+            return page(from: cursor, count: count, total: money.invoices.count) {
+                !money.invoices[$0].isStatement && money.invoices[$0].investor == investor ? invoiceFields(Int32($0)) : nil
+            }
+        case .payments:
+            return page(from: cursor, count: count, total: money.payments.count) {
+                money.invoices[Int(money.payments[$0].invoice)].investor == investor ? paymentFields(Int32($0)) : nil
+            }
+        case .cashflows:
+            return .page(cursor: "0", rows: [])  // engine-wide: the directory answers
+        }
+    }
+
+    /// An introducer's counts and totals by status in this deal.
+    func introducerTotals(_ introducer: String) -> [Field] {
+        var byStatus = [Int](repeating: 0, count: IntroductionStatus.allCases.count)
+        for n in money.introductions where n.introducer == introducer { byStatus[Int(n.status.rawValue)] += 1 }
+        var count = [Int](repeating: 0, count: CommissionStatus.allCases.count)
+        var amount = [Money](repeating: .zero, count: CommissionStatus.allCases.count)
+        for c in money.commissions where c.introducer == introducer {
+            count[Int(c.status.rawValue)] += 1
+            amount[Int(c.status.rawValue)].raw += c.amount.raw
+        }
+        var f = [Field("deal", info.id), Field("currency", info.currency)]
+        for s in IntroductionStatus.allCases { f.append(Field("introductions_\(s.name)", String(byStatus[Int(s.rawValue)]))) }
+        for s in CommissionStatus.allCases {
+            f.append(Field("commissions_\(s.name)", String(count[Int(s.rawValue)])))
+            f.append(Field("commissions_\(s.name)_amount", amount[Int(s.rawValue)].description))
+        }
+        return f
+    }
+
+    mutating func executeStatement(_ request: StatementRequest, principal: Principal?) throws(EngineError) -> DealReply {
+        switch request {
+        case .summary:
+            return .fields(summaryFields(scope: principal.flatMap { $0.isStaff ? nil : $0.investors }))
+        case .investor(let investor, let part, let cursor, let count):
+            try Validate.id(investor, field: "investor")
+            guard let part else { return .fields(investorTotals(investor)) }
+            return investorPart(investor, part, cursor: cursor, count: count)
+        case .introducer(let introducer):
+            try Validate.id(introducer, field: "introducer")
+            guard Self.readsIntroducer(introducer, principal) else { throw EngineError(.notFound, "introducer \(introducer.prefix(128)) not found") }
+            return .fields(introducerTotals(introducer))
+        }
+    }
+}
