@@ -87,10 +87,18 @@ struct DurRecord: Sendable {
     var typeName: String { Change.typeNames[type] ?? "type\(type)" }
 }
 
-/// Every record of the log in `dir` (which must be readable without damage).
+/// How many audit seals the log in `dir` holds (one per appended batch).
+func sealCount(_ io: any FileIO, _ dir: String = "/data") throws -> Int {
+    var n = 0
+    _ = try LogReader.scan(directory: DataDirectory(dir).wal, io: io) { r in if r.type == AuditSeal.recordType { n += 1 } }
+    return n
+}
+
+/// Every change record of the log in `dir` (which must be readable without damage); seals are left out.
 func logRecords(_ io: any FileIO, _ dir: String = "/data") throws -> [DurRecord] {
     var out: [DurRecord] = []
     _ = try LogReader.scan(directory: DataDirectory(dir).wal, io: io) { r in
+        if r.type == AuditSeal.recordType { return }  // the audit chain's seals are not changes
         let change = try ChangeCodec.decode(type: r.type, payload: r.payload)
         out.append(DurRecord(lsn: r.lsn, type: r.type, time: r.time, segment: r.segment, offset: r.offset,
                              length: LogFormat.recordOverheadBytes + r.payload.count, change: change))

@@ -1538,7 +1538,8 @@ struct PeopleEngineReplayTests {
         // The whole log from LSN 1.
         let (fromLog, reportB) = try recoverDigest(ioB)
         #expect(fromLog == live, "replay from LSN 1 differs from the live state")
-        #expect(reportB.snapshotLSN == 0 && reportB.recordsReplayed == Int(lastLSN))
+        let changesB = try logRecords(ioB).count
+        #expect(reportB.snapshotLSN == 0 && reportB.recordsReplayed == changesB && lastLSN > 0)
 
         // Reopened: the same state, and the indexes and tokens work again.
         for (io, clock) in [(ioA, clockA), (ioB, clockB)] {

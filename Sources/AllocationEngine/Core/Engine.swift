@@ -247,10 +247,20 @@ public final class Engine: Sendable {
     /// the floor: every record at or below it belongs to a captured deal (or to
     /// the access state, captured separately).
     public func capture() async -> (floor: UInt64, deals: [(state: DealState, lsn: UInt64)]) {
-        let (floor, actors) = creationLock.withLock { _ in (sink?.lastAppendedLSN ?? 0, allDeals) }
+        let (floor, deals, _) = await captureWithAudit()
+        return (floor, deals)
+    }
+
+    /// `capture`, with the audit chain's head at the floor: the floor is the
+    /// LSN of the seal that covers the head (a batch boundary), read with it.
+    public func captureWithAudit() async -> (floor: UInt64, deals: [(state: DealState, lsn: UInt64)], audit: AuditHead?) {
+        let (floor, audit, actors) = creationLock.withLock { _ -> (UInt64, AuditHead?, [DealActor]) in
+            if let (head, lsn) = sink?.auditHeadAndLSN { return (lsn, head, allDeals) }
+            return (sink?.lastAppendedLSN ?? 0, nil, allDeals)
+        }
         var out: [(DealState, UInt64)] = []
         for actor in actors { out.append(await actor.capture()) }
-        return (floor, out)
+        return (floor, out, audit)
     }
 
     public func digest() async -> String {

@@ -12,6 +12,8 @@ public struct EngineError: Error, Hashable, Sendable, CustomStringConvertible {
         case noPermission = "NOPERM"
         case readOnly = "READONLY"
         case limit = "LIMIT"
+        /// The audit chain does not link: history was rewritten.
+        case corrupt = "CORRUPT"
     }
     public let code: Code
     public let message: String

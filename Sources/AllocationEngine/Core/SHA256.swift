@@ -1,6 +1,83 @@
-/// SHA-256 (FIPS 180-4), for storing access tokens as hashes. Small and
-/// tested against the standard vectors; not used on any hot path.
+/// SHA-256 (FIPS 180-4): access tokens are kept as hashes, and the audit
+/// chain hashes every change (`digest`, on the append path: no allocation,
+/// straight from the caller's buffer). Tested against the standard vectors.
 public enum SHA256 {
+    /// A digest as its eight words (big-endian when written out).
+    public struct Digest: Hashable, Sendable, CustomStringConvertible {
+        public var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
+        public static let zero = Digest(h: (0, 0, 0, 0, 0, 0, 0, 0))
+        public static func == (a: Digest, b: Digest) -> Bool { a.words == b.words }
+        public func hash(into hasher: inout Hasher) { hasher.combine(words) }
+        public var words: [UInt32] { [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7] }
+        public var bytes: [UInt8] { words.flatMap { v in [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> UInt32($0)) } } }
+        public init(h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)) { self.h = h }
+        public init?(bytes b: some Collection<UInt8>) {
+            let a = Array(b)
+            guard a.count == 32 else { return nil }
+            func w(_ i: Int) -> UInt32 { UInt32(a[i]) << 24 | UInt32(a[i + 1]) << 16 | UInt32(a[i + 2]) << 8 | UInt32(a[i + 3]) }
+            h = (w(0), w(4), w(8), w(12), w(16), w(20), w(24), w(28))
+        }
+        public init?(hex: String) {
+            let u = Array(hex.utf8)
+            guard u.count == 64 else { return nil }
+            var out: [UInt8] = []
+            for i in stride(from: 0, to: 64, by: 2) {
+                guard let v = UInt8(String(decoding: u[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+                out.append(v)
+            }
+            self.init(bytes: out)
+        }
+        public var description: String { bytes.map { let s = String($0, radix: 16); return s.count == 1 ? "0" + s : s }.joined() }
+    }
+
+    /// The digest of `message`, read in place.
+    public static func digest(_ message: UnsafeRawBufferPointer) -> Digest {
+        var s: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
+            (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
+        k.withUnsafeBufferPointer { kp in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+                func block(_ p: UnsafeRawPointer) {
+                    for i in 0..<16 { w[i] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
+                    for i in 16..<64 {
+                        let a = w[i - 15], b = w[i - 2]
+                        let s0 = a.rotatedRight(7) ^ a.rotatedRight(18) ^ (a >> 3)
+                        let s1 = b.rotatedRight(17) ^ b.rotatedRight(19) ^ (b >> 10)
+                        w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+                    }
+                    var (a, b, c, d, e, f, g, hh) = s
+                    for i in 0..<64 {
+                        let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
+                        let ch = (e & f) ^ (~e & g)
+                        let t1 = hh &+ s1 &+ ch &+ kp[i] &+ w[i]
+                        let s0 = a.rotatedRight(2) ^ a.rotatedRight(13) ^ a.rotatedRight(22)
+                        let maj = (a & b) ^ (a & c) ^ (b & c)
+                        hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ (s0 &+ maj)
+                    }
+                    s = (s.0 &+ a, s.1 &+ b, s.2 &+ c, s.3 &+ d, s.4 &+ e, s.5 &+ f, s.6 &+ g, s.7 &+ hh)
+                }
+                let n = message.count
+                let whole = n / 64
+                if let base = message.baseAddress { for i in 0..<whole { block(base + i * 64) } }
+                // The tail and the padding: one or two blocks.
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
+                    let rest = n - whole * 64
+                    for i in 0..<128 { tail[i] = 0 }
+                    for i in 0..<rest { tail[i] = message[whole * 64 + i] }
+                    tail[rest] = 0x80
+                    let blocks = rest + 9 > 64 ? 2 : 1
+                    let bits = UInt64(n) * 8
+                    for i in 0..<8 { tail[blocks * 64 - 1 - i] = UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8)) }
+                    let t = UnsafeRawPointer(tail.baseAddress!)
+                    block(t)
+                    if blocks == 2 { block(t + 64) }
+                }
+            }
+        }
+        return Digest(h: s)
+    }
+
+    public static func digest(_ bytes: [UInt8]) -> Digest { bytes.withUnsafeBytes { digest($0) } }
+
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,

@@ -26,6 +26,10 @@ public enum SinkAdmission: Sendable, Equatable {
 }
 
 extension ChangeSink {
+    /// The audit chain's head and the LSN of the seal that covers it, read
+    /// together (nil for a sink without a chain).
+    public var auditHeadAndLSN: (AuditHead, UInt64)? { nil }
+
     /// Why the log stopped accepting changes, if it did.
     public var failureReason: String? {
         if case .failed(let reason) = admission { return reason }

@@ -70,7 +70,13 @@ public final class DurableEngine: Sendable {
         let logConfig = LogConfig(directory: dir.wal, mode: config.mode, periodicIntervalMillis: config.periodicIntervalMillis,
                                   segmentBytes: config.segmentBytes)
         let writer = try LogWriter(config: logConfig, io: io, nextLSN: r.nextLSN)
-        let engine = Engine(config: engineConfig, clock: clock, sink: WALChangeSink(writer: writer),
+        let sink = WALChangeSink(writer: writer, audit: result.audit)
+        if let seal = result.unsealed {
+            // Entries after the last seal (a torn batch, or a log from before the chain): sealed now, so the chain goes on.
+            try sink.appendSeal(seal, head: result.audit, time: clock.nowMillis())
+            log("audit: sealed \(seal.hashes.count) entries found after the last seal")
+        }
+        let engine = Engine(config: engineConfig, clock: clock, sink: sink,
                             restoring: result.states, indexes: result.indexes, directory: result.directory, secrets: secrets)
         let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, io: io, directory: dir, log: log)
         let expired = await engine.sweepExpired()
@@ -146,9 +152,9 @@ public final class DurableEngine: Sendable {
     public func snapshot() async throws -> SnapshotStats {
         try await snapshotGate.run { [self] in
             let started = monotonicSeconds()
-            let (floor, deals) = await engine.capture()
+            let (floor, deals, audit) = await engine.captureWithAudit()
             let (directory, directoryLSN) = engine.captureDirectory()
-            let image = EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN)
+            let image = EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN, audit: audit)
             let lsn = image.replayFrom
             let time = engine.clock.nowMillis()
             do {

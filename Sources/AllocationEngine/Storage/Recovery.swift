@@ -66,6 +66,9 @@ public enum Recovery {
         public var indexes: EngineIndexes
         public var directory: Directory
         public var report: RecoveryReport
+        /// The audit chain's head after the log, and a seal for entries after the last seal (to append on open).
+        public var audit: AuditHead = .genesis
+        public var unsealed: AuditSeal?
     }
 
     public static func recover(_ dir: DataDirectory, io: any FileIO, options: RecoveryOptions = RecoveryOptions(),
@@ -76,6 +79,9 @@ public enum Recovery {
         var states: [DealState] = []
         var directory = Directory()
         var accessSkipUpTo: UInt64 = 0
+        var verifier = AuditVerifier(from: .genesis)
+        /// Records at or below this LSN are in the snapshot's audit head.
+        var auditFrom: UInt64 = 0
         var dealIndex: [IdKey: Int] = [:]
         /// Per deal (parallel to `states`): records at or below this LSN are in its snapshot copy.
         var skipUpTo: [UInt64] = []
@@ -114,6 +120,9 @@ public enum Recovery {
                 indexes = candidateIndexes
                 directory = image.directory
                 accessSkipUpTo = image.directoryLSN
+                // The chain goes on from the snapshot's head (an image without one anchors at the next seal).
+                verifier = AuditVerifier(from: image.audit ?? .genesis, anchored: image.audit != nil)
+                auditFrom = image.audit != nil ? image.floorLSN : 0
                 replayFrom = image.replayFrom
                 report.snapshotPath = info.path
                 report.snapshotLSN = replayFrom
@@ -140,6 +149,19 @@ public enum Recovery {
                                          onCorruption: options.truncateCorruption ? .truncate : .stop) { record in
                 if let to = options.toLSN, record.lsn > to { throw Stop() }
                 if let t = options.toTime, record.time > t { throw Stop() }
+                if record.type == AuditSeal.recordType {
+                    if lastLSN == replayFrom && record.lsn != replayFrom + 1 {
+                        throw RecoveryError("the log starts at LSN \(record.lsn) (\(record.segment)) but the state needs every record after LSN \(replayFrom): records are missing")
+                    }
+                    lastLSN = record.lsn
+                    guard record.lsn > auditFrom else { return }
+                    do {
+                        try verifier.seal(try AuditSeal.decode(record.payload), lsn: record.lsn)
+                    } catch {
+                        throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): audit chain broken: \(error). The engine will not start on a rewritten log; 'allocation-engine verify' names the entry.")
+                    }
+                    return
+                }
                 let change: Change
                 do {
                     change = try ChangeCodec.decode(type: record.type, payload: record.payload)
@@ -151,6 +173,9 @@ public enum Recovery {
                         + (report.snapshotPath == nil ? "no usable snapshot covers the records before it (snapshots missing or damaged)" : "records are missing"))
                 }
                 lastLSN = record.lsn
+                if record.lsn > auditFrom {
+                    verifier.change(AuditEntry(seq: record.lsn, time: record.time, type: record.type, change: change, payload: record.payload))
+                }
                 if case .directory(let dc) = change {
                     if record.lsn <= accessSkipUpTo { report.recordsSkipped += 1; return }
                     do { try directory.apply(dc, time: record.time) } catch {
@@ -192,7 +217,10 @@ public enum Recovery {
             report.lastLSN = lastLSN
             report.nextLSN = lastLSN + 1
             report.seconds = now() - started
-            return Result(states: states, indexes: indexes, directory: directory, report: report)
+            var r = Result(states: states, indexes: indexes, directory: directory, report: report)
+            r.unsealed = verifier.adoptUnsealed()
+            r.audit = verifier.head
+            return r
         } catch let e as LogCorruption where e.recoveryCase == .segmentGap && e.offset == 0 && lastLSN == replayFrom {
             // The log's oldest kept segment starts after the state we have: the
             // snapshots that covered the records before it are gone or damaged.
@@ -216,6 +244,12 @@ public enum Recovery {
             report.droppedRecords = summary.droppedRecords
         }
         report.seconds = now() - started
-        return Result(states: states, indexes: indexes, directory: directory, report: report)
+        if verifier.unsealedLegacy > 0 {
+            report.warnings.append("\(verifier.unsealedLegacy) records written before the audit chain are not sealed")
+        }
+        var r = Result(states: states, indexes: indexes, directory: directory, report: report)
+        r.unsealed = verifier.adoptUnsealed()
+        r.audit = verifier.head
+        return r
     }
 }

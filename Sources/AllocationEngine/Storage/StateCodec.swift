@@ -11,7 +11,11 @@ public struct EngineImage: Sendable {
     /// The people directory and the LSN it is complete up to.
     public var directory: Directory
     public var directoryLSN: UInt64
-    public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)], directory: Directory = Directory(), directoryLSN: UInt64 = 0) {
+    /// The audit chain's head at `floorLSN` (format 4; nil: not known, the chain anchors at the next seal).
+    public var audit: AuditHead?
+    public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)], directory: Directory = Directory(), directoryLSN: UInt64 = 0,
+                audit: AuditHead? = nil) {
+        self.audit = audit
         self.floorLSN = floorLSN
         self.deals = deals
         self.directory = directory
@@ -47,6 +51,7 @@ public enum StateCodec {
         PeopleCodec.encode(image.directory, into: &w)
         MoneyCodec.encode(image.directory.ledger, into: &w)
         MoneyCodec.encode(image.directory.portfolio, into: &w)
+        if let a = image.audit { w.u8(1); w.u64(a.seq); w.bytes(a.hash.bytes) } else { w.u8(0) }
         return w.bytes
     }
 
@@ -103,11 +108,17 @@ public enum StateCodec {
                 }
                 let directoryLSN = try r.varint()
                 var directory = Directory()
+                var audit: AuditHead?
                 if version >= 2 {
                     directory = try PeopleCodec.decodeDirectory(&r)
                     if version >= 4 {
                         directory.ledger = try MoneyCodec.decodeLedger(&r)
                         directory.portfolio = try MoneyCodec.decodePortfolio(&r)
+                        if try r.u8() == 1 {
+                            let seq = try r.u64()
+                            guard let h = SHA256.Digest(bytes: try r.bytes(count: 32)) else { throw DecodeError("audit head") }
+                            audit = AuditHead(seq: seq, hash: h)
+                        }
                     }
                 } else {
                     // Version 1 kept only tokens, in the first token layout.
@@ -120,7 +131,7 @@ public enum StateCodec {
                     }
                 }
                 guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes in snapshot state") }
-                return .success(EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN))
+                return .success(EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN, audit: audit))
             } catch {
                 return .failure(error)
             }

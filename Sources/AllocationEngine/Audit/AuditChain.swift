@@ -1,0 +1,134 @@
+import Synchronization
+import WAL
+
+/// The seal of a batch of change records (record type 110, `audit.seal`),
+/// appended right after them in the same write: the hash of the entry before
+/// the batch and the hash of each of its entries. A batch and its seal are
+/// acknowledged together, so every acknowledged change is sealed; a log
+/// rewritten afterwards (its CRCs recomputed) no longer matches its seals, and
+/// the first entry that does not is named.
+public struct AuditSeal: Hashable, Sendable {
+    public static let recordType: UInt8 = 110
+    public var firstSeq: UInt64
+    public var prev: SHA256.Digest
+    public var hashes: [SHA256.Digest]
+
+    public func encode(into w: inout ByteWriter) {
+        w.u64(firstSeq)
+        w.varint(UInt64(hashes.count))
+        w.bytes(prev.bytes)
+        for h in hashes { w.bytes(h.bytes) }
+    }
+
+    public static func decode(_ payload: UnsafeRawBufferPointer) throws(DecodeError) -> AuditSeal {
+        var r = ByteReader(payload)
+        let first = try r.u64()
+        let n = try r.varint()
+        guard n >= 1, n <= UInt64(r.remaining / 32) else { throw DecodeError("audit seal of \(n) entries") }
+        guard let prev = SHA256.Digest(bytes: try r.bytes(count: 32)) else { throw DecodeError("audit seal") }
+        var hashes: [SHA256.Digest] = []
+        for _ in 0..<n {
+            guard let h = SHA256.Digest(bytes: try r.bytes(count: 32)) else { throw DecodeError("audit seal") }
+            hashes.append(h)
+        }
+        guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes after an audit seal") }
+        return AuditSeal(firstSeq: first, prev: prev, hashes: hashes)
+    }
+}
+
+/// The head of the chain: the last entry's sequence number and hash.
+public struct AuditHead: Hashable, Sendable {
+    public var seq: UInt64
+    public var hash: SHA256.Digest
+    public static let genesis = AuditHead(seq: 0, hash: .zero)
+    public init(seq: UInt64, hash: SHA256.Digest) {
+        self.seq = seq
+        self.hash = hash
+    }
+}
+
+/// The live chain's head, advanced inside the log writer's lock as each batch
+/// is appended (so it is in LSN order), with the LSN of the seal that covers
+/// it: a snapshot reads both at once.
+public final class AuditChain: Sendable {
+    private let state: Mutex<(head: AuditHead, sealLSN: UInt64)>
+    public init(head: AuditHead, sealLSN: UInt64) { state = Mutex((head, sealLSN)) }
+    public var head: AuditHead { state.withLock { $0.head } }
+    /// The head and the LSN of the last record appended (its seal).
+    public var headAndLSN: (AuditHead, UInt64) { state.withLock { ($0.head, $0.sealLSN) } }
+    func advance(to head: AuditHead, sealLSN: UInt64) { state.withLock { $0 = (head, sealLSN) } }
+}
+
+/// Checks the chain over records in log order: each change record's entry
+/// against the seal that follows its batch. Recovery, `AUDIT.VERIFY` and the
+/// verify tool share it.
+public struct AuditVerifier: Sendable {
+    public private(set) var head: AuditHead
+    /// Entries read since the last seal, with their hashes as recomputed.
+    public private(set) var pending: [(entry: AuditEntry, hash: SHA256.Digest)] = []
+    public private(set) var entries = 0
+    public private(set) var seals = 0
+    /// Entries before the first seal of a log written before the chain existed.
+    public private(set) var unsealedLegacy = 0
+    /// False until a seal has been met, when the log may start mid-chain (after a snapshot with no head).
+    private var anchored: Bool
+
+    public init(from head: AuditHead, anchored: Bool = true) {
+        self.head = head
+        self.anchored = anchored
+    }
+
+    /// Unsealed entries kept at most; beyond it (only a log written before the
+    /// chain existed) they are taken into the head unsealed.
+    public static let maxPending = 65_536
+
+    public mutating func change(_ entry: AuditEntry) {
+        let h = entry.hash(after: pending.last?.hash ?? head.hash)
+        pending.append((entry, h))
+        entries += 1
+        if pending.count >= Self.maxPending {
+            unsealedLegacy += pending.count
+            head = AuditHead(seq: pending.last!.entry.seq, hash: pending.last!.hash)
+            pending.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Checks a seal against the entries before it; names the first that breaks.
+    public mutating func seal(_ s: AuditSeal, lsn: UInt64) throws(EngineError) {
+        seals += 1
+        guard let first = pending.first else {
+            throw EngineError(.corrupt, "audit seal at LSN \(lsn) seals no entries: the log was rewritten")
+        }
+        guard s.firstSeq == first.entry.seq, s.hashes.count == pending.count else {
+            throw EngineError(.corrupt, "audit seal at LSN \(lsn) covers entries \(s.firstSeq)..\(s.firstSeq + UInt64(s.hashes.count) - 1), the log holds \(first.entry.seq)..\(pending.last!.entry.seq) before it: entry \(first.entry.seq) was rewritten")
+        }
+        if !anchored {
+            // The first seal of a log with no known head: it anchors the chain.
+            anchored = true
+            unsealedLegacy = 0
+            var h = s.prev
+            for i in pending.indices { h = pending[i].entry.hash(after: h); pending[i].hash = h }
+        } else if s.prev != head.hash {
+            throw EngineError(.corrupt, "entry \(first.entry.seq) (LSN \(first.entry.seq)): its seal links to \(s.prev), the chain before it ends in \(head.hash) at entry \(head.seq): history was rewritten")
+        }
+        for (i, p) in pending.enumerated() where p.hash != s.hashes[i] {
+            throw EngineError(.corrupt, "entry \(p.entry.seq) (LSN \(p.entry.seq), \(p.entry.action) \(p.entry.entity) \(p.entry.entityID)): its content does not match its seal: the record was rewritten")
+        }
+        head = AuditHead(seq: pending.last!.entry.seq, hash: s.hashes.last!)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Entries after the last seal: a batch whose seal did not land (a torn
+    /// write, never acknowledged) or a log written before the chain.
+    public var unsealed: Int { pending.count }
+
+    /// Takes the unsealed entries as they are (they passed their CRCs): the
+    /// engine seals them when it opens, so the chain goes on from them.
+    public mutating func adoptUnsealed() -> AuditSeal? {
+        guard let first = pending.first else { return nil }
+        let s = AuditSeal(firstSeq: first.entry.seq, prev: head.hash, hashes: pending.map(\.hash))
+        head = AuditHead(seq: pending.last!.entry.seq, hash: pending.last!.hash)
+        pending.removeAll()
+        return s
+    }
+}
