@@ -11,6 +11,7 @@ extension RESPEncoder {
     mutating func dealReply(_ reply: DealReply) {
         switch reply {
         case .ok: simple("OK")
+        case .status(let s): simple(s)
         case .id(let id): bulk(id)
         case .count(let n): integer(n)
         case .hold(let receipt):

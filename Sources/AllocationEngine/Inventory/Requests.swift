@@ -77,6 +77,8 @@ public struct Field: Sendable, Hashable {
 
 public enum DealReply: Sendable, Hashable {
     case ok
+    /// A status line with more than OK (`+OK <entries> <head>`).
+    case status(String)
     case hold(HoldReceipt)
     case id(String)
     case count(Int)

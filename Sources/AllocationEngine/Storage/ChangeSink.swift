@@ -12,6 +12,9 @@ public protocol ChangeSink: Sendable {
     func whenDurable(_ lsn: UInt64, _ done: @escaping @Sendable (EngineError?) -> Void)
     /// The LSN of the last record appended (durable or not).
     var lastAppendedLSN: UInt64 { get }
+    /// The audit chain's head and the LSN of the seal that covers it, read
+    /// together (nil for a sink without a chain).
+    var auditHeadAndLSN: (AuditHead, UInt64)? { get }
     /// Whether the log takes changes now; checked once before a batch decides
     /// anything, so failure and overload refuse requests instead of losing them.
     var admission: SinkAdmission { get }
@@ -26,8 +29,6 @@ public enum SinkAdmission: Sendable, Equatable {
 }
 
 extension ChangeSink {
-    /// The audit chain's head and the LSN of the seal that covers it, read
-    /// together (nil for a sink without a chain).
     public var auditHeadAndLSN: (AuditHead, UInt64)? { nil }
 
     /// Why the log stopped accepting changes, if it did.

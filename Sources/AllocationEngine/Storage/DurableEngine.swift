@@ -145,6 +145,20 @@ public final class DurableEngine: Sendable {
         }
     }
 
+    /// `AUDIT.VERIFY`: the whole retained log against its seals and the
+    /// snapshots' heads, read on a thread of its own.
+    public func verifyAudit() async throws -> AuditLog.Report {
+        try await Self.offThread { [self] () throws -> AuditLog.Report in try AuditLog.verify(directory, io: io) }
+    }
+
+    /// `AUDIT.LIST`: a page of entries read from the log on disk.
+    public func auditPage(from: UInt64, count: Int, filter: AuditLog.Filter) async throws -> (String, [[Field]]) {
+        try await Self.offThread { [self] () throws -> (String, [[Field]]) in
+            let r = try AuditLog.list(directory, io: io, from: from, count: count, filter: filter)
+            return (r.cursor, r.rows)
+        }
+    }
+
     /// Writes a snapshot now (one at a time; a request during one waits for it
     /// and then takes its own). Hold traffic goes on: each deal is copied in its
     /// actor (copy-on-write) and encoded outside it.

@@ -25,7 +25,7 @@ enum CommandTable {
     static let byName: [String: CommandSpec] = {
         var table: [String: CommandSpec] = [:]
         for spec in InventoryCommands.specs + AdminCommands.specs + PeopleCommands.specs + MoneyCommands.specs
-            + BankCommands.specs + IntroducerCommands.specs + PortfolioCommands.specs + StatementCommands.specs {
+            + BankCommands.specs + IntroducerCommands.specs + PortfolioCommands.specs + StatementCommands.specs + AuditCommands.specs {
             precondition(table[spec.name] == nil, "command \(spec.name) registered twice")
             table[spec.name] = spec
         }
