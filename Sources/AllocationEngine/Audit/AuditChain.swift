@@ -96,26 +96,46 @@ public struct AuditVerifier: Sendable {
     /// Checks a seal against the entries before it; names the first that breaks.
     public mutating func seal(_ s: AuditSeal, lsn: UInt64) throws(EngineError) {
         seals += 1
+        let last = s.firstSeq + UInt64(s.hashes.count) - 1
+        if !anchored {
+            // The first seal of a log whose beginning is gone (or that has no known
+            // head): it anchors the chain. It may cover entries before the log's
+            // first record; the ones read are checked against it.
+            anchored = true
+            unsealedLegacy = 0
+            guard let first = pending.first else {
+                head = AuditHead(seq: last, hash: s.hashes.last!)
+                return
+            }
+            guard first.entry.seq >= s.firstSeq, pending.last!.entry.seq == last else {
+                throw EngineError(.corrupt, "audit seal at LSN \(lsn) covers entries \(s.firstSeq)..\(last), the log holds \(first.entry.seq)..\(pending.last!.entry.seq) before it: entry \(first.entry.seq) was rewritten")
+            }
+            let k = Int(first.entry.seq - s.firstSeq)
+            var h = k == 0 ? s.prev : s.hashes[k - 1]
+            for i in pending.indices { h = pending[i].entry.hash(after: h); pending[i].hash = h }
+            try check(Array(s.hashes[k...]))
+            head = AuditHead(seq: last, hash: s.hashes.last!)
+            pending.removeAll(keepingCapacity: true)
+            return
+        }
         guard let first = pending.first else {
             throw EngineError(.corrupt, "audit seal at LSN \(lsn) seals no entries: the log was rewritten")
         }
         guard s.firstSeq == first.entry.seq, s.hashes.count == pending.count else {
-            throw EngineError(.corrupt, "audit seal at LSN \(lsn) covers entries \(s.firstSeq)..\(s.firstSeq + UInt64(s.hashes.count) - 1), the log holds \(first.entry.seq)..\(pending.last!.entry.seq) before it: entry \(first.entry.seq) was rewritten")
+            throw EngineError(.corrupt, "audit seal at LSN \(lsn) covers entries \(s.firstSeq)..\(last), the log holds \(first.entry.seq)..\(pending.last!.entry.seq) before it: entry \(first.entry.seq) was rewritten")
         }
-        if !anchored {
-            // The first seal of a log with no known head: it anchors the chain.
-            anchored = true
-            unsealedLegacy = 0
-            var h = s.prev
-            for i in pending.indices { h = pending[i].entry.hash(after: h); pending[i].hash = h }
-        } else if s.prev != head.hash {
+        guard s.prev == head.hash else {
             throw EngineError(.corrupt, "entry \(first.entry.seq) (LSN \(first.entry.seq)): its seal links to \(s.prev), the chain before it ends in \(head.hash) at entry \(head.seq): history was rewritten")
         }
-        for (i, p) in pending.enumerated() where p.hash != s.hashes[i] {
+        try check(s.hashes)
+        head = AuditHead(seq: last, hash: s.hashes.last!)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    private func check(_ hashes: [SHA256.Digest]) throws(EngineError) {
+        for (i, p) in pending.enumerated() where p.hash != hashes[i] {
             throw EngineError(.corrupt, "entry \(p.entry.seq) (LSN \(p.entry.seq), \(p.entry.action) \(p.entry.entity) \(p.entry.entityID)): its content does not match its seal: the record was rewritten")
         }
-        head = AuditHead(seq: pending.last!.entry.seq, hash: s.hashes.last!)
-        pending.removeAll(keepingCapacity: true)
     }
 
     /// Entries after the last seal: a batch whose seal did not land (a torn
