@@ -64,6 +64,23 @@ import Testing
         }
     }
 
+    /// tools/verify_audit.py re-verifies the audit chain from AUDIT.LIST alone, with redis-py.
+    @Test func theAuditChainReverifiesFromOutside() async throws {
+        guard let python = Self.python else { expectSkipOutsideCI("python3 with redis-py"); return }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("tools/verify_audit.py").path
+        try await withSrv { h in
+            let c = try h.client()
+            #expect(await c.call("DEAL.CREATE", "d1") == .simple("OK"))
+            #expect(await c.call("LOT.ADD", "d1", "L1", "100", "5") == .simple("OK"))
+            for i in 0..<30 { _ = await c.call("HOLD", "d1", "inv\(i % 4)", "1", "10") }
+            guard let head = await c.call("AUDIT.HEAD").elements?.compactMap(\.string), head.count == 2 else { Issue.record("AUDIT.HEAD"); return }
+            guard let r = try await srvRun(python, [script, String(h.port)]) else { return }
+            #expect(r.status == 0 && r.out == "OK 32 \(head[1])\n", "stdout: \(r.out)\nstderr: \(r.err)")
+            #expect(await c.call("AUDIT.VERIFY") == .simple("OK 32 \(head[1])"))
+        }
+    }
+
     @Test func redisPyDefaultsToRESP3() async throws {
         guard let python = Self.python else { expectSkipOutsideCI("python3 with redis-py"); return }
         try await withSrv { h in

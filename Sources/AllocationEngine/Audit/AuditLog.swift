@@ -109,7 +109,7 @@ public enum AuditLog {
                         if let a = filter.actor, entry.actor != a { continue }
                         rows.append([
                             Field("seq", String(entry.seq)), Field("ts", String(entry.time)), Field("actor_user_id", entry.actor.isEmpty ? nil : entry.actor),
-                            Field("action", entry.action), Field("entity", entry.entity), Field("entity_id", entry.entityID),
+                            Field("action", entry.action), Field("type", String(entry.type)), Field("entity", entry.entity), Field("entity_id", entry.entityID),
                             Field("change_sha256", entry.changeDigest.description), Field("prev_hash", (i == 0 ? seal.prev : seal.hashes[i - 1]).description),
                             Field("hash", seal.hashes[i].description),
                         ])
