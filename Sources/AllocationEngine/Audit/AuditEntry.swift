@@ -21,19 +21,24 @@ public struct AuditEntry: Hashable, Sendable {
     public var changeDigest: SHA256.Digest
 
     public init(seq: UInt64, time: Int64, type: UInt8, change: Change, payload: UnsafeRawBufferPointer) {
+        self.init(seq: seq, time: time, type: type, change: change, digest: SHA256.digest(payload))
+    }
+
+    /// With the payload's digest computed already (the append path digests before the log's lock).
+    public init(seq: UInt64, time: Int64, type: UInt8, change: Change, digest: SHA256.Digest) {
         self.seq = seq
         self.time = time
         self.type = type
         action = Change.typeNames[type] ?? "type\(type)"
         (entity, entityID, actor) = change.auditSubject
-        changeDigest = SHA256.digest(payload)
+        changeDigest = digest
     }
 
     /// `SHA-256(prev || u64 seq || i64 time || u8 type || str action || str entity || str entity_id || str actor || payload digest)`,
     /// integers big-endian, `str` a u16 big-endian length and UTF-8 bytes (cut at 1 024 bytes).
     public func hash(after prev: SHA256.Digest) -> SHA256.Digest {
-        let parts = [action, entity, entityID, actor]
-        let capacity = 32 + 17 + parts.reduce(0) { $0 + 2 + min($1.utf8.count, 1024) } + 32
+        let capacity = 32 + 17 + 8 + min(action.utf8.count, 1024) + min(entity.utf8.count, 1024) + min(entityID.utf8.count, 1024)
+            + min(actor.utf8.count, 1024) + 32
         // On the append path: built on the stack, no allocation.
         return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw -> SHA256.Digest in
             var at = 0
@@ -45,11 +50,16 @@ public struct AuditEntry: Hashable, Sendable {
             func digest(_ d: SHA256.Digest) { be(d.h.0); be(d.h.1); be(d.h.2); be(d.h.3); be(d.h.4); be(d.h.5); be(d.h.6); be(d.h.7) }
             digest(prev)
             be(seq); be(time); raw[at] = type; at += 1
-            for s in parts {
-                let n = min(s.utf8.count, 1024)
-                be(UInt16(n))
-                for byte in s.utf8.prefix(n) { raw[at] = byte; at += 1 }
+            func str(_ s: String) {
+                var s = s
+                s.withUTF8 { u in
+                    let n = min(u.count, 1024)
+                    be(UInt16(n))
+                    if n > 0 { UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + n)]).copyMemory(from: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: u[0..<n]))) }
+                    at += n
+                }
             }
+            str(action); str(entity); str(entityID); str(actor)
             digest(changeDigest)
             return SHA256.digest(UnsafeRawBufferPointer(rebasing: raw[0..<at]))
         }

@@ -30,49 +30,54 @@ public enum SHA256 {
         public var description: String { bytes.map { let s = String($0, radix: 16); return s.count == 1 ? "0" + s : s }.joined() }
     }
 
-    /// The digest of `message`, read in place.
-    public static func digest(_ message: UnsafeRawBufferPointer) -> Digest {
-        var s: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
-            (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
-        k.withUnsafeBufferPointer { kp in
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-                func block(_ p: UnsafeRawPointer) {
-                    for i in 0..<16 { w[i] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
-                    for i in 16..<64 {
-                        let a = w[i - 15], b = w[i - 2]
-                        let s0 = a.rotatedRight(7) ^ a.rotatedRight(18) ^ (a >> 3)
-                        let s1 = b.rotatedRight(17) ^ b.rotatedRight(19) ^ (b >> 10)
-                        w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
-                    }
-                    var (a, b, c, d, e, f, g, hh) = s
-                    for i in 0..<64 {
-                        let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
-                        let ch = (e & f) ^ (~e & g)
-                        let t1 = hh &+ s1 &+ ch &+ kp[i] &+ w[i]
-                        let s0 = a.rotatedRight(2) ^ a.rotatedRight(13) ^ a.rotatedRight(22)
-                        let maj = (a & b) ^ (a & c) ^ (b & c)
-                        hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ (s0 &+ maj)
-                    }
-                    s = (s.0 &+ a, s.1 &+ b, s.2 &+ c, s.3 &+ d, s.4 &+ e, s.5 &+ f, s.6 &+ g, s.7 &+ hh)
-                }
-                let n = message.count
-                let whole = n / 64
-                if let base = message.baseAddress { for i in 0..<whole { block(base + i * 64) } }
-                // The tail and the padding: one or two blocks.
-                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
-                    let rest = n - whole * 64
-                    for i in 0..<128 { tail[i] = 0 }
-                    for i in 0..<rest { tail[i] = message[whole * 64 + i] }
-                    tail[rest] = 0x80
-                    let blocks = rest + 9 > 64 ? 2 : 1
-                    let bits = UInt64(n) * 8
-                    for i in 0..<8 { tail[blocks * 64 - 1 - i] = UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8)) }
-                    let t = UnsafeRawPointer(tail.baseAddress!)
-                    block(t)
-                    if blocks == 2 { block(t + 64) }
-                }
-            }
+    typealias State = (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
+
+    /// One 64-byte block into the state.
+    @inline(__always)
+    private static func compress(_ s: inout State, _ p: UnsafeRawPointer, _ w: UnsafeMutablePointer<UInt32>, _ kp: UnsafePointer<UInt32>) {
+        for i in 0..<16 { w[i] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self)) }
+        var i = 16
+        while i < 64 {
+            let a = w[i &- 15], b = w[i &- 2]
+            let s0 = a.rotatedRight(7) ^ a.rotatedRight(18) ^ (a >> 3)
+            let s1 = b.rotatedRight(17) ^ b.rotatedRight(19) ^ (b >> 10)
+            w[i] = w[i &- 16] &+ s0 &+ w[i &- 7] &+ s1
+            i &+= 1
         }
+        var a = s.0, b = s.1, c = s.2, d = s.3, e = s.4, f = s.5, g = s.6, h = s.7
+        i = 0
+        while i < 64 {
+            let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
+            let ch = (e & f) ^ (~e & g)
+            let t1 = h &+ s1 &+ ch &+ kp[i] &+ w[i]
+            let s0 = a.rotatedRight(2) ^ a.rotatedRight(13) ^ a.rotatedRight(22)
+            let maj = (a & b) ^ (a & c) ^ (b & c)
+            h = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ (s0 &+ maj)
+            i &+= 1
+        }
+        s = (s.0 &+ a, s.1 &+ b, s.2 &+ c, s.3 &+ d, s.4 &+ e, s.5 &+ f, s.6 &+ g, s.7 &+ h)
+    }
+
+    /// The digest of `message`, read in place (no allocation).
+    public static func digest(_ message: UnsafeRawBufferPointer) -> Digest {
+        var s: State = (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
+        k.withUnsafeBufferPointer { kb in withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64 + 32) { scratch in
+            let kp = kb.baseAddress!
+            let w = scratch.baseAddress!
+            let n = message.count
+            let whole = n / 64
+            if let base = message.baseAddress { for i in 0..<whole { compress(&s, base + i * 64, w, kp) } }
+            // The tail and the padding, in one or two blocks after the schedule.
+            let tail = UnsafeMutableRawPointer(w + 64)
+            tail.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
+            let rest = n - whole * 64
+            if rest > 0 { tail.copyMemory(from: message.baseAddress! + whole * 64, byteCount: rest) }
+            tail.storeBytes(of: 0x80, toByteOffset: rest, as: UInt8.self)
+            let blocks = rest + 9 > 64 ? 2 : 1
+            tail.storeBytes(of: (UInt64(n) &* 8).bigEndian, toByteOffset: blocks * 64 - 8, as: UInt64.self)
+            compress(&s, tail, w, kp)
+            if blocks == 2 { compress(&s, tail + 64, w, kp) }
+        } }
         return Digest(h: s)
     }
 

@@ -27,6 +27,14 @@ public final class WALChangeSink: ChangeSink {
             ChangeCodec.encode(change, into: &encoded)
             ends.append(encoded.count)
         }
+        // The payloads' digests, outside the lock too.
+        let digests: [SHA256.Digest] = encoded.bytes.withUnsafeBytes { all in
+            var start = 0
+            return ends.map { end in
+                defer { start = end }
+                return SHA256.digest(UnsafeRawBufferPointer(rebasing: all[start..<end]))
+            }
+        }
         let chain = audit
         let last: UInt64?
         do {
@@ -41,7 +49,7 @@ public final class WALChangeSink: ChangeSink {
                         let lsn = appender.append(type: change.recordType, time: time) { w in w.bytes(payload) }
                         guard lsn > 0 else { return }  // over the record limit: the batch is refused whole
                         if i == 0 { seal.firstSeq = lsn }
-                        head = AuditHead(seq: lsn, hash: AuditEntry(seq: lsn, time: time, type: change.recordType, change: change, payload: payload).hash(after: head.hash))
+                        head = AuditHead(seq: lsn, hash: AuditEntry(seq: lsn, time: time, type: change.recordType, change: change, digest: digests[i]).hash(after: head.hash))
                         seal.hashes.append(head.hash)
                         start = ends[i]
                     }
