@@ -156,6 +156,14 @@ public struct LogAppender: ~Copyable {
     }
 }
 
+/// Work done on each chunk of records on the writer thread, in LSN order, just
+/// before it is written (off the appenders' path): it may rewrite record
+/// payloads in place if it recomputes their CRCs with `salt` (the audit
+/// chain fills in its seals here).
+public protocol ChunkFinisher: Sendable {
+    func finish(_ chunk: inout [UInt8], salt: UInt32)
+}
+
 public final class LogWriter: Sendable {
     /// Fsync timestamps kept for the fsyncs-per-second window.
     static let fsyncWindowSamples = 128
@@ -267,9 +275,13 @@ public final class LogWriter: Sendable {
         var path: String
         var offset: Int
         var dirty = false
+        /// The open segment's salt (a finisher recomputes CRCs with it).
+        var salt: UInt32 = 0
     }
 
     public let config: LogConfig
+    /// Sees each chunk's bytes on the writer thread just before they are written.
+    let finisher: (any ChunkFinisher)?
     let io: any FileIO
     let clock: @Sendable () -> UInt64
     let state: Mutex<State>
@@ -287,10 +299,12 @@ public final class LogWriter: Sendable {
     /// recovery, `LogScanSummary.nextLSN` or the snapshot's LSN + 1 if later).
     /// Torn bytes after the last valid record of the last segment are cut.
     /// `clock` returns monotonic nanoseconds (for the periodic interval and stats).
-    public init(config: LogConfig, io: any FileIO, nextLSN: UInt64, clock: (@Sendable () -> UInt64)? = nil) throws {
+    public init(config: LogConfig, io: any FileIO, nextLSN: UInt64, clock: (@Sendable () -> UInt64)? = nil,
+                finisher: (any ChunkFinisher)? = nil) throws {
         try config.validate()
         precondition(nextLSN >= 1, "LSNs start at 1")
         self.config = config
+        self.finisher = finisher
         self.io = io
         self.clock = clock ?? LogWriter.monotonicNanos
         try io.createDirectory(config.directory)
@@ -298,7 +312,7 @@ public final class LogWriter: Sendable {
         let resume = try LogWriter.openActiveSegment(config: config, io: io, nextLSN: nextLSN)
         state = Mutex(State(nextLSN: nextLSN, salt: resume.salt, offset: resume.offset,
                             fileFirstLSN: resume.firstLSN, chunkCapacity: min(config.maxBatchBytes, 1 << 16)))
-        file = Mutex(FileState(fd: resume.fd, path: resume.path, offset: resume.offset))
+        file = Mutex(FileState(fd: resume.fd, path: resume.path, offset: resume.offset, salt: resume.salt))
         state.withLock { s in
             s.stats.segmentsCreated = resume.created ? 1 : 0
             s.stats.nextLSN = nextLSN
@@ -585,7 +599,13 @@ public final class LogWriter: Sendable {
                 do throws(IOError) {
                     for chunk in chunks {
                         if let header = chunk.newSegment { try rotate(to: header) }
-                        try writeChunk(chunk)
+                        if let finisher {
+                            var finished = chunk
+                            finisher.finish(&finished.writer.bytes, salt: file.withLock { $0.salt })
+                            try writeChunk(finished)
+                        } else {
+                            try writeChunk(chunk)
+                        }
                     }
                     state.withLock { s in
                         s.writtenLSN = lastLSN
@@ -658,6 +678,7 @@ public final class LogWriter: Sendable {
             let fd = try io.create(path)
             f.fd = fd
             f.path = path
+            f.salt = header.salt
             try io.pwrite(fd, header.encode(), offset: 0)
             if config.preallocate { try io.zeroFill(fd, length: config.segmentBytes) }
             try io.fsync(fd)

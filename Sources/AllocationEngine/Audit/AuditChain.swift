@@ -47,16 +47,112 @@ public struct AuditHead: Hashable, Sendable {
     }
 }
 
-/// The live chain's head, advanced inside the log writer's lock as each batch
-/// is appended (so it is in LSN order), with the LSN of the seal that covers
-/// it: a snapshot reads both at once.
-public final class AuditChain: Sendable {
-    private let state: Mutex<(head: AuditHead, sealLSN: UInt64)>
-    public init(head: AuditHead, sealLSN: UInt64) { state = Mutex((head, sealLSN)) }
-    public var head: AuditHead { state.withLock { $0.head } }
-    /// The head and the LSN of the last record appended (its seal).
-    public var headAndLSN: (AuditHead, UInt64) { state.withLock { ($0.head, $0.sealLSN) } }
-    func advance(to head: AuditHead, sealLSN: UInt64) { state.withLock { $0 = (head, sealLSN) } }
+/// The live chain, computed on the log writer's thread just before each chunk
+/// is written (`ChunkFinisher`), so hashing costs the deal actors nothing:
+/// each batch is appended with a placeholder seal (first seq 0, zero hashes)
+/// and the sealer chains its entries and fills the seal in, CRC recomputed.
+/// A seal appended already filled (at open, for entries recovery found
+/// unsealed) is taken as it is.
+///
+/// Memory: the head, the current batch's hashes, and the heads of the last
+/// 4 096 seals (what a snapshot asks for).
+public final class AuditSealer: ChunkFinisher {
+    struct State {
+        /// The chain over every entry processed (a chunk may end inside a batch).
+        var head: AuditHead
+        /// The chain as of the last seal, at `sealLSN`: what snapshots and AUDIT.HEAD see.
+        var sealedHead: AuditHead
+        var sealLSN: UInt64
+        var pending: [SHA256.Digest] = []
+        var firstSeq: UInt64 = 0
+        var sealPrev: SHA256.Digest = .zero
+        var recent: [UInt64: AuditHead] = [:]
+        var recentOrder: [UInt64] = []
+    }
+    private let state: Mutex<State>
+    static let recentSeals = 4_096
+
+    public init(head: AuditHead, sealLSN: UInt64) { state = Mutex(State(head: head, sealedHead: head, sealLSN: sealLSN)) }
+
+    /// The head of the chain as of the last seal written, and that seal's LSN.
+    public var headAndLSN: (AuditHead, UInt64) { state.withLock { ($0.sealedHead, $0.sealLSN) } }
+
+    /// The head as of the seal at `lsn` (recent seals only).
+    public func head(atSeal lsn: UInt64) -> AuditHead? {
+        state.withLock { s in s.sealLSN == lsn ? s.sealedHead : s.recent[lsn] }
+    }
+
+    /// The placeholder seal of a batch of `count` entries.
+    static func placeholder(count: Int, into w: inout ByteWriter) {
+        w.u64(0)
+        w.varint(UInt64(count))
+        w.bytes(repeatElement(0, count: 32 * (count + 1)))
+    }
+
+    public func finish(_ chunk: inout [UInt8], salt: UInt32) {
+        state.withLock { s in
+            chunk.withUnsafeMutableBytes { buf in
+                var off = 0
+                while off + LogFormat.recordOverheadBytes <= buf.count {
+                    let length = Int(UInt32(littleEndian: buf.loadUnaligned(fromByteOffset: off, as: UInt32.self)))
+                    guard length >= LogFormat.recordOverheadBytes, off + length <= buf.count else { preconditionFailure("a chunk holds a damaged record") }
+                    let lsn = UInt64(littleEndian: buf.loadUnaligned(fromByteOffset: off + 4, as: UInt64.self))
+                    let type = buf[off + 12]
+                    let time = Int64(littleEndian: buf.loadUnaligned(fromByteOffset: off + 13, as: Int64.self))
+                    let start = off + LogFormat.recordHeaderBytes, end = off + length - LogFormat.recordTrailerBytes
+                    if type == AuditSeal.recordType {
+                        seal(&s, UnsafeMutableRawBufferPointer(rebasing: buf[start..<end]), lsn: lsn)
+                        // The seal's bytes may have changed: its CRC again, with the segment's salt.
+                        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buf[off..<end]), seed: salt)
+                        buf.storeBytes(of: crc.littleEndian, toByteOffset: end, as: UInt32.self)
+                    } else {
+                        if s.pending.isEmpty {
+                            s.firstSeq = lsn
+                            s.sealPrev = s.head.hash
+                        }
+                        let digest = SHA256.digest(UnsafeRawBufferPointer(rebasing: buf[start..<end]))
+                        let h = AuditEntry.hash(prev: s.head.hash, seq: lsn, time: time, type: type, digest: digest)
+                        s.pending.append(h)
+                        s.head = AuditHead(seq: lsn, hash: h)
+                    }
+                    off += length
+                }
+            }
+        }
+    }
+
+    private func seal(_ s: inout State, _ p: UnsafeMutableRawBufferPointer, lsn: UInt64) {
+        let first = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        if first == 0 {
+            // A placeholder: its count was written by the appender, its hashes are filled in here.
+            var count: UInt64 = 0, shift: UInt64 = 0, at = 8
+            while true {
+                let byte = p[at]
+                count |= UInt64(byte & 0x7f) << shift
+                at += 1
+                if byte & 0x80 == 0 { break }
+                shift += 7
+            }
+            precondition(Int(count) == s.pending.count && at + 32 * (Int(count) + 1) == p.count, "an audit seal does not match its batch")
+            p.storeBytes(of: s.firstSeq.littleEndian, toByteOffset: 0, as: UInt64.self)
+            func put(_ d: SHA256.Digest) {
+                for b in d.bytes { p[at] = b; at += 1 }
+            }
+            put(s.sealPrev)
+            for h in s.pending { put(h) }
+        } else if let filled = try? AuditSeal.decode(UnsafeRawBufferPointer(p)), let last = filled.hashes.last {
+            // Filled already (entries found unsealed at open): the chain goes on from it.
+            s.head = AuditHead(seq: filled.firstSeq + UInt64(filled.hashes.count) - 1, hash: last)
+        }
+        s.pending.removeAll(keepingCapacity: true)
+        s.sealLSN = lsn
+        s.sealedHead = s.head
+        s.recent[lsn] = s.head
+        s.recentOrder.append(lsn)
+        if s.recentOrder.count > Self.recentSeals {
+            s.recent[s.recentOrder.removeFirst()] = nil
+        }
+    }
 }
 
 /// Checks the chain over records in log order: each change record's entry

@@ -34,34 +34,32 @@ public struct AuditEntry: Hashable, Sendable {
         changeDigest = digest
     }
 
-    /// `SHA-256(prev || u64 seq || i64 time || u8 type || str action || str entity || str entity_id || str actor || payload digest)`,
-    /// integers big-endian, `str` a u16 big-endian length and UTF-8 bytes (cut at 1 024 bytes).
+    /// `SHA-256(prev || u64 seq || i64 time || u8 type || SHA-256(payload))`, integers big-endian.
+    /// The action, entity, entity id and actor are functions of the type and
+    /// the payload (every field of the change, who made it included), so the
+    /// digest covers them: rewriting any of them changes it.
     public func hash(after prev: SHA256.Digest) -> SHA256.Digest {
-        let capacity = 32 + 17 + 8 + min(action.utf8.count, 1024) + min(entity.utf8.count, 1024) + min(entityID.utf8.count, 1024)
-            + min(actor.utf8.count, 1024) + 32
-        // On the append path: built on the stack, no allocation.
-        return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw -> SHA256.Digest in
-            var at = 0
-            func be<T: FixedWidthInteger>(_ v: T) {
-                withUnsafeBytes(of: v.bigEndian) { src in
-                    for byte in src { raw[at] = byte; at += 1 }
-                }
+        Self.hash(prev: prev, seq: seq, time: time, type: type, digest: changeDigest)
+    }
+
+    public static func hash(prev: SHA256.Digest, seq: UInt64, time: Int64, type: UInt8, digest: SHA256.Digest) -> SHA256.Digest {
+        withUnsafeTemporaryAllocation(byteCount: 81, alignment: 8) { raw -> SHA256.Digest in
+            func put(_ d: SHA256.Digest, _ at: Int) {
+                raw.storeBytes(of: d.h.0.bigEndian, toByteOffset: at, as: UInt32.self)
+                raw.storeBytes(of: d.h.1.bigEndian, toByteOffset: at + 4, as: UInt32.self)
+                raw.storeBytes(of: d.h.2.bigEndian, toByteOffset: at + 8, as: UInt32.self)
+                raw.storeBytes(of: d.h.3.bigEndian, toByteOffset: at + 12, as: UInt32.self)
+                raw.storeBytes(of: d.h.4.bigEndian, toByteOffset: at + 16, as: UInt32.self)
+                raw.storeBytes(of: d.h.5.bigEndian, toByteOffset: at + 20, as: UInt32.self)
+                raw.storeBytes(of: d.h.6.bigEndian, toByteOffset: at + 24, as: UInt32.self)
+                raw.storeBytes(of: d.h.7.bigEndian, toByteOffset: at + 28, as: UInt32.self)
             }
-            func digest(_ d: SHA256.Digest) { be(d.h.0); be(d.h.1); be(d.h.2); be(d.h.3); be(d.h.4); be(d.h.5); be(d.h.6); be(d.h.7) }
-            digest(prev)
-            be(seq); be(time); raw[at] = type; at += 1
-            func str(_ s: String) {
-                var s = s
-                s.withUTF8 { u in
-                    let n = min(u.count, 1024)
-                    be(UInt16(n))
-                    if n > 0 { UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + n)]).copyMemory(from: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: u[0..<n]))) }
-                    at += n
-                }
-            }
-            str(action); str(entity); str(entityID); str(actor)
-            digest(changeDigest)
-            return SHA256.digest(UnsafeRawBufferPointer(rebasing: raw[0..<at]))
+            put(prev, 0)
+            raw.storeBytes(of: seq.bigEndian, toByteOffset: 32, as: UInt64.self)
+            raw.storeBytes(of: time.bigEndian, toByteOffset: 40, as: Int64.self)
+            raw.storeBytes(of: type, toByteOffset: 48, as: UInt8.self)
+            put(digest, 49)
+            return SHA256.digest(UnsafeRawBufferPointer(raw))
         }
     }
 }

@@ -69,8 +69,10 @@ public final class DurableEngine: Sendable {
         if config.mode == .none { log("WARNING: durability mode 'none': changes are never fsynced; a crash loses them. For tests and benchmarks only.") }
         let logConfig = LogConfig(directory: dir.wal, mode: config.mode, periodicIntervalMillis: config.periodicIntervalMillis,
                                   segmentBytes: config.segmentBytes)
-        let writer = try LogWriter(config: logConfig, io: io, nextLSN: r.nextLSN)
-        let sink = WALChangeSink(writer: writer, audit: result.audit)
+        // The audit chain goes on from recovery's head, computed on the writer's thread.
+        let sealer = AuditSealer(head: result.audit, sealLSN: r.nextLSN - 1)
+        let writer = try LogWriter(config: logConfig, io: io, nextLSN: r.nextLSN, finisher: sealer)
+        let sink = WALChangeSink(writer: writer, sealer: sealer)
         if let seal = result.unsealed {
             // Entries after the last seal (a torn batch, or a log from before the chain): sealed now, so the chain goes on.
             try sink.appendSeal(seal, head: result.audit, time: clock.nowMillis())
