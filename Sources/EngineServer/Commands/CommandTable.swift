@@ -144,6 +144,19 @@ struct Arguments {
     func end() throws(CommandError) {
         if !isEmpty { throw CommandError.arity(name, usage) }
     }
+    /// The `KEY value` options of a list, with `CURSOR`/`COUNT` into `paging`:
+    /// each allowed key at most once (upper-cased), anything else refused.
+    mutating func keyedOptions(_ allowed: Set<String>, paging: inout Paging) throws(CommandError) -> [String: String] {
+        var out: [String: String] = [:]
+        while let option = next() {
+            if try paging.take(option, &self) { continue }
+            let key = option.uppercased()
+            guard allowed.contains(key) else { throw unknownOption(option) }
+            out[key] = try req(option)
+        }
+        return out
+    }
+
     func unknownOption(_ option: String) -> CommandError {
         CommandError("ERR", "unknown \(name) option '\(option.prefix(32))': usage \(usage)")
     }

@@ -84,38 +84,23 @@ enum IntroducerCommands {
             return .deal(.money(.getIntroduction(id)), .row(.introduction, id))
         },
         CommandSpec("INTRODUCTION.LIST", "INTRODUCTION.LIST [DEAL <deal>] [INTRODUCER <introducer>] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
-            var deal: String?, introducer: String?
             var paging = Paging()
-            while let option = a.next() {
-                if try paging.take(option, &a) { continue }
-                let value = try a.req(option)
-                switch option.uppercased() {
-                case "DEAL": deal = value
-                case "INTRODUCER": introducer = value
-                default: throw a.unknownOption(option)
-                }
-            }
-            return try perDealList(deal: deal, paging: paging) { [introducer] slot, room in .money(.listIntroductions(introducer: introducer, cursor: slot, count: room)) }
+            let o = try a.keyedOptions(["DEAL", "INTRODUCER"], paging: &paging)
+            let introducer = o["INTRODUCER"]
+            return try DealWalk.list(deal: o["DEAL"], paging: paging) { slot, room in .money(.listIntroductions(introducer: introducer, cursor: slot, count: room)) }
         },
         CommandSpec("COMMISSION.LIST", "COMMISSION.LIST [INTRODUCER <introducer>] [DEAL <deal>] [STATUS accrued|invoiced|paid|cancelled] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
-            var deal: String?, introducer: String?
-            var status: CommissionStatus?
             var paging = Paging()
-            while let option = a.next() {
-                if try paging.take(option, &a) { continue }
-                let value = try a.req(option)
-                switch option.uppercased() {
-                case "DEAL": deal = value
-                case "INTRODUCER": introducer = value
-                case "STATUS":
-                    guard let s = CommissionStatus(name: value.lowercased()) else {
-                        throw CommandError("INVALID", "commission STATUS is accrued, invoiced, paid or cancelled, got '\(value.prefix(32))'")
-                    }
-                    status = s
-                default: throw a.unknownOption(option)
+            let o = try a.keyedOptions(["DEAL", "INTRODUCER", "STATUS"], paging: &paging)
+            let introducer = o["INTRODUCER"]
+            var status: CommissionStatus?
+            if let v = o["STATUS"] {
+                guard let s = CommissionStatus(name: v.lowercased()) else {
+                    throw CommandError("INVALID", "commission STATUS is accrued, invoiced, paid or cancelled, got '\(v.prefix(32))'")
                 }
+                status = s
             }
-            return try perDealList(deal: deal, paging: paging) { [introducer, status] slot, room in .money(.listCommissions(introducer: introducer, status: status, cursor: slot, count: room)) }
+            return try DealWalk.list(deal: o["DEAL"], paging: paging) { [status] slot, room in .money(.listCommissions(introducer: introducer, status: status, cursor: slot, count: room)) }
         },
         CommandSpec("COMMISSION.INVOICE", "COMMISSION.INVOICE <introducer> [DEAL <deal>]", .administer) { a throws(CommandError) in
             let introducer = try a.req("introducer")
@@ -163,14 +148,4 @@ enum IntroducerCommands {
         }
     }
 
-    /// A list of one deal, or walked across the deals in creation order.
-    static func perDealList(deal: String?, paging: Paging, _ request: @escaping @Sendable (UInt64, Int) -> DealRequest) throws(CommandError) -> Operation {
-        if let deal { return .deal(request(try paging.slotCursor(), paging.count), .deal(deal)) }
-        guard UInt64(paging.cursor) != nil else { throw CommandError("INVALID", "invalid cursor \(paging.cursor) for this list") }
-        return .engine { [paging] c in
-            await DealWalk.perDeal(c, paging: paging) { actor, slot, room in
-                await actor.execute([request(slot, room)], as: c.principal).replies[0]
-            }
-        }
-    }
 }

@@ -163,33 +163,19 @@ enum MoneyCommands {
             return .deal(.money(.getInvoice(id)), .row(.invoice, id))
         },
         CommandSpec("INVOICE.LIST", "INVOICE.LIST [DEAL <deal>] [INVESTOR <investor>] [STATUS draft|sent|paid|partial|cancelled] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
-            var deal: String?
-            var investor: String?
-            var status: InvoiceStatus?
             var paging = Paging()
-            while let option = a.next() {
-                if try paging.take(option, &a) { continue }
-                let value = try a.req(option)
-                switch option.uppercased() {
-                case "DEAL": deal = value
-                case "INVESTOR": investor = value
-                case "STATUS":
-                    guard let s = InvoiceStatus(rawValue: value.lowercased()) else {
-                        throw CommandError("INVALID", "invoice STATUS is draft, sent, paid, partial or cancelled, got '\(value.prefix(32))'")
-                    }
-                    status = s
-                default: throw a.unknownOption(option)
+            let o = try a.keyedOptions(["DEAL", "INVESTOR", "STATUS"], paging: &paging)
+            let investor = o["INVESTOR"]
+            var status: InvoiceStatus?
+            if let v = o["STATUS"] {
+                guard let s = InvoiceStatus(rawValue: v.lowercased()) else {
+                    throw CommandError("INVALID", "invoice STATUS is draft, sent, paid, partial or cancelled, got '\(v.prefix(32))'")
                 }
+                status = s
             }
-            if let deal {
-                return .deal(.money(.listInvoices(investor: investor, status: status, cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
-            }
-            // Across deals: walked deal by deal, in creation order.
-            guard UInt64(paging.cursor) != nil else { throw CommandError("INVALID", "invalid cursor \(paging.cursor) for this list") }
-            return .engine { [investor, status, paging] c in
-                await DealWalk.perDeal(c, paging: paging) { actor, slot, room in
-                    await actor.execute([.money(.listInvoices(investor: investor, status: status, cursor: slot, count: room))], as: c.principal).replies[0]
-                }
+            // Without DEAL: walked deal by deal, in creation order.
+            return try DealWalk.list(deal: o["DEAL"], paging: paging) { [status] slot, room in
+                .money(.listInvoices(investor: investor, status: status, cursor: slot, count: room))
             }
         },
         CommandSpec("PAYMENT.RECORD", "PAYMENT.RECORD <invoice> <amount> [METHOD <text>] [PAID_AT <unix s>] [ID <id>]", .administer) { a throws(CommandError) in

@@ -79,6 +79,17 @@ enum DealWalk {
         return .page(cursor: next, rows: page.map(\.fields))
     }
 
+    /// A list of one deal, or walked across the deals in creation order.
+    static func list(deal: String?, paging: Paging, _ request: @escaping @Sendable (UInt64, Int) -> DealRequest) throws(CommandError) -> Operation {
+        if let deal { return .deal(request(try paging.slotCursor(), paging.count), .deal(deal)) }
+        guard UInt64(paging.cursor) != nil else { throw CommandError("INVALID", "invalid cursor \(paging.cursor) for this list") }
+        return .engine { [paging] c in
+            await DealWalk.perDeal(c, paging: paging) { actor, slot, room in
+                await actor.execute([request(slot, room)], as: c.principal).replies[0]
+            }
+        }
+    }
+
     /// A per-deal list walked across deals in creation order: the cursor is
     /// `deal number × 2^32 + slot` (decimal text; 0 to start and at the end).
     /// Deals the principal does not see answer NOTFOUND and are skipped.
