@@ -12,27 +12,24 @@ public struct AuditEntry: Hashable, Sendable {
     public var seq: UInt64
     public var time: Int64
     public var type: UInt8
-    public var action: String
-    public var entity: String
-    public var entityID: String
-    /// The user who made the change; empty for the engine itself (expiry) or in process.
-    public var actor: String
+    /// The change the record holds (its subject is derived from it when shown).
+    public var change: Change
     /// SHA-256 of the record's payload.
     public var changeDigest: SHA256.Digest
 
     public init(seq: UInt64, time: Int64, type: UInt8, change: Change, payload: UnsafeRawBufferPointer) {
-        self.init(seq: seq, time: time, type: type, change: change, digest: SHA256.digest(payload))
-    }
-
-    /// With the payload's digest computed already (the append path digests before the log's lock).
-    public init(seq: UInt64, time: Int64, type: UInt8, change: Change, digest: SHA256.Digest) {
         self.seq = seq
         self.time = time
         self.type = type
-        action = Change.typeNames[type] ?? "type\(type)"
-        (entity, entityID, actor) = change.auditSubject
-        changeDigest = digest
+        self.change = change
+        changeDigest = SHA256.digest(payload)
     }
+
+    public var action: String { Change.typeNames[type] ?? "type\(type)" }
+    public var entity: String { change.auditSubject.0 }
+    public var entityID: String { change.auditSubject.1 }
+    /// The user who made the change; empty for the engine itself (expiry) or in process.
+    public var actor: String { change.auditSubject.2 }
 
     /// `SHA-256(prev || u64 seq || i64 time || u8 type || SHA-256(payload))`, integers big-endian.
     /// The action, entity, entity id and actor are functions of the type and

@@ -105,11 +105,12 @@ public enum AuditLog {
                     for entry in batch {
                         let i = Int(entry.seq - seal.firstSeq)
                         guard i >= 0 && i < seal.hashes.count else { continue }
-                        if let (e, id) = filter.entity, entry.entity != e || entry.entityID != id { continue }
-                        if let a = filter.actor, entry.actor != a { continue }
+                        let (entity, entityID, actor) = entry.change.auditSubject
+                        if let (e, id) = filter.entity, entity != e || entityID != id { continue }
+                        if let a = filter.actor, actor != a { continue }
                         rows.append([
-                            Field("seq", String(entry.seq)), Field("ts", String(entry.time)), Field("actor_user_id", entry.actor.isEmpty ? nil : entry.actor),
-                            Field("action", entry.action), Field("type", String(entry.type)), Field("entity", entry.entity), Field("entity_id", entry.entityID),
+                            Field("seq", String(entry.seq)), Field("ts", String(entry.time)), Field("actor_user_id", actor.isEmpty ? nil : actor),
+                            Field("action", entry.action), Field("type", String(entry.type)), Field("entity", entity), Field("entity_id", entityID),
                             Field("change_sha256", entry.changeDigest.description), Field("prev_hash", (i == 0 ? seal.prev : seal.hashes[i - 1]).description),
                             Field("hash", seal.hashes[i].description),
                         ])

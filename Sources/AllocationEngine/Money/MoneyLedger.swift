@@ -24,11 +24,6 @@ public struct MoneyLedger: Sendable {
         introducers.values.filter { $0.user == user }.map(\.id).sorted()
     }
 
-    /// The latest valuation of `vehicle` on or before `day`.
-    public func valuation(of vehicle: String, onOrBefore day: CivilDate) -> Valuation? {
-        DealState.latest(valuations[vehicle] ?? [], onOrBefore: day)
-    }
-
     /// Applies one of the ledger's changes (routed here by `Directory.apply`).
     mutating func apply(_ change: DirectoryChange, time: Int64, directory: Directory) throws(EngineError) {
         switch change {

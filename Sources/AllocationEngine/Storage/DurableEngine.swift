@@ -75,7 +75,7 @@ public final class DurableEngine: Sendable {
         let sink = WALChangeSink(writer: writer, sealer: sealer)
         if let seal = result.unsealed {
             // Entries after the last seal (a torn batch, or a log from before the chain): sealed now, so the chain goes on.
-            try sink.appendSeal(seal, head: result.audit, time: clock.nowMillis())
+            try sink.appendSeal(seal, time: clock.nowMillis())
             log("audit: sealed \(seal.hashes.count) entries found after the last seal")
         }
         let engine = Engine(config: engineConfig, clock: clock, sink: sink,

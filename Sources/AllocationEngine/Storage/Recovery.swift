@@ -149,10 +149,11 @@ public enum Recovery {
                                          onCorruption: options.truncateCorruption ? .truncate : .stop) { record in
                 if let to = options.toLSN, record.lsn > to { throw Stop() }
                 if let t = options.toTime, record.time > t { throw Stop() }
+                if lastLSN == replayFrom && record.lsn != replayFrom + 1 {
+                    throw RecoveryError("the log starts at LSN \(record.lsn) (\(record.segment)) but the state needs every record after LSN \(replayFrom): "
+                        + (report.snapshotPath == nil ? "no usable snapshot covers the records before it (snapshots missing or damaged)" : "records are missing"))
+                }
                 if record.type == AuditSeal.recordType {
-                    if lastLSN == replayFrom && record.lsn != replayFrom + 1 {
-                        throw RecoveryError("the log starts at LSN \(record.lsn) (\(record.segment)) but the state needs every record after LSN \(replayFrom): records are missing")
-                    }
                     lastLSN = record.lsn
                     guard record.lsn > auditFrom else { return }
                     do {
@@ -167,10 +168,6 @@ public enum Recovery {
                     change = try ChangeCodec.decode(type: record.type, payload: record.payload)
                 } catch {
                     throw RecoveryError("\(record.segment) offset \(record.offset) LSN \(record.lsn): undecodable record: \(error)")
-                }
-                if lastLSN == replayFrom && record.lsn != replayFrom + 1 {
-                    throw RecoveryError("the log starts at LSN \(record.lsn) (\(record.segment)) but the state needs every record after LSN \(replayFrom): "
-                        + (report.snapshotPath == nil ? "no usable snapshot covers the records before it (snapshots missing or damaged)" : "records are missing"))
                 }
                 lastLSN = record.lsn
                 if record.lsn > auditFrom {

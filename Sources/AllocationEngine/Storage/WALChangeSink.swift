@@ -49,7 +49,7 @@ public final class WALChangeSink: ChangeSink {
 
     /// Seals entries recovery found after the last seal (a batch whose seal
     /// did not land, or a log written before the chain), so the chain goes on.
-    public func appendSeal(_ seal: AuditSeal, head: AuditHead, time: Int64) throws(EngineError) {
+    public func appendSeal(_ seal: AuditSeal, time: Int64) throws(EngineError) {
         do {
             _ = try writer.appendBatch { appender in
                 _ = appender.append(type: AuditSeal.recordType, time: time) { w in seal.encode(into: &w) }
