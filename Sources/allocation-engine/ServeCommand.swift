@@ -19,6 +19,9 @@ enum ServeCommand {
         .init(name: "snapshot-every-seconds", value: "S", help: "snapshot after S seconds with changes (default 600, 0 = off)"),
         .init(name: "keep-snapshots", value: "K", help: "snapshots kept; older log segments are deleted (default 3)"),
         .init(name: "segment-mb", value: "N", help: "log segment size in MiB (default 64)"),
+        .init(name: "retain-ended-seconds", value: "S", help: "ended holds stay in memory S seconds, then leave for the on-disk history (default 10, 0 = keep all in memory)"),
+        .init(name: "retain-ended-rows", value: "N", help: "... or sooner once a deal has N ended holds in memory (default 65536)"),
+        .init(name: "prune-log", value: nil, help: "delete log segments covered by the oldest kept snapshot (default: keep them as history)"),
         .init(name: "hold-ttl-seconds", value: "S", help: "TTL of a hold without TTL (default 1800)"),
         .init(name: "max-clients", value: "N", help: "maximum connections (default 10000)"),
         .init(name: "max-output-buffer-mb", value: "N", help: "per-client unsent reply limit; a client over it is disconnected (default 64)"),
@@ -51,6 +54,11 @@ enum ServeCommand {
         durable.segmentBytes = try o.int("segment-mb", default: 64, range: 1...4096) << 20
         durable.engine.defaultHoldTTLMillis = Int64(try o.int("hold-ttl-seconds", default: 1800, range: 1...7 * 86_400)) * 1000
         durable.truncateCorruption = o.flag("truncate-corrupt")
+        let retainSeconds = try o.int("retain-ended-seconds", default: 10, range: 0...86_400 * 30)
+        durable.retention.enabled = retainSeconds > 0
+        durable.retention.endedMillis = Int64(retainSeconds) * 1000
+        durable.retention.maxEndedPerDeal = try o.int("retain-ended-rows", default: 65_536, range: 8192...1 << 30)
+        durable.pruneLog = o.flag("prune-log")
 
         var limits = NetLimits()
         limits.maxConnections = try o.int("max-clients", default: 10_000, range: 1...1_000_000)

@@ -33,6 +33,11 @@ func describe(_ c: Change) -> String {
     case .directory(let c): return c.summary
     case .people(let d, let c): return "deal=\(d) " + c.summary
     case .money(let d, let c): return "deal=\(d) " + c.summary
+    case .holdsArchived(let d, let leaving, let location):
+        switch leaving {
+        case .chunk(let c, let keep): return "deal=\(d) chunk=\(c) history=\(location) kept=\(keep.count)"
+        case .stragglers(let slots): return "deal=\(d) stragglers=\(slots.count) history=\(location)"
+        }
     case .group(let d, let cs):
         return "deal=\(d) changes=\(cs.count): " + cs.map { "[\(Change.typeNames[$0.recordType] ?? "?") \(describe($0))]" }.joined(separator: " ")
     }

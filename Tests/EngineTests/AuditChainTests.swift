@@ -136,7 +136,7 @@ private func rewrite(_ io: SimulatedFileIO, lsn: UInt64, find old: [UInt8], repl
     @Test func historyCutAtASnapshotStillLinks() async throws {
         let io = SimulatedFileIO(seed: 0xa0d4)
         let clock = ManualClock()
-        let config = durConfig(segmentBytes: 4 << 10, keepSnapshots: 1)
+        let config = durConfig(segmentBytes: 4 << 10, keepSnapshots: 1, pruneLog: true)
         let d = try await history(io, clock, config: config)
         try await d.snapshot()
         for i in 0..<60 { _ = try await d.engine.hold(deal: "d2", HoldRequest(investor: "inv\(i)", units: Units.whole(1), price: Price.whole(10))) }

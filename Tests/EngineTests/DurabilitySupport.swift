@@ -43,8 +43,9 @@ extension SplitMix64 {
 /// A durable config for a simulated data directory: small segments so tests
 /// rotate, no snapshot policy (tests snapshot explicitly).
 func durConfig(_ dir: String = "/data", mode: DurabilityMode = .strict, segmentBytes: Int = 16 << 10,
-               keepSnapshots: Int = 3, truncateCorruption: Bool = false) -> DurableConfig {
+               keepSnapshots: Int = 3, truncateCorruption: Bool = false, pruneLog: Bool = false) -> DurableConfig {
     var c = DurableConfig(dataDir: dir)
+    c.pruneLog = pruneLog
     c.mode = mode
     c.segmentBytes = segmentBytes
     c.snapshotEveryRecords = 0

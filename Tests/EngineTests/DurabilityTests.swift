@@ -110,7 +110,7 @@ import Testing
         // must still find every record after the older snapshot.
         let io = SimulatedFileIO(seed: 104)
         let clock = ManualClock()
-        let config = durConfig(segmentBytes: 4096, keepSnapshots: 2)
+        let config = durConfig(segmentBytes: 4096, keepSnapshots: 2, pruneLog: true)
         let d = try await openDurable(io, clock, config)
         var w = DurWorkload(seed: 104)
         for _ in 0..<150 { _ = await w.step([d], [clock], snapshotOn: []) }

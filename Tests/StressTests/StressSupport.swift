@@ -76,20 +76,20 @@ func checkConservation(_ engine: Engine, sourceLocation: SourceLocation = #_sour
         var held = [Int128](repeating: 0, count: state.lots.count)
         var allocated = [Int128](repeating: 0, count: state.lots.count)
         var pending = 0
-        for h in state.holds {
-            for part in h.parts {
-                switch h.status {
-                case .pending: held[Int(part.lot)] += part.units.raw
-                case .approved where state.allocations[Int(h.allocation)].status != .rejected:
-                    allocated[Int(part.lot)] += part.units.raw
-                default: break
-                }
+        // Held units from the pending holds (always in memory), allocated
+        // units from the live allocations' own lot splits.
+        state.holds.forEachInMemory { _, h in
+            if h.status == .pending {
+                pending += 1
+                for part in h.parts { held[Int(part.lot)] += part.units.raw }
             }
-            if h.status == .pending { pending += 1 }
             if h.status == .approved {
                 let a = state.allocations[Int(h.allocation)]
-                #expect(a.units == h.filled, "deal \(state.info.id) allocation \(a.id) units differ from its hold", sourceLocation: sourceLocation)
+                #expect(a.units == h.filled && a.holdID == h.id, "deal \(state.info.id) allocation \(a.id) differs from its hold", sourceLocation: sourceLocation)
             }
+        }
+        for a in state.allocations where a.status != .rejected {
+            a.forEachPart { lot, u in allocated[Int(lot)] += u.raw }
         }
         var totalSupply: Int128 = 0, totalAllocated: Int128 = 0
         for (i, lot) in state.lots.enumerated() {

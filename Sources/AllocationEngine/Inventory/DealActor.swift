@@ -78,6 +78,8 @@ public actor DealActor {
         if context.sink?.failureReason != nil { return (0, nil) }
         var count = 0
         while let entry = state.expiry.popDue(now: now) {
+            // A stale entry may name a hold that ended and left memory since.
+            guard state.holds.isInMemory(entry.slot) else { continue }
             let h = state.holds[Int(entry.slot)]
             guard h.status == .pending && h.expiresAt == entry.at else { continue }
             state.commit(.holdExpired(deal: id, hold: h.id), time: now, context: context, changes: &changes)
@@ -93,6 +95,48 @@ public actor DealActor {
         let lsn = flushChanges(time: now, replies: &none, changed: [])
         registerWake()
         return (count, lsn)
+    }
+
+    // MARK: - Rows leaving memory (see HoldTable and RetentionPolicy)
+
+    /// What the retention rule lets leave memory now, at most `limit` parts:
+    /// each a chunk (or a set of stragglers) with its rows to write to the
+    /// history. The rows are copy-on-write copies; the entry is encoded by the
+    /// caller, off this actor.
+    public func archivePlans(endedBefore: Int64, maxEnded: Int, limit: Int) -> [ArchivePlan] {
+        guard context.sink?.failureReason == nil else { return [] }
+        var plans: [ArchivePlan] = []
+        var after: Int32 = -1
+        var stragglersTaken = false
+        while plans.count < limit, let c = state.holds.candidate(endedBefore: endedBefore, maxEnded: maxEnded, after: after) {
+            if case .chunk(let chunk, _) = c { after = chunk } else {
+                if stragglersTaken { break }
+                stragglersTaken = true
+            }
+            let rows = state.holds.rowsLeaving(c)
+            var allocationIDs: [String?] = []
+            allocationIDs.reserveCapacity(rows.count)
+            for r in rows { allocationIDs.append(r.hold.allocation >= 0 ? state.allocations[Int(r.hold.allocation)].id : nil) }
+            plans.append(ArchivePlan(deal: self, candidate: c, rows: rows, investors: state.investors, allocationIDs: allocationIDs))
+            if case .stragglers = c { break }
+        }
+        return plans
+    }
+
+    /// Drops what a plan named, now that its rows are durable in the history
+    /// at `location`: one logged `holds.archived` change. Returns its LSN (nil
+    /// when the log has failed: the rows then simply stay in memory).
+    public func commitArchive(_ candidate: HoldTable.Candidate, at location: HistoryLocation) -> UInt64? {
+        guard context.sink?.failureReason == nil else { return nil }
+        let now = context.clock.nowMillis()
+        state.commit(.holdsArchived(deal: id, candidate, location: location), time: now, context: context, changes: &changes)
+        var none: [DealReply] = []
+        return flushChanges(time: now, replies: &none, changed: [])
+    }
+
+    /// Rows in memory and in the history, for INFO and metrics.
+    public func retentionCounts() -> (holdsInMemory: Int, endedInMemory: Int, archived: Int, pending: Int) {
+        (state.holds.inMemory, state.holds.endedInMemory, state.holds.archivedRows, state.pendingHolds)
     }
 
     /// A copy of the state (copy-on-write: cheap now, paid for by the next
@@ -142,9 +186,32 @@ extension DealState {
         // Filter the heap's own entries: cost proportional to the heap, not to
         // every hold the deal ever had.
         let live = expiry.entries.filter { e in
+            guard holds.isInMemory(e.slot) else { return false }
             let h = holds[Int(e.slot)]
             return h.status == .pending && h.expiresAt == e.at
         }
         expiry.rebuild(from: live)
+    }
+}
+
+/// Rows of one deal on their way to the history: written and synced by the
+/// durable engine, then dropped from the deal by `commitArchive`.
+public struct ArchivePlan: Sendable {
+    public let deal: DealActor
+    public let candidate: HoldTable.Candidate
+    let rows: [(slot: Int32, hold: Hold)]
+    let investors: [String]
+    let allocationIDs: [String?]
+
+    public var rowCount: Int { rows.count }
+
+    /// The history entry (encoded off the actor: about 70 bytes a row).
+    public func entry() -> [UInt8] {
+        var archived: [(slot: Int32, hold: ArchivedHold)] = []
+        archived.reserveCapacity(rows.count)
+        for (i, r) in rows.enumerated() {
+            archived.append((r.slot, ArchivedHold(hold: r.hold, investorID: investors[Int(r.hold.investor)], allocationID: allocationIDs[i])))
+        }
+        return HistoryStore.entry(deal: deal.number, rows: archived)
     }
 }

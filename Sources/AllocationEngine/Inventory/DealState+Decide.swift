@@ -25,11 +25,11 @@ extension DealState {
                 guard existing.deal == ref, Int(existing.slot) < holds.count else {
                     throw EngineError(.conflict, "hold id \(id) is already used in another deal")
                 }
-                let h = holds[Int(existing.slot)]
+                let h = try holdRow(existing.slot, index: index)
                 guard investors[Int(h.investor)] == r.investor, h.requested == r.units, h.proposedUnitPrice == r.price,
                       h.partial == r.partial, h.expiresAt - h.createdAt == ttl
                 else { throw EngineError(.conflict, "hold id \(id) was used with different parameters") }
-                return .existing(receipt(of: existing.slot))
+                return .existing(receipt(of: h))
             }
         }
         try checkOpenForHolds(now: now)
@@ -69,7 +69,7 @@ extension DealState {
 
     func decideRelease(_ id: String, now: Int64, index: EngineIndexes) throws(EngineError) -> (Change?, EngineError?) {
         let slot = try holdSlot(id, index: index)
-        let h = holds[Int(slot)]
+        let h = try holdRow(slot, index: index)
         switch h.status {
         case .pending:
             if h.expiresAt <= now {
@@ -90,7 +90,7 @@ extension DealState {
 
     func decideAllocate(hold id: String, allocationID: String?, now: Int64, index: EngineIndexes, user: String?) throws(EngineError) -> AllocateDecision {
         let slot = try holdSlot(id, index: index)
-        let h = holds[Int(slot)]
+        let h = try holdRow(slot, index: index)
         if let a = allocationID { try Validate.callerID(a, field: "allocation id") }
         switch h.status {
         case .approved:
@@ -172,6 +172,12 @@ extension DealState {
             throw EngineError(.conflict, "lot \(id) has \(committed) units held or allocated; it cannot shrink to \(total)")
         }
         return .lotResized(deal: info.id, lot: slot, unitsTotal: total)
+    }
+
+    func receipt(of h: Hold) -> HoldReceipt {
+        let more = h.moreParts.isEmpty ? [] : h.moreParts.map { LotShare(lot: lots[Int($0.lot)].id, units: $0.units) }
+        return HoldReceipt(id: h.id, expiresAt: h.expiresAt, units: h.filled,
+                           firstPart: LotShare(lot: lots[Int(h.firstPart.lot)].id, units: h.firstPart.units), moreParts: more)
     }
 
     func receipt(of slot: Int32) -> HoldReceipt {

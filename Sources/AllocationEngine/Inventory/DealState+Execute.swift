@@ -47,7 +47,7 @@ extension DealState {
                 commit(try decideResizeLot(lot, to: units), time: now, context: context, changes: &changes)
                 return .ok
             case .getDeal: return .fields(dealFields())
-            case .getHold(let h): return .fields(holdFields(try holdSlot(h, index: context.indexes)))
+            case .getHold(let h): return .fields(try holdFields(try holdSlot(h, index: context.indexes), index: context.indexes))
             case .getAllocation(let a):
                 return .fields(allocationFields(try allocationSlot(a, index: context.indexes)))
             case .getLot(let l):
@@ -62,7 +62,7 @@ extension DealState {
             case .money(let r):
                 return try executeMoney(r, now: now, context: context, principal: principal, changes: &changes)
             case .statement(let r):
-                return try executeStatement(r, principal: principal)
+                return try executeStatement(r, principal: principal, index: context.indexes)
             }
         } catch {
             return .failure(error)

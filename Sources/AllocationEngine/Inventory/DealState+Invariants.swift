@@ -8,23 +8,31 @@ extension DealState {
         var held = [Int128](repeating: 0, count: lots.count)
         var allocated = [Int128](repeating: 0, count: lots.count)
         var pending = 0
-        for (slot, h) in holds.enumerated() {
+        // Held units from the pending holds (all in memory), allocated units
+        // from the live allocations' own splits (their holds may be in the history).
+        holds.forEachInMemory { slot, h in
             var sum: Int128 = 0
             for p in [h.firstPart] + h.moreParts {
                 sum += p.units.raw
-                switch h.status {
-                case .pending: held[Int(p.lot)] += p.units.raw
-                case .approved:
-                    if allocations[Int(h.allocation)].status.isLive { allocated[Int(p.lot)] += p.units.raw }
-                case .expired, .cancelled: break
-                }
+                if h.status == .pending { held[Int(p.lot)] += p.units.raw }
             }
             if h.status == .pending { pending += 1 }
             if sum > h.requested.raw || (!h.partial && sum != h.requested.raw) {
                 problems.append("deal \(info.id) hold \(h.id): split \(sum) vs requested \(h.requested.raw)")
             }
-            if h.status == .approved && (h.allocation < 0 || allocations[Int(h.allocation)].hold != Int32(slot)) {
+            if h.status == .approved && (h.allocation < 0 || Int(h.allocation) >= allocations.count || allocations[Int(h.allocation)].hold != slot) {
                 problems.append("deal \(info.id) hold \(h.id): approved without its allocation")
+            }
+        }
+        for a in allocations {
+            var sum: Int128 = 0
+            a.forEachPart { lot, u in
+                sum += u.raw
+                if a.status.isLive { allocated[Int(lot)] += u.raw }
+            }
+            if sum != a.units.raw { problems.append("deal \(info.id) allocation \(a.id): split \(sum) vs units \(a.units.raw)") }
+            if holds.isInMemory(a.hold) && (holds[Int(a.hold)].status != .approved || holds[Int(a.hold)].id != a.holdID) {
+                problems.append("deal \(info.id) allocation \(a.id): its hold \(a.holdID) is not the approved one")
             }
         }
         var totals = (Int128(0), Int128(0), Int128(0), Int128(0))

@@ -11,8 +11,12 @@ extension DealState {
         ]
     }
 
-    public func holdFields(_ slot: Int32) -> [Field] {
-        let h = holds[Int(slot)]
+    /// A hold's row, in memory or read back from the history.
+    public func holdFields(_ slot: Int32, index: EngineIndexes) throws(EngineError) -> [Field] {
+        holdFields(try holdRow(slot, index: index))
+    }
+
+    func holdFields(_ h: Hold) -> [Field] {
         var split = ""
         for p in [h.firstPart] + h.moreParts {
             if !split.isEmpty { split += "," }
@@ -32,7 +36,7 @@ extension DealState {
     public func allocationFields(_ slot: Int32) -> [Field] {
         let a = allocations[Int(slot)]
         return [
-            Field("id", a.id), Field("deal", info.id), Field("hold", holds[Int(a.hold)].id),
+            Field("id", a.id), Field("deal", info.id), Field("hold", a.holdID),
             Field("investor", investors[Int(a.investor)]), Field("units", a.units.description),
             Field("unit_price", a.unitPrice.description), Field("status", a.status.name),
             Field("amount", ExactAmount(units: a.units, price: a.unitPrice).roundedToMoney.description),

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Everything one deal owns: its lots, holds, allocations and positions, as plain
 /// values. All changes go through `apply(_:time:)`, used alike by the live engine
 /// (after a decision) and by replay (from the log), so the two cannot diverge.
@@ -12,7 +14,7 @@ public struct DealState: Sendable {
     var orderOfLot: [Int32] = []
     /// Every position in `lotOrder` before the cursor has no remaining units.
     var cursor = 0
-    public internal(set) var holds = ChunkedArray<Hold>()
+    public internal(set) var holds = HoldTable()
     public internal(set) var allocations = ChunkedArray<Allocation>()
     public internal(set) var investors: [String] = []
     var investorSlot: [IdKey: Int32] = [:]
@@ -76,8 +78,8 @@ public struct DealState: Sendable {
             info.status = status
             if status == .cancelled || status == .closed {
                 // Pending holds end with the deal's offering period; their units return.
-                for slot in holds.indices where holds[slot].status == .pending {
-                    returnHoldUnits(Int32(slot), to: .cancelled)
+                for slot in holds.pendingSlots() {
+                    returnHoldUnits(slot, to: .cancelled, time: time)
                 }
             }
             if status == .cancelled {
@@ -122,25 +124,28 @@ public struct DealState: Sendable {
             return -1
         case .holdPlaced(_, let spec):
             return try applyHoldPlaced(spec, time: time, index: index, indexNew: indexNew)
+        case .holdsArchived(_, let leaving, let location):
+            try holds.archive(leaving, at: location)
+            return -1
         case .holdReleased(_, let id), .holdExpired(_, let id):
             let slot = try holdSlot(id, index: index)
-            guard holds[Int(slot)].status == .pending else {
-                throw EngineError(.conflict, "hold \(id) is \(holds[Int(slot)].status.name), not pending")
+            guard holds.isInMemory(slot), holds[Int(slot)].status == .pending else {
+                throw EngineError(.conflict, "hold \(id) has ended, not pending")
             }
             if case .holdExpired = change {
                 guard holds[Int(slot)].expiresAt <= time else {
                     throw EngineError(.conflict, "hold \(id) expires at \(holds[Int(slot)].expiresAt), not by \(time)")
                 }
-                returnHoldUnits(slot, to: .expired)
+                returnHoldUnits(slot, to: .expired, time: time)
             } else {
-                returnHoldUnits(slot, to: .cancelled)
+                returnHoldUnits(slot, to: .cancelled, time: time)
             }
             return -1
         case .allocationCreated(_, let holdID, let allocationID, let by):
             let holdSlotValue = try holdSlot(holdID, index: index)
             let h = Int(holdSlotValue)
-            guard holds[h].status == .pending else {
-                throw EngineError(.conflict, "hold \(holdID) is \(holds[h].status.name), not pending")
+            guard holds.isInMemory(holdSlotValue), holds[h].status == .pending else {
+                throw EngineError(.conflict, "hold \(holdID) has ended, not pending")
             }
             let slot = Int32(allocations.count)
             if indexNew {
@@ -149,13 +154,15 @@ public struct DealState: Sendable {
                 }
             }
             let units = holds[h].filled
-            allocations.append(Allocation(units: units, id: allocationID, unitPrice: holds[h].proposedUnitPrice, createdAt: time,
+            allocations.append(Allocation(units: units, firstPart: holds[h].firstPart, id: allocationID, holdID: holds[h].id,
+                                          moreParts: holds[h].moreParts, unitPrice: holds[h].proposedUnitPrice, createdAt: time,
                                           decidedAt: 0, settledAt: 0, hold: holdSlotValue, investor: holds[h].investor,
                                           status: .pendingReview, createdBy: by, decidedBy: nil))
             // Every allocation opens its approval (the same change: one never exists without the other).
             allocations[Int(slot)].approval = openApproval(.allocation, entitySlot: slot, requestedBy: by, time: time)
             holds[h].status = .approved
             holds[h].allocation = slot
+            holds.ended(holdSlotValue, at: time)
             pendingHolds -= 1
             forEachPart(of: holdSlotValue) { lot, u in
                 lots[Int(lot)].unitsHeld -= u
@@ -223,11 +230,27 @@ public struct DealState: Sendable {
 
     // MARK: - Helpers shared by apply
 
+    /// The slot of a hold of this deal, in memory or in the history.
     func holdSlot(_ id: String, index: EngineIndexes) throws(EngineError) -> Int32 {
-        guard let r = index.holds.lookup(id), r.deal == ref, r.slot >= 0, Int(r.slot) < holds.count, holds[Int(r.slot)].id == id else {
+        guard let r = index.holds.lookup(id), r.deal == ref, r.slot >= 0, Int(r.slot) < holds.count,
+              !holds.isInMemory(r.slot) || holds[Int(r.slot)].id == id
+        else {
             throw EngineError(.notFound, "hold \(id) not found in deal \(info.id)")
         }
         return r.slot
+    }
+
+    /// A hold's row, read from the history when it has left memory (a few
+    /// `pread`s of page-cached files: only reads of ended holds pay it).
+    func holdRow(_ slot: Int32, index: EngineIndexes) throws(EngineError) -> Hold {
+        if holds.isInMemory(slot) { return holds[Int(slot)] }
+        guard let store = index.history.store else {
+            throw EngineError(.corrupt, "hold #\(slot) of deal \(info.id) left memory but the engine has no history")
+        }
+        for location in holds.locations(of: slot) {
+            if let a = try store.hold(deal: ref, slot: slot, at: location) { return a.hold }
+        }
+        throw EngineError(.corrupt, "hold #\(slot) of deal \(info.id) left memory but is not in the history")
     }
 
     func allocationSlot(_ id: String, index: EngineIndexes) throws(EngineError) -> Int32 {
@@ -244,7 +267,7 @@ public struct DealState: Sendable {
         for p in h.moreParts { body(p.lot, p.units) }
     }
 
-    mutating func returnHoldUnits(_ slot: Int32, to status: HoldStatus) {
+    mutating func returnHoldUnits(_ slot: Int32, to status: HoldStatus, time: Int64) {
         precondition(holds[Int(slot)].status == .pending, "only a pending hold returns its units")
         let units = holds[Int(slot)].filled
         forEachPart(of: slot) { lot, u in
@@ -254,6 +277,7 @@ public struct DealState: Sendable {
             assertLotInvariant(lot)
         }
         holds[Int(slot)].status = status
+        holds.ended(slot, at: time)
         unitsHeld -= units
         unitsRemaining += units
         pendingHolds -= 1
@@ -278,7 +302,7 @@ public struct DealState: Sendable {
         allocations[Int(slot)].decidedAt = time
         allocations[Int(slot)].decidedBy = by
         closeApproval(a.approval, .rejected, by: by, time: time, note: note)
-        forEachPart(of: a.hold) { lot, u in
+        a.forEachPart { lot, u in
             lots[Int(lot)].unitsAllocated -= u
             lots[Int(lot)].unitsRemaining += u
             cursor = min(cursor, Int(orderOfLot[Int(lot)]))
@@ -347,6 +371,8 @@ public struct DealState: Sendable {
 public final class EngineIndexes: Sendable {
     public let holds = IdIndex(generatedPrefix: UInt8(ascii: "h"))
     public let allocations = IdIndex(generatedPrefix: UInt8(ascii: "a"))
+    /// Where rows that left memory are read back (set by the durable engine).
+    public let history = HistoryAccess()
     /// Lot ids are unique across deals (the seed's lots are UUIDs); never generated.
     public let lots = IdIndex(generatedPrefix: 0)
     /// Commitments: `c<deal>.<n>` or the caller's id.
@@ -373,4 +399,21 @@ public final class EngineIndexes: Sendable {
     /// The deals each investor holds approved units in.
     public let holdings = Holdings()
     public init() {}
+}
+
+/// The history store, once the durable engine has opened it; an engine
+/// without a data directory never archives, so it never needs one.
+public final class HistoryAccess: Sendable {
+    private let box = Mutex<HistoryStore?>(nil)
+    public init() {}
+    public var store: HistoryStore? { box.withLock { $0 } }
+    public func attach(_ store: HistoryStore) { box.withLock { $0 = store } }
+}
+
+extension Allocation {
+    @inline(__always)
+    public func forEachPart(_ body: (Int32, Units) -> Void) {
+        body(firstPart.lot, firstPart.units)
+        for p in moreParts { body(p.lot, p.units) }
+    }
 }

@@ -115,10 +115,15 @@ public struct Hold: Hashable, Sendable {
     }
 }
 
-/// `allocations`: made from a hold, same lot split.
+/// `allocations`: made from a hold, same lot split (`allocation_lot_items`),
+/// kept with the allocation so it stands alone once its hold has left memory.
 public struct Allocation: Hashable, Sendable {
     public var units: Units
+    public var firstPart: LotPart
     public var id: String
+    /// The hold it was made from, by id (the hold row may be in the history).
+    public var holdID: String
+    public var moreParts: [LotPart] = []
     public var unitPrice: Price
     public var createdAt: Int64
     public var decidedAt: Int64

@@ -5,7 +5,8 @@ extension DealState {
         var heldCount = 0
         var held = Units.zero, review = Units.zero, allocated = Units.zero
         if let slot = investorSlot[IdKey(investor)] {
-            for h in holds where h.investor == slot && h.status == .pending { heldCount += 1; held += h.filled }
+            // Every pending hold is in memory.
+            holds.forEachInMemory { _, h in if h.investor == slot && h.status == .pending { heldCount += 1; held += h.filled } }
             for a in allocations where a.investor == slot {
                 if a.status == .pendingReview { review += a.units }
                 if a.status == .approved || a.status == .settled { allocated += a.units }
@@ -31,11 +32,11 @@ extension DealState {
     }
 
     /// A page of one part of an investor's rows in this deal (slots as the cursor).
-    func investorPart(_ investor: String, _ part: StatementPart, cursor: UInt64, count: Int) -> DealReply {
+    func investorPart(_ investor: String, _ part: StatementPart, cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
         guard let slot = investorSlot[IdKey(investor)] else { return .page(cursor: "0", rows: []) }
         switch part {
         case .holds:
-            return page(from: cursor, count: count, total: holds.count) { holds[$0].investor == slot ? holdFields(Int32($0)) : nil }
+            return try holdPage(investor: slot, from: cursor, count: count, index: index)
         case .allocations:
             return page(from: cursor, count: count, total: allocations.count) { allocations[$0].investor == slot ? allocationFields(Int32($0)) : nil }
         case .positions:
@@ -54,6 +55,48 @@ extension DealState {
             return .page(cursor: "0", rows: [])  // engine-wide: the directory answers
         }
     }
+
+    /// A page of an investor's holds: rows in memory as they are, chunks that
+    /// left memory read back whole from the history (one entry read per
+    /// chunk, at most `maxHistoryChunksPerPage` per page, so a page of an old
+    /// deal costs a bounded amount of disk and the cursor goes on from there).
+    func holdPage(investor: Int32, from cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
+        var rows: [[Field]] = []
+        let total = holds.count
+        var slot = Int(min(cursor, UInt64(total)))
+        var scanned = 0, chunksRead = 0
+        while slot < total && rows.count < count && scanned < PeopleLimits.maxPageScan {
+            if holds.isInMemory(Int32(slot)) {
+                if holds[slot].investor == investor { rows.append(holdFields(holds[slot])) }
+                slot += 1
+                scanned += 1
+                continue
+            }
+            // An archived slot: read the rest of its chunk from the history at once.
+            guard chunksRead < Self.maxHistoryChunksPerPage else { break }
+            chunksRead += 1
+            let chunkEnd = min(total, (slot >> HoldTable.chunkShift + 1) << HoldTable.chunkShift)
+            var archived: [Int32: Hold] = [:]
+            if let store = index.history.store {
+                for location in holds.locations(of: Int32(slot)).reversed() {
+                    for (s, a) in try store.holds(at: location).rows where Int(s) >= slot && Int(s) < chunkEnd { archived[s] = a.hold }
+                }
+            }
+            while slot < chunkEnd && rows.count < count {
+                let s = Int32(slot)
+                if holds.isInMemory(s) {
+                    if holds[slot].investor == investor { rows.append(holdFields(holds[slot])) }
+                } else if let h = archived[s], h.investor == investor {
+                    rows.append(holdFields(h))
+                }
+                slot += 1
+                scanned += 1
+            }
+        }
+        return .page(cursor: slot >= total ? "0" : String(slot), rows: rows)
+    }
+
+    static var maxHistoryChunksPerPage: Int { 4 }
 
     /// An introducer's counts and totals by status in this deal.
     func introducerTotals(_ introducer: String) -> [Field] {
@@ -74,14 +117,14 @@ extension DealState {
         return f
     }
 
-    mutating func executeStatement(_ request: StatementRequest, principal: Principal?) throws(EngineError) -> DealReply {
+    mutating func executeStatement(_ request: StatementRequest, principal: Principal?, index: EngineIndexes) throws(EngineError) -> DealReply {
         switch request {
         case .summary:
             return .fields(summaryFields(scope: principal.flatMap { $0.isStaff ? nil : $0.investors }))
         case .investor(let investor, let part, let cursor, let count):
             try Validate.id(investor, field: "investor")
             guard let part else { return .fields(investorTotals(investor)) }
-            return investorPart(investor, part, cursor: cursor, count: count)
+            return try investorPart(investor, part, cursor: cursor, count: count, index: index)
         case .introducer(let introducer):
             try Validate.id(introducer, field: "introducer")
             guard Self.readsIntroducer(introducer, principal) else { throw EngineError(.notFound, "introducer \(introducer.prefix(128)) not found") }

@@ -23,12 +23,16 @@ public enum Change: Hashable, Sendable {
     /// so applied all or none (type 100): an approval and the commissions it
     /// accrues, fee events and theirs. Never nested.
     case group(deal: String, [Change])
+    /// Ended holds left memory: their rows are durable in the history at
+    /// `location` (written before this record), and the deal drops them
+    /// (type 101). Replay drops the same rows, so memory is reproduced exactly.
+    case holdsArchived(deal: String, HoldTable.Candidate, location: HistoryLocation)
 
     /// The deal the change belongs to; empty for engine-wide changes.
     public var deal: String {
         switch self {
         case .directory: ""
-        case .people(let d, _), .money(let d, _), .group(let d, _): d
+        case .people(let d, _), .money(let d, _), .group(let d, _), .holdsArchived(let d, _, _): d
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
              .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _, _),
@@ -52,12 +56,13 @@ public enum Change: Hashable, Sendable {
         case .people(_, let c): c.recordType
         case .money(_, let c): c.recordType
         case .group: 100
+        case .holdsArchived: 101
         }
     }
 
     public static let typeNames: [UInt8: String] = [
         1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
-        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 100: "deal.group", 110: "audit.seal",
+        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 100: "deal.group", 101: "holds.archived", 110: "audit.seal",
     ].merging(DirectoryChange.typeNames) { a, _ in a }.merging(DealPeopleChange.typeNames) { a, _ in a }
         .merging(DealMoneyChange.typeNames) { a, _ in a }
 }

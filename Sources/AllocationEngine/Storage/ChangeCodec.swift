@@ -39,6 +39,18 @@ public enum ChangeCodec {
             w.string(deal); PeopleCodec.encode(c, into: &w)
         case .money(let deal, let c):
             w.string(deal); MoneyCodec.encode(c, into: &w)
+        case .holdsArchived(let deal, let leaving, let location):
+            w.string(deal); w.varint(UInt64(location.file)); w.varint(location.offset)
+            func slots(_ list: [Int32]) {
+                // Sorted, so as deltas they take a byte or two each.
+                w.varint(UInt64(list.count))
+                var previous: Int64 = -1
+                for s in list { w.varint(UInt64(Int64(s) - previous - 1)); previous = Int64(s) }
+            }
+            switch leaving {
+            case .chunk(let c, let keep): w.u8(1); w.varint(UInt64(c)); slots(keep)
+            case .stragglers(let list): w.u8(2); slots(list)
+            }
         case .group(let deal, let changes):
             // Each member as a record of its own: type, length, payload.
             w.string(deal); w.varint(UInt64(changes.count))
@@ -100,6 +112,35 @@ public enum ChangeCodec {
         case 7: change = .holdExpired(deal: try r.string(), hold: try r.string())
         case 8:
             change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string(), by: try optionalString(&r))
+        case 101:
+            let deal = try r.string()
+            let file = try r.varint(), offset = try r.varint()
+            guard file <= UInt64(UInt32.max) else { throw DecodeError("history file \(file)") }
+            func slots() throws(DecodeError) -> [Int32] {
+                let n = try StateCodec.count(&r, "archived slot")
+                var out: [Int32] = []
+                out.reserveCapacity(n)
+                var previous: Int64 = -1
+                for _ in 0..<n {
+                    let d = try r.varint()
+                    guard d < UInt64(Int32.max) else { throw DecodeError("archived slot delta \(d)") }
+                    previous += Int64(d) + 1
+                    guard previous <= Int64(Int32.max) else { throw DecodeError("archived slot \(previous)") }
+                    out.append(Int32(previous))
+                }
+                return out
+            }
+            let kind = try r.u8()
+            let leaving: HoldTable.Candidate
+            switch kind {
+            case 1:
+                let c = try r.varint()
+                guard c <= UInt64(Int32.max) else { throw DecodeError("hold chunk \(c)") }
+                leaving = .chunk(Int32(c), keep: try slots())
+            case 2: leaving = .stragglers(try slots())
+            default: throw DecodeError("holds.archived kind \(kind)")
+            }
+            change = .holdsArchived(deal: deal, leaving, location: HistoryLocation(file: UInt32(file), offset: offset))
         case 100:
             let deal = try r.string()
             let n = try StateCodec.count(&r, "grouped change")

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Snapshot
 import Synchronization
@@ -15,8 +16,27 @@ public struct DurableConfig: Sendable {
     /// Snapshots kept; log segments older than the oldest kept one are deleted.
     public var keepSnapshots = 3
     public var truncateCorruption = false
+    /// Delete log segments wholly covered by the oldest kept snapshot (the
+    /// behaviour before the history). Off by default: kept segments are the
+    /// history that `dump`, point-in-time `replay` and `AUDIT.VERIFY` read.
+    public var pruneLog = false
+    /// When ended holds leave memory for the history.
+    public var retention = RetentionPolicy()
     public var engine = EngineConfig()
     public init(dataDir: String) { self.dataDir = dataDir }
+}
+
+/// When an ended hold (released, expired, cancelled, allocated) leaves memory
+/// for the on-disk history: once its chunk of 8192 rows has ended and the last
+/// of them ended `endedMillis` ago, or sooner when its deal keeps more than
+/// `maxEndedPerDeal` ended holds in memory. Reads of it then go to the history.
+public struct RetentionPolicy: Sendable {
+    public var enabled = true
+    public var endedMillis: Int64 = 10_000
+    public var maxEndedPerDeal = 65_536
+    /// How often the archiver looks (ms).
+    public var intervalMillis = 250
+    public init() {}
 }
 
 /// An engine with its data directory: recovered on open, logging every change,
@@ -26,12 +46,25 @@ public final class DurableEngine: Sendable {
     public let writer: LogWriter
     public let recovery: RecoveryReport
     public let config: DurableConfig
+    /// Rows that left memory.
+    public let history: HistoryStore
     let io: any FileIO
     let directory: DataDirectory
     let store: SnapshotStore
     let log: @Sendable (String) -> Void
     private let snapshotGate = SnapshotGate()
     private let background = Mutex<Task<Void, Never>?>(nil)
+    private let archiver = Mutex<Task<Void, Never>?>(nil)
+    private let archiveStats = Mutex<ArchiveStats>(ArchiveStats())
+    /// Encodes and writes history entries off the cooperative threads.
+    private let historyQueue = DispatchQueue(label: "allocation-engine.history")
+
+    public struct ArchiveStats: Sendable {
+        public var passes = 0
+        public var entries = 0
+        public var rows = 0
+        public var lastError: String?
+    }
     private let snapshotStats = Mutex<SnapshotStats>(SnapshotStats())
 
     public struct SnapshotStats: Sendable {
@@ -57,6 +90,9 @@ public final class DurableEngine: Sendable {
         try io.createDirectory(dir.snapshots)
         let result = try Recovery.recover(dir, io: io, options: RecoveryOptions(truncateCorruption: config.truncateCorruption),
                                           now: monotonicSeconds)
+        // Rows that left memory are read back from here, recovery's state included.
+        let history = try HistoryStore(directory: dir.history, io: io)
+        result.indexes.history.attach(history)
         let r = result.report
         for s in r.skippedSnapshots { log("snapshot skipped: \(s)") }
         for w in r.warnings { log("WARNING: \(w)") }
@@ -80,7 +116,7 @@ public final class DurableEngine: Sendable {
         }
         let engine = Engine(config: engineConfig, clock: clock, sink: sink,
                             restoring: result.states, indexes: result.indexes, directory: result.directory, secrets: secrets)
-        let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, io: io, directory: dir, log: log)
+        let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, history: history, io: io, directory: dir, log: log)
         let expired = await engine.sweepExpired()
         if expired > 0 { log("expired \(expired) holds whose time passed while the engine was down") }
         return durable
@@ -103,8 +139,9 @@ public final class DurableEngine: Sendable {
         }
     }
 
-    init(engine: Engine, writer: LogWriter, recovery: RecoveryReport, config: DurableConfig, io: any FileIO,
+    init(engine: Engine, writer: LogWriter, recovery: RecoveryReport, config: DurableConfig, history: HistoryStore, io: any FileIO,
          directory: DataDirectory, log: @escaping @Sendable (String) -> Void) {
+        self.history = history
         self.engine = engine
         self.writer = writer
         self.recovery = recovery
@@ -119,9 +156,22 @@ public final class DurableEngine: Sendable {
         }
     }
 
-    /// Starts the expiry ticker and the snapshot policy (every N records or T seconds).
+    /// Starts the expiry ticker, the archiver and the snapshot policy (every N records or T seconds).
     public func startBackground() {
         engine.startExpiryTicker()
+        if config.retention.enabled {
+            archiver.withLock { task in
+                guard task == nil else { return }
+                let interval = config.retention.intervalMillis
+                task = Task { [weak self] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(interval))
+                        guard let self else { return }
+                        _ = await self.archiveDue()
+                    }
+                }
+            }
+        }
         background.withLock { task in
             guard task == nil else { return }
             task = Task { [weak self] in
@@ -146,6 +196,51 @@ public final class DurableEngine: Sendable {
             do { _ = try await snapshot() } catch { log("snapshot failed: \(error)") }
         }
     }
+
+    /// One pass of the retention rule: asks every deal what may leave memory,
+    /// writes those rows to the history (encoded and synced on the history
+    /// queue, one `fdatasync` for the pass), then has each deal drop them
+    /// with a logged change. Returns the rows that left. A failure leaves
+    /// every row in memory and is reported; the next pass tries again.
+    @discardableResult
+    public func archiveDue() async -> Int {
+        let policy = config.retention
+        let now = engine.clock.nowMillis()
+        var plans: [ArchivePlan] = []
+        for deal in engine.allDeals {
+            plans += await deal.archivePlans(endedBefore: now - policy.endedMillis, maxEnded: policy.maxEndedPerDeal, limit: 64)
+            // A pass holds at most this many chunks' rows (copy-on-write references, written within the pass).
+            if plans.count >= 256 { break }
+        }
+        guard !plans.isEmpty else { return 0 }
+        let store = history
+        let locations: [HistoryLocation]
+        do {
+            let batch = plans
+            locations = try await withCheckedThrowingContinuation { (k: CheckedContinuation<[HistoryLocation], any Error>) in
+                historyQueue.async {
+                    k.resume(with: Result { () throws -> [HistoryLocation] in try store.append(batch.map { $0.entry() }) })
+                }
+            }
+        } catch {
+            archiveStats.withLock { $0.lastError = "\(error)" }
+            log("history write failed, rows stay in memory: \(error)")
+            return 0
+        }
+        var rows = 0
+        for (plan, location) in zip(plans, locations) where await plan.deal.commitArchive(plan.candidate, at: location) != nil {
+            rows += plan.rowCount
+        }
+        archiveStats.withLock { s in
+            s.passes += 1
+            s.entries += plans.count
+            s.rows += rows
+            s.lastError = nil
+        }
+        return rows
+    }
+
+    public var archiving: ArchiveStats { archiveStats.withLock { $0 } }
 
     /// `AUDIT.VERIFY`: the whole retained log against its seals and the
     /// snapshots' heads, read on a thread of its own.
@@ -180,8 +275,8 @@ public final class DurableEngine: Sendable {
                     let payload = StateCodec.encode(image)
                     let path = try store.write(lsn: lsn, time: time, payload: payload)
                     try store.prune()
-                    // Segments wholly covered by the oldest kept snapshot are no longer needed.
-                    if let oldest = try store.list().last {
+                    // Segments wholly covered by the oldest kept snapshot are history; deleted only with --prune-log.
+                    if config.pruneLog, let oldest = try store.list().last {
                         let deleted = try writer.deleteSegments(coveredBy: oldest.lsn)
                         if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
                     }
@@ -221,6 +316,13 @@ public final class DurableEngine: Sendable {
     /// Stops background work, waits for the log to flush and sync, closes it.
     public func close() async throws {
         engine.stopExpiryTicker()
+        let archiving = archiver.withLock { t -> Task<Void, Never>? in
+            let current = t
+            t = nil
+            return current
+        }
+        archiving?.cancel()
+        _ = await archiving?.value
         let task = background.withLock { t -> Task<Void, Never>? in
             let current = t
             t = nil
@@ -230,6 +332,7 @@ public final class DurableEngine: Sendable {
         let last = writer.stats.nextLSN - 1
         if last > 0 && writer.failure == nil { try? await writer.durable(last) }
         try writer.close()
+        history.close()
     }
 }
 

@@ -9,6 +9,8 @@ public struct DataDirectory: Sendable {
     public var wal: String { FilePath.join(path, "wal") }
     public var snapshots: String { FilePath.join(path, "snapshots") }
     public var lockFile: String { FilePath.join(path, "LOCK") }
+    /// Rows that left memory (`HistoryStore`).
+    public var history: String { FilePath.join(path, HistoryStore.directoryName) }
 }
 
 public struct RecoveryOptions: Sendable {

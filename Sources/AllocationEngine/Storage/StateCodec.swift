@@ -36,7 +36,10 @@ public enum StateCodec {
     /// 3: deals carry their money section (fee plans, terms, fee events).
     /// 4: the engine-wide money ledger follows the directory; deals carry
     /// introductions, commissions, reconciled payments and statements.
-    public static let formatVersion: UInt16 = 4
+    /// 5: holds are stored by chunk, some of which may have left memory for
+    /// the history (with where their rows went); allocations carry their
+    /// hold's id and lot split.
+    public static let formatVersion: UInt16 = 5
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
@@ -70,15 +73,31 @@ public enum StateCodec {
             let p = s.positions[i]
             w.string(inv); w.varint128(UInt128(p.units.raw)); w.zigzag128(p.costBasis.raw); w.zigzag(p.lastUpdated)
         }
-        w.varint(UInt64(s.holds.count))
-        for h in s.holds {
-            w.string(h.id); w.varint(UInt64(h.investor)); w.varint128(UInt128(h.requested.raw)); w.zigzag(h.proposedUnitPrice.raw)
-            w.zigzag(h.createdAt); w.zigzag(h.expiresAt); w.zigzag(Int64(h.allocation)); w.u8(h.status.rawValue)
-            w.u8(h.partial ? 1 : 0)
-            w.varint(UInt64(1 + h.moreParts.count))
-            for p in [h.firstPart] + h.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
-            ChangeCodec.optionalString(h.createdBy, &w)
+        // Holds (format 5): the slot count, then per chunk whether it is in
+        // memory (and its rows) and when its last row ended; the stragglers of
+        // dropped chunks; where the dropped chunks' rows are in the history.
+        let table = s.holds.parts
+        w.varint(UInt64(table.count))
+        w.varint(UInt64(table.chunks.count))
+        for (c, chunk) in table.chunks.enumerated() {
+            w.zigzag(table.lastEnded[c])
+            if let chunk {
+                w.u8(1)
+                for h in chunk { encodeHold(h, into: &w) }
+            } else {
+                w.u8(0)
+            }
         }
+        w.varint(UInt64(table.stragglers.count))
+        for (slot, h) in table.stragglers { w.varint(UInt64(slot)); encodeHold(h, into: &w) }
+        w.varint(UInt64(table.archived.count))
+        for (chunk, locations) in table.archived {
+            w.varint(UInt64(chunk)); w.varint(UInt64(locations.count))
+            for l in locations { w.varint(UInt64(l.file)); w.varint(l.offset) }
+        }
+        w.varint(UInt64(table.archivedRows))
+        w.varint(UInt64(table.archivedCallerIDs.count))
+        for (slot, id) in table.archivedCallerIDs { w.varint(UInt64(slot)); w.string(id) }
         w.varint(UInt64(s.allocations.count))
         for a in s.allocations {
             w.string(a.id); w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw); w.zigzag(a.createdAt)
@@ -86,6 +105,11 @@ public enum StateCodec {
             w.u8(a.status.rawValue)
             ChangeCodec.optionalString(a.createdBy, &w); ChangeCodec.optionalString(a.decidedBy, &w)
             w.zigzag(Int64(a.approval))
+            // Format 5: the hold's id and the lot split, so the allocation stands without its hold row.
+            w.string(a.holdID)
+            w.varint(UInt64(1 + a.moreParts.count))
+            w.varint(UInt64(a.firstPart.lot)); w.varint128(UInt128(a.firstPart.units.raw))
+            for p in a.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
         }
         PeopleCodec.encode(s.people, into: &w)
         MoneyCodec.encode(s.money, into: &w)
@@ -139,6 +163,44 @@ public enum StateCodec {
         return try result.get()
     }
 
+    static func encodeHold(_ h: Hold, into w: inout ByteWriter) {
+        w.string(h.id); w.varint(UInt64(h.investor)); w.varint128(UInt128(h.requested.raw)); w.zigzag(h.proposedUnitPrice.raw)
+        w.zigzag(h.createdAt); w.zigzag(h.expiresAt); w.zigzag(Int64(h.allocation)); w.u8(h.status.rawValue)
+        w.u8(h.partial ? 1 : 0)
+        w.varint(UInt64(1 + h.moreParts.count))
+        w.varint(UInt64(h.firstPart.lot)); w.varint128(UInt128(h.firstPart.units.raw))
+        for p in h.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+        ChangeCodec.optionalString(h.createdBy, &w)
+    }
+
+    static func decodeHold(_ r: inout ByteReader, lots: Int, investors: Int) throws(DecodeError) -> Hold {
+        let id = try r.string()
+        let investor = try index(&r, below: investors, "hold investor")
+        let requested = try ChangeCodec.units(&r)
+        let price = Price(raw: try r.zigzag())
+        let createdAt = try r.zigzag(), expiresAt = try r.zigzag()
+        let allocation = try r.zigzag()
+        guard allocation >= -1 && allocation <= Int64(Int32.max) else { throw DecodeError("hold allocation \(allocation)") }
+        let rawStatus = try r.u8()
+        guard let status = HoldStatus(rawValue: rawStatus) else { throw DecodeError("hold status \(rawStatus)") }
+        let partial = try r.u8() != 0
+        let parts = try decodeParts(&r, lots: lots, "hold")
+        let createdBy = try ChangeCodec.optionalString(&r)
+        return Hold(requested: requested, firstPart: parts[0], id: id, proposedUnitPrice: price, createdAt: createdAt,
+                    expiresAt: expiresAt, moreParts: Array(parts.dropFirst()), investor: investor,
+                    allocation: Int32(allocation), status: status, partial: partial, createdBy: createdBy)
+    }
+
+    static func decodeParts(_ r: inout ByteReader, lots: Int, _ what: String) throws(DecodeError) -> [LotPart] {
+        let partCount = try count(&r, "\(what) part")
+        guard partCount >= 1 else { throw DecodeError("\(what) without lots") }
+        var parts: [LotPart] = []
+        for _ in 0..<partCount {
+            parts.append(LotPart(lot: try index(&r, below: lots, "\(what) lot"), units: try ChangeCodec.units(&r)))
+        }
+        return parts
+    }
+
     static func count(_ r: inout ByteReader, _ what: String) throws(DecodeError) -> Int {
         let n = try r.varint()
         // Every row takes at least one byte, so a count beyond the bytes left is damage.
@@ -182,31 +244,61 @@ public enum StateCodec {
             s.positions[Int(slot)] = Position(units: try ChangeCodec.units(&r), costBasis: ExactAmount(raw: try r.zigzag128()),
                                               lastUpdated: try r.zigzag())
         }
-        let holdCount = try count(&r, "hold")
-        for slot in 0..<holdCount {
-            let id = try r.string()
-            let investor = try index(&r, below: s.investors.count, "hold investor")
-            let requested = try ChangeCodec.units(&r)
-            let price = Price(raw: try r.zigzag())
-            let createdAt = try r.zigzag(), expiresAt = try r.zigzag()
-            let allocation = try r.zigzag()
-            guard allocation >= -1 && allocation <= Int64(Int32.max) else { throw DecodeError("hold allocation \(allocation)") }
-            let rawStatus = try r.u8()
-            guard let status = HoldStatus(rawValue: rawStatus) else { throw DecodeError("hold status \(rawStatus)") }
-            let partial = try r.u8() != 0
-            let partCount = try count(&r, "hold part")
-            guard partCount >= 1 else { throw DecodeError("hold \(id) without lots") }
-            var parts: [LotPart] = []
-            for _ in 0..<partCount {
-                parts.append(LotPart(lot: try index(&r, below: s.lots.count, "hold lot"), units: try ChangeCodec.units(&r)))
+        if version >= 5 {
+            let slots = try r.varint()
+            guard slots <= UInt64(EngineLimits.maxRowsPerDeal) else { throw DecodeError("hold slot count \(slots)") }
+            let chunkCount = try count(&r, "hold chunk")
+            var chunks: [[Hold]?] = []
+            var lastEnded: [Int64] = []
+            for c in 0..<chunkCount {
+                lastEnded.append(try r.zigzag())
+                switch try r.u8() {
+                case 0: chunks.append(nil)
+                case 1:
+                    let rowsInChunk = c == chunkCount - 1 ? Int(slots) - (c << HoldTable.chunkShift) : HoldTable.chunkSize
+                    guard rowsInChunk > 0 && rowsInChunk <= HoldTable.chunkSize else { throw DecodeError("hold chunk \(c) of \(slots) slots") }
+                    var rows: [Hold] = []
+                    rows.reserveCapacity(rowsInChunk)
+                    for _ in 0..<rowsInChunk { rows.append(try decodeHold(&r, lots: s.lots.count, investors: s.investors.count)) }
+                    chunks.append(rows)
+                case let b: throw DecodeError("hold chunk flag \(b)")
+                }
             }
-            let createdBy = try ChangeCodec.optionalString(&r)
-            s.holds.append(Hold(requested: requested, firstPart: parts[0], id: id, proposedUnitPrice: price, createdAt: createdAt,
-                                expiresAt: expiresAt, moreParts: Array(parts.dropFirst()), investor: investor,
-                                allocation: Int32(allocation), status: status, partial: partial, createdBy: createdBy))
-            if status == .pending {
+            let stragglerCount = try count(&r, "straggler hold")
+            var stragglers: [(Int32, Hold)] = []
+            for _ in 0..<stragglerCount {
+                let slot = try index(&r, below: Int(slots), "straggler hold slot")
+                stragglers.append((slot, try decodeHold(&r, lots: s.lots.count, investors: s.investors.count)))
+            }
+            let archivedCount = try count(&r, "archived hold chunk")
+            var archived: [(Int32, [HistoryLocation])] = []
+            for _ in 0..<archivedCount {
+                let chunk = try index(&r, below: chunkCount, "archived hold chunk")
+                let n = try count(&r, "history location")
+                var locations: [HistoryLocation] = []
+                for _ in 0..<n {
+                    let file = try r.varint()
+                    guard file <= UInt64(UInt32.max) else { throw DecodeError("history file \(file)") }
+                    locations.append(HistoryLocation(file: UInt32(file), offset: try r.varint()))
+                }
+                archived.append((chunk, locations))
+            }
+            let archivedRows = try r.varint()
+            guard archivedRows <= slots else { throw DecodeError("archived rows \(archivedRows) of \(slots) slots") }
+            let idCount = try count(&r, "archived hold id")
+            var callerIDs: [(slot: Int32, id: String)] = []
+            callerIDs.reserveCapacity(idCount)
+            for _ in 0..<idCount { callerIDs.append((try index(&r, below: Int(slots), "archived hold id slot"), try r.string())) }
+            s.holds = try HoldTable(HoldTable.Parts(count: Int(slots), chunks: chunks, stragglers: stragglers, archived: archived,
+                                                    archivedRows: Int(archivedRows), lastEnded: lastEnded, archivedCallerIDs: callerIDs))
+        } else {
+            let holdCount = try count(&r, "hold")
+            for _ in 0..<holdCount { s.holds.append(try decodeHold(&r, lots: s.lots.count, investors: s.investors.count)) }
+        }
+        s.holds.forEachInMemory { slot, h in
+            if h.status == .pending {
                 s.pendingHolds += 1
-                s.expiry.push(at: expiresAt, slot: Int32(slot))
+                s.expiry.push(at: h.expiresAt, slot: slot)
             }
         }
         let allocationCount = try count(&r, "allocation")
@@ -216,6 +308,7 @@ public enum StateCodec {
             let price = Price(raw: try r.zigzag())
             let createdAt = try r.zigzag(), decidedAt = try r.zigzag(), settledAt = try r.zigzag()
             let hold = try index(&r, below: s.holds.count, "allocation hold")
+            guard version >= 5 || s.holds.isInMemory(hold) else { throw DecodeError("allocation hold \(hold) missing") }
             let investor = try index(&r, below: s.investors.count, "allocation investor")
             let rawStatus = try r.u8()
             guard let status = AllocationStatus(rawValue: rawStatus) else { throw DecodeError("allocation status \(rawStatus)") }
@@ -225,7 +318,18 @@ public enum StateCodec {
                 approval = try r.zigzag()
                 guard approval >= -1 && approval <= Int64(Int32.max) else { throw DecodeError("allocation approval \(approval)") }
             }
-            s.allocations.append(Allocation(units: units, id: id, unitPrice: price, createdAt: createdAt, decidedAt: decidedAt,
+            var holdID: String, parts: [LotPart]
+            if version >= 5 {
+                holdID = try r.string()
+                parts = try decodeParts(&r, lots: s.lots.count, "allocation")
+            } else {
+                // Before format 5 every hold is in the image: the allocation's split is its hold's.
+                let h = s.holds[Int(hold)]
+                holdID = h.id
+                parts = h.parts
+            }
+            s.allocations.append(Allocation(units: units, firstPart: parts[0], id: id, holdID: holdID, moreParts: Array(parts.dropFirst()),
+                                            unitPrice: price, createdAt: createdAt, decidedAt: decidedAt,
                                             settledAt: settledAt, hold: hold, investor: investor, approval: Int32(approval), status: status,
                                             createdBy: createdBy, decidedBy: decidedBy))
         }
@@ -238,9 +342,12 @@ public enum StateCodec {
         if version >= 3 {
             s.money = try MoneyCodec.decodeMoney(&r, allocations: s.allocations.count, version: version)
         }
-        for h in s.holds where h.allocation >= 0 {
-            guard Int(h.allocation) < s.allocations.count else { throw DecodeError("hold \(h.id) names a missing allocation") }
+        let allocationTotal = s.allocations.count
+        var badHold: String?
+        s.holds.forEachInMemory { _, h in
+            if h.allocation >= Int32(allocationTotal) { badHold = h.id }
         }
+        if let badHold { throw DecodeError("hold \(badHold) names a missing allocation") }
         return s
     }
 
@@ -277,7 +384,12 @@ public enum StateCodec {
                 }
             }
             try claim(s.lots.lazy.map(\.id), indexes.lots, "lot id")
-            try claim(s.holds.lazy.map(\.id), indexes.holds, "hold id")
+            var holdIDs: [(Int32, String)] = []
+            s.holds.forEachInMemory { slot, h in holdIDs.append((slot, h.id)) }
+            holdIDs.append(contentsOf: s.holds.archivedCallerIDs.map { ($0.slot, $0.id) })
+            for (slot, id) in holdIDs where !indexes.holds.claim(id, RowRef(deal: s.info.number, slot: slot)) {
+                throw DecodeError("hold id \(id) appears twice or names another row")
+            }
             try claim(s.allocations.lazy.map(\.id), indexes.allocations, "allocation id")
             try claim(s.people.commitments.lazy.map(\.id), indexes.commitments, "commitment id")
             try claim(s.people.invites.lazy.map(\.tokenHash), indexes.inviteTokens, "invite token")

@@ -48,18 +48,26 @@ extension DealState {
             h.int(l.createdAt); h.int128(l.unitsRemaining.raw); h.int128(l.unitsHeld.raw); h.int128(l.unitsAllocated.raw)
         }
         h.int(Int64(holds.count))
-        for x in holds {
+        holds.forEachInMemory { _, x in
             h.string(x.id); h.int(Int64(x.investor)); h.int128(x.requested.raw); h.int(x.proposedUnitPrice.raw)
             h.int(x.createdAt); h.int(x.expiresAt); h.byte(x.status.rawValue); h.byte(x.partial ? 1 : 0); h.int(Int64(x.allocation))
             h.int(Int64(x.firstPart.lot)); h.int128(x.firstPart.units.raw)
             for p in x.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
             h.string(x.createdBy)
         }
+        // Which rows left memory, and where they went (nothing for a deal that never archived).
+        for (chunk, locations) in holds.parts.archived {
+            h.int(Int64(chunk))
+            for l in locations { h.int(Int64(l.file)); h.int(Int64(l.offset)) }
+        }
+        for (slot, _) in holds.stragglers.sorted(by: { $0.key < $1.key }) { h.int(Int64(slot)) }
         h.int(Int64(allocations.count))
         for a in allocations {
             h.string(a.id); h.int128(a.units.raw); h.int(a.unitPrice.raw); h.int(a.createdAt); h.int(a.decidedAt)
             h.int(a.settledAt); h.int(Int64(a.hold)); h.int(Int64(a.investor)); h.byte(a.status.rawValue)
-            h.string(a.createdBy); h.string(a.decidedBy)
+            h.string(a.createdBy); h.string(a.decidedBy); h.string(a.holdID)
+            h.int(Int64(a.firstPart.lot)); h.int128(a.firstPart.units.raw)
+            for p in a.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
         }
         h.int(Int64(investors.count))
         for (i, inv) in investors.enumerated() {

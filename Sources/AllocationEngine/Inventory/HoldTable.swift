@@ -1,0 +1,304 @@
+import WAL
+
+/// A deal's holds by slot, with the ended ones leaving memory for the history.
+///
+/// Slots keep their numbers forever (generated ids name them), but rows are
+/// stored in chunks of 8192 and a chunk whose rows have all ended, the last of
+/// them longer ago than the retention window (or beyond the deal's cap on ended
+/// rows in memory), is written to the history and dropped. The few rows of such
+/// a chunk still pending, when a chunk is dropped with some (at most a quarter)
+/// still live, move to `stragglers`, so one long hold never pins 8191 ended rows.
+/// Which chunk is dropped, and which rows stay as stragglers, is logged
+/// (`holds.archived`), so replay reproduces memory exactly.
+///
+/// Memory: a present chunk costs 8192 x 112 bytes whatever its live count;
+/// a straggler about 112 + 80 bytes (dictionary entry); a dropped chunk one
+/// entry in `archived` (about 40 bytes per 8192 rows).
+public struct HoldTable: Sendable {
+    static var chunkSize: Int { ChunkedArray<Hold>.chunkSize }
+    static var chunkShift: Int { ChunkedArray<Hold>.chunkShift }
+
+    private(set) var rows = ChunkedArray<Hold>()
+    /// Rows still pending when their chunk was dropped.
+    public private(set) var stragglers: [Int32: Hold] = [:]
+    /// Per chunk: rows not yet ended, and the time the last one ended.
+    private(set) var live: [Int32] = []
+    private(set) var lastEnded: [Int64] = []
+    /// Per dropped chunk: the history entries holding its rows (the chunk's,
+    /// then one per batch of its stragglers archived later).
+    public private(set) var archived: [Int32: [HistoryLocation]] = [:]
+    /// Every chunk below this one is dropped (where the search for the next starts).
+    private(set) var firstKept: Int32 = 0
+    /// Rows in memory that have ended (present chunks and stragglers).
+    public private(set) var endedInMemory = 0
+    public private(set) var archivedRows = 0
+    /// Ids callers chose for holds that left memory, so a retry with the same
+    /// `ID` still finds its hold (the id map is rebuilt from these on load).
+    /// About 40 bytes each; generated ids name their slot and need none.
+    public private(set) var archivedCallerIDs: [(slot: Int32, id: String)] = []
+
+    public init() {}
+
+    /// Slots ever used (the next hold's slot).
+    public var count: Int { rows.count }
+    public var isEmpty: Bool { rows.count == 0 }
+
+    /// Rows in memory.
+    public var inMemory: Int {
+        var n = stragglers.count
+        for c in 0..<rows.chunkCount where rows.isPresent(c << Self.chunkShift) {
+            n += c == rows.chunkCount - 1 ? rows.count - (c << Self.chunkShift) : Self.chunkSize
+        }
+        return n
+    }
+
+    @inline(__always)
+    public func isInMemory(_ slot: Int32) -> Bool {
+        rows.isPresent(Int(slot)) || (!stragglers.isEmpty && stragglers[slot] != nil)
+    }
+
+    /// A slot that exists but whose row is only in the history.
+    public func isArchived(_ slot: Int32) -> Bool {
+        slot >= 0 && Int(slot) < rows.count && !isInMemory(slot)
+    }
+
+    /// The row of an in-memory slot (`isInMemory` first: a dropped slot traps).
+    public subscript(slot: Int) -> Hold {
+        _read {
+            if rows.isPresent(slot) { yield rows[slot] } else { yield stragglers[Int32(slot)]! }
+        }
+        _modify {
+            if rows.isPresent(slot) { yield &rows[slot] } else { yield &stragglers[Int32(slot)]! }
+        }
+    }
+
+    public mutating func append(_ h: __owned Hold) {
+        let c = rows.count >> Self.chunkShift
+        if c == live.count {
+            live.append(0)
+            lastEnded.append(0)
+        }
+        if h.status == .pending { live[c] += 1 } else { endedInMemory += 1; lastEnded[c] = max(lastEnded[c], h.createdAt) }
+        rows.append(h)
+    }
+
+    /// Records that the hold at `slot` ended (released, expired, cancelled, allocated).
+    @inline(__always)
+    public mutating func ended(_ slot: Int32, at time: Int64) {
+        let c = Int(slot) >> Self.chunkShift
+        live[c] -= 1
+        if time > lastEnded[c] { lastEnded[c] = time }
+        endedInMemory += 1
+    }
+
+    /// Every row in memory, in slot order.
+    public func forEachInMemory(_ body: (Int32, Hold) throws -> Void) rethrows {
+        let extra = stragglers.keys.sorted()
+        var e = 0
+        for c in 0..<rows.chunkCount {
+            let base = c << Self.chunkShift
+            if rows.isPresent(base) {
+                let end = min(rows.count, base + Self.chunkSize)
+                for s in base..<end { try body(Int32(s), rows[s]) }
+            } else {
+                let end = Int32(base + Self.chunkSize)
+                while e < extra.count && extra[e] < end {
+                    try body(extra[e], stragglers[extra[e]]!)
+                    e += 1
+                }
+            }
+        }
+    }
+
+    /// The slots of pending rows in memory (all pending rows are).
+    public func pendingSlots() -> [Int32] {
+        var out: [Int32] = []
+        forEachInMemory { s, h in if h.status == .pending { out.append(s) } }
+        return out
+    }
+
+    // MARK: - Leaving memory
+
+    /// What the retention rule lets leave memory now.
+    public enum Candidate: Hashable, Sendable {
+        /// A full chunk: its ended rows go to the history; `keep` (pending) stay as stragglers.
+        case chunk(Int32, keep: [Int32])
+        /// Stragglers that have ended since their chunk left.
+        case stragglers([Int32])
+    }
+
+    /// The oldest chunk that may leave memory: full, its last row ended at or
+    /// before `endedBefore` (or the deal over `maxEnded` ended rows in memory),
+    /// and at most a quarter of it still pending. Else ended stragglers, if any.
+    public func candidate(endedBefore: Int64, maxEnded: Int, after: Int32 = -1) -> Candidate? {
+        let fullChunks = rows.count >> Self.chunkShift
+        // Chunks already planned (`after`) count as gone for the cap.
+        let planned = after >= firstKept ? Int(after - firstKept + 1) * Self.chunkSize : 0
+        let overCap = endedInMemory - planned > maxEnded
+        var c = max(Int(firstKept), Int(after) + 1)
+        while c < fullChunks {
+            if rows.isPresent(c << Self.chunkShift) {
+                if (lastEnded[c] <= endedBefore || overCap) && Int(live[c]) <= Self.chunkSize / 4 {
+                    var keep: [Int32] = []
+                    if live[c] > 0 {
+                        let base = c << Self.chunkShift
+                        for s in base..<(base + Self.chunkSize) where rows[s].status == .pending { keep.append(Int32(s)) }
+                    }
+                    return .chunk(Int32(c), keep: keep)
+                }
+                // Chunks fill in time order: a later one rarely qualifies when this one does not.
+                if !overCap { break }
+            }
+            c += 1
+        }
+        if !stragglers.isEmpty {
+            var ended: [Int32] = []
+            for (s, h) in stragglers where h.status != .pending { ended.append(s) }
+            if ended.count >= 1024 || (!ended.isEmpty && stragglers.count == ended.count) { return .stragglers(ended.sorted()) }
+        }
+        return nil
+    }
+
+    /// The ended rows a candidate sends to the history, in slot order.
+    public func rowsLeaving(_ candidate: Candidate) -> [(slot: Int32, hold: Hold)] {
+        switch candidate {
+        case .chunk(let c, let keep):
+            let base = Int(c) << Self.chunkShift
+            var out: [(slot: Int32, hold: Hold)] = []
+            out.reserveCapacity(Self.chunkSize - keep.count)
+            var k = 0
+            for s in base..<(base + Self.chunkSize) {
+                if k < keep.count && keep[k] == Int32(s) { k += 1; continue }
+                out.append((Int32(s), rows[s]))
+            }
+            return out
+        case .stragglers(let slots):
+            return slots.map { ($0, stragglers[$0]!) }
+        }
+    }
+
+    /// Drops what a candidate named once its rows are durable in the history
+    /// at `location`. Replay calls it with logged candidates, so it checks
+    /// that every row leaving has ended and throws instead of trusting its input.
+    public mutating func archive(_ candidate: Candidate, at location: HistoryLocation) throws(EngineError) {
+        switch candidate {
+        case .chunk(let c, let keep):
+            let ci = Int(c)
+            guard ci >= 0 && ci < rows.count >> Self.chunkShift, rows.isPresent(ci << Self.chunkShift) else {
+                throw EngineError(.corrupt, "hold chunk \(c) cannot leave memory: not a full chunk in memory")
+            }
+            let base = ci << Self.chunkShift
+            var k = 0
+            var callerIDs: [(slot: Int32, id: String)] = []
+            var keepRows: [(Int32, Hold)] = []
+            for s in base..<(base + Self.chunkSize) {
+                if k < keep.count && keep[k] == Int32(s) {
+                    keepRows.append((Int32(s), rows[s]))
+                    k += 1
+                } else if rows[s].status == .pending {
+                    throw EngineError(.corrupt, "hold \(rows[s].id) is pending; its chunk cannot leave memory without it")
+                } else if GeneratedID.parse(rows[s].id, prefix: UInt8(ascii: "h")) == nil {
+                    callerIDs.append((Int32(s), rows[s].id))
+                }
+            }
+            guard k == keep.count else { throw EngineError(.corrupt, "hold chunk \(c): kept slots outside the chunk or unsorted") }
+            archivedCallerIDs.append(contentsOf: callerIDs)
+            var endedKept = 0
+            for (s, h) in keepRows {
+                stragglers[s] = h
+                if h.status != .pending { endedKept += 1 }
+            }
+            let leaving = Self.chunkSize - keepRows.count
+            endedInMemory -= leaving
+            archivedRows += leaving
+            live[ci] = 0
+            rows.dropChunk(ci)
+            archived[c, default: []].append(location)
+            _ = endedKept
+            while Int(firstKept) < rows.chunkCount && !rows.isPresent(Int(firstKept) << Self.chunkShift) && Int(firstKept) < rows.count >> Self.chunkShift {
+                firstKept += 1
+            }
+        case .stragglers(let slots):
+            var chunks = Set<Int32>()
+            for s in slots {
+                guard let h = stragglers[s], h.status != .pending else {
+                    throw EngineError(.corrupt, "straggler hold slot \(s) cannot leave memory: missing or pending")
+                }
+                if GeneratedID.parse(h.id, prefix: UInt8(ascii: "h")) == nil { archivedCallerIDs.append((s, h.id)) }
+                chunks.insert(Int32(Int(s) >> Self.chunkShift))
+            }
+            for s in slots { stragglers[s] = nil }
+            endedInMemory -= slots.count
+            archivedRows += slots.count
+            for c in chunks.sorted() { archived[c, default: []].append(location) }
+        }
+    }
+
+    /// The history entries that may hold an archived slot, newest first.
+    public func locations(of slot: Int32) -> [HistoryLocation] {
+        (archived[Int32(Int(slot) >> Self.chunkShift)] ?? []).reversed()
+    }
+
+    // MARK: - Snapshots
+
+    /// The table's parts, for the snapshot codec and the digest.
+    public struct Parts: Sendable {
+        public var count: Int
+        public var chunks: [[Hold]?]
+        public var stragglers: [(Int32, Hold)]
+        public var archived: [(Int32, [HistoryLocation])]
+        public var archivedRows: Int
+        /// Per chunk, when its last row ended (the retention clock).
+        public var lastEnded: [Int64]
+        public var archivedCallerIDs: [(slot: Int32, id: String)]
+    }
+
+    public var parts: Parts {
+        var chunks: [[Hold]?] = []
+        for c in 0..<rows.chunkCount { chunks.append(rows.isPresent(c << Self.chunkShift) ? rows.chunk(c) : nil) }
+        return Parts(count: rows.count, chunks: chunks, stragglers: stragglers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                     archived: archived.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, archivedRows: archivedRows,
+                     lastEnded: lastEnded, archivedCallerIDs: archivedCallerIDs)
+    }
+
+    /// Rebuilds a table (snapshot load), recomputing the per-chunk counters.
+    public init(_ p: Parts) throws(DecodeError) {
+        let expectedChunks = (p.count + Self.chunkSize - 1) >> Self.chunkShift
+        guard p.chunks.count == expectedChunks else { throw DecodeError("hold table: \(p.chunks.count) chunks for \(p.count) slots") }
+        for (c, chunk) in p.chunks.enumerated() {
+            let want = c == expectedChunks - 1 ? p.count - (c << Self.chunkShift) : Self.chunkSize
+            if let chunk {
+                guard chunk.count == want else { throw DecodeError("hold chunk \(c) has \(chunk.count) rows, not \(want)") }
+            } else {
+                guard want == Self.chunkSize else { throw DecodeError("hold chunk \(c) is dropped but not full") }
+            }
+        }
+        guard p.lastEnded.count == expectedChunks else { throw DecodeError("hold table: \(p.lastEnded.count) chunk end times for \(expectedChunks) chunks") }
+        rows = ChunkedArray(chunks: p.chunks, count: p.count)
+        live = Array(repeating: 0, count: expectedChunks)
+        lastEnded = p.lastEnded
+        for (c, chunk) in p.chunks.enumerated() {
+            guard let chunk else { continue }
+            for h in chunk {
+                if h.status == .pending { live[c] += 1 } else { endedInMemory += 1 }
+            }
+        }
+        for (s, h) in p.stragglers {
+            guard s >= 0 && Int(s) < p.count, p.chunks[Int(s) >> Self.chunkShift] == nil else {
+                throw DecodeError("straggler hold slot \(s) is not in a dropped chunk")
+            }
+            stragglers[s] = h
+            if h.status != .pending { endedInMemory += 1 }
+        }
+        for (c, locs) in p.archived {
+            guard c >= 0 && Int(c) < expectedChunks, p.chunks[Int(c)] == nil else { throw DecodeError("archived hold chunk \(c) is in memory") }
+            archived[c] = locs
+        }
+        archivedRows = p.archivedRows
+        for (slot, _) in p.archivedCallerIDs where slot < 0 || Int(slot) >= p.count {
+            throw DecodeError("archived hold id of slot \(slot) out of range")
+        }
+        archivedCallerIDs = p.archivedCallerIDs
+        while Int(firstKept) < expectedChunks && p.chunks[Int(firstKept)] == nil && Int(firstKept) < p.count >> Self.chunkShift { firstKept += 1 }
+    }
+}
