@@ -223,8 +223,11 @@ public final class DurableEngine: Sendable {
                 }
             }
         } catch {
-            archiveStats.withLock { $0.lastError = "\(error)" }
-            log("history write failed, rows stay in memory: \(error)")
+            let first = archiveStats.withLock { s -> Bool in
+                defer { s.lastError = "\(error)" }
+                return s.lastError == nil
+            }
+            if first { log("ERROR: history write failed; ended holds stay in memory until a restart: \(error)") }
             return 0
         }
         var rows = 0
