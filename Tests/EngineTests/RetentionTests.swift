@@ -18,7 +18,7 @@ import Testing
 
     /// One deal, `count` one-unit holds in batches; every hold of the first
     /// chunk but `keepPending` is released, the first 20 carry caller ids.
-    func fill(_ d: DurableEngine, count: Int, keepPending: Int) async throws -> [String] {
+    func fill(_ d: DurableEngine, count: Int, keepPending: Int, ttl: Int64 = 3_600_000) async throws -> [String] {
         _ = try await d.engine.createDeal(DealSpec(id: "r1", offerUnitPrice: Price.whole(10)))
         try await d.engine.addLot(deal: "r1", LotSpec(id: "r1-L1", unitsTotal: Units.whole(1_000_000), unitCost: Price.whole(5)))
         let actor = try #require(d.engine.deal("r1"))
@@ -28,7 +28,7 @@ import Testing
             var batch: [DealRequest] = []
             for i in n..<min(count, n + 1024) {
                 batch.append(.hold(HoldRequest(investor: "inv\(i % 50)", units: Units.whole(1), price: Price.whole(10),
-                                               ttlMillis: 3_600_000, id: i < 20 ? "client-\(i)" : nil)))
+                                               ttlMillis: ttl, id: i < 20 ? "client-\(i)" : nil)))
             }
             for reply in await d.engine.submit(batch, to: actor) {
                 guard case .hold(let r) = reply else { Issue.record("hold failed: \(reply)"); return ids }
@@ -205,6 +205,29 @@ import Testing
         let again = try await openDurable(io, clock, retentionConfig())
         #expect(await again.engine.digest() == after)
         try await again.close()
+    }
+
+    /// A launch's holds with one TTL expire in one batch: more entries than
+    /// one audit seal may cover (found by the soak: a 1.1 MB seal stopped the log).
+    @Test func expiringMoreHoldsThanOneSealCoversAtOnce() async throws {
+        let io = SimulatedFileIO(seed: 0x7ee)
+        let clock = ManualClock()
+        let d = try await openDurable(io, clock, retentionConfig())
+        _ = try await fill(d, count: 2 * AuditSeal.maxEntriesPerSeal + 5, keepPending: 0, ttl: 1_000)
+        clock.advance(millis: 1_000)
+        let expired = await d.engine.sweepExpired()
+        // The first chunk was released by `fill`; the rest expire now, in one batch.
+        #expect(expired == 2 * AuditSeal.maxEntriesPerSeal + 5 - Self.chunk)
+        #expect(expired > AuditSeal.maxEntriesPerSeal)
+        #expect(d.engine.sink?.admission == .open)
+        #expect(await d.archiveDue() > 0)
+        let live = await d.engine.digest()
+        try await d.close()
+        let r = try await openDurable(io, clock, retentionConfig())
+        #expect(await r.engine.digest() == live)
+        let audit = try AuditLog.verify(DataDirectory("/data"), io: io)
+        #expect(audit.unsealed == 0 && audit.seals > 2)
+        try await r.close()
     }
 
     @Test func historyEntriesRejectDamage() throws {

@@ -9,6 +9,9 @@ import WAL
 /// the first entry that does not is named.
 public struct AuditSeal: Hashable, Sendable {
     public static let recordType: UInt8 = 110
+    /// Entries one seal covers at most: 8192 x 32 bytes of hashes is 256 KiB,
+    /// a quarter of the log's record limit.
+    public static let maxEntriesPerSeal = 8_192
     public var firstSeq: UInt64
     public var prev: SHA256.Digest
     public var hashes: [SHA256.Digest]

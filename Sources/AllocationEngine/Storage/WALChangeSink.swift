@@ -21,11 +21,21 @@ public final class WALChangeSink: ChangeSink {
         let last: UInt64?
         do {
             last = try writer.appendBatch { appender in
+                // The batch's seal, filled in on the writer's thread before it is written: one
+                // per `maxEntriesPerSeal` changes, so a seal (32 bytes an entry) stays far below
+                // the record limit however many holds one batch expires.
+                var unsealed = 0
                 for change in changes {
                     _ = appender.append(type: change.recordType, time: time) { w in ChangeCodec.encode(change, into: &w) }
+                    unsealed += 1
+                    if unsealed == AuditSeal.maxEntriesPerSeal {
+                        _ = appender.append(type: AuditSeal.recordType, time: time) { w in AuditSealer.placeholder(count: unsealed, into: &w) }
+                        unsealed = 0
+                    }
                 }
-                // The batch's seal, filled in on the writer's thread before it is written.
-                _ = appender.append(type: AuditSeal.recordType, time: time) { w in AuditSealer.placeholder(count: changes.count, into: &w) }
+                if unsealed > 0 {
+                    _ = appender.append(type: AuditSeal.recordType, time: time) { w in AuditSealer.placeholder(count: unsealed, into: &w) }
+                }
             }
         } catch {
             appendFailure.withLock { if $0 == nil { $0 = "log append failed: \(error)" } }
