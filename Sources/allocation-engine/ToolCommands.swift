@@ -130,6 +130,32 @@ enum VerifyCommand {
             } else {
                 print("invariant: holds for every lot")
             }
+            // Every history entry the state names must read back whole (each row's CRC).
+            if result.states.contains(where: { $0.holds.archivedRows > 0 }) {
+                let store = try HistoryStore(directory: dir.history, io: io)
+                var entries = 0, rows = 0, bad: [String] = []
+                for s in result.states {
+                    for (_, locations) in s.holds.parts.archived {
+                        for l in locations {
+                            do {
+                                let e = try store.holds(at: l)
+                                if e.deal != s.info.number { bad.append("\(l): of deal #\(e.deal), named by \(s.info.id)") }
+                                entries += 1
+                                rows += e.rows.count
+                            } catch {
+                                bad.append("\(l): \(error)")
+                            }
+                        }
+                    }
+                }
+                store.close()
+                if bad.isEmpty {
+                    print("history: \(entries) entries, \(rows) archived holds, all readable")
+                } else {
+                    damaged = true
+                    print("history: DAMAGED: \(bad.prefix(5).joined(separator: "; "))")
+                }
+            }
         } catch {
             print("replay: FAILED: \(error)")
             return 1
@@ -264,7 +290,22 @@ enum ReplayCommand {
             try io.createDirectory(out.wal)
             let lsn = r.lastLSN
             let image = EngineImage(floorLSN: lsn, deals: result.states.map { ($0, lsn) }, directory: result.directory, directoryLSN: lsn)
+            // The rebuilt state names rows in the history by file and offset: copy the files as they are.
+            var copied = 0
+            if io.fileExists(dir.history) {
+                try io.createDirectory(out.history)
+                for name in try io.listDirectory(dir.history).sorted() where name.hasSuffix(".dat") {
+                    let bytes = try io.readAll(FilePath.join(dir.history, name))
+                    let fd = try io.create(FilePath.join(out.history, name))
+                    try io.write(fd, bytes)
+                    try io.fsync(fd)
+                    try io.close(fd)
+                    copied += bytes.count
+                }
+                try io.fsyncDirectory(out.history)
+            }
             let path = try SnapshotStore(directory: out.snapshots, io: io).write(lsn: lsn, time: 0, payload: StateCodec.encode(image))
+            if copied > 0 { print("copied the history (\(copied) bytes) to \(out.history)") }
             print("wrote \(out.path): snapshot \(path) at LSN \(lsn); start it with: allocation-engine serve --data-dir \(out.path)")
         }
         return 0
