@@ -60,6 +60,15 @@ extension EngineRequestHandler {
                 ("last_snapshot_seconds", String(format: "%.3f", snap.lastSeconds)),
                 ("last_snapshot_error", snap.lastError ?? ""),
             ])
+            let a = durable.archiving
+            add("History", [
+                ("retention_enabled", durable.config.retention.enabled ? "1" : "0"),
+                ("retain_ended_seconds", String(durable.config.retention.endedMillis / 1000)),
+                ("retain_ended_rows", String(durable.config.retention.maxEndedPerDeal)),
+                ("holds_archived_since_start", String(a.rows)), ("history_entries_since_start", String(a.entries)),
+                ("history_bytes", String(durable.history.bytes)), ("history_last_error", a.lastError ?? ""),
+                ("log_pruned", durable.config.pruneLog ? "1" : "0"),
+            ])
         }
         add("Latency", [
             ("hold_samples", String(holdLatency.total)),
