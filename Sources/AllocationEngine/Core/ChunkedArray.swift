@@ -43,36 +43,6 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         count += 1
     }
 
-    // Dropping chunks (the hold table's rows that left memory for the
-    // history): a dropped chunk is an empty array, positions keep their
-    // numbers. Only `HoldTable` drops chunks, and it never reads a dropped
-    // position through the subscript (it checks `isPresent` first).
-
-    public var chunkCount: Int { chunks.count }
-
-    /// Whether `position` is in a chunk still in memory.
-    @inline(__always)
-    public func isPresent(_ position: Int) -> Bool {
-        let c = position >> Self.chunkShift
-        return position >= 0 && position < count && chunks[c].count > position & (Self.chunkSize - 1)
-    }
-
-    /// The rows of chunk `c` (a copy-on-write copy: cheap).
-    public func chunk(_ c: Int) -> [Element] { chunks[c] }
-
-    /// Frees chunk `c`. Only a full chunk (never the one being appended to).
-    public mutating func dropChunk(_ c: Int) {
-        precondition(c >= 0 && c < chunks.count - 1 || (c == chunks.count - 1 && count & (Self.chunkSize - 1) == 0 && count > 0),
-                     "only a full chunk is dropped")
-        chunks[c] = []
-    }
-
-    /// Rebuilds an array from its chunks (snapshot load): `nil` for a dropped one.
-    public init(chunks: [[Element]?], count: Int) {
-        self.chunks = chunks.map { $0 ?? [] }
-        self.count = count
-    }
-
 }
 
 extension ChunkedArray: Sendable where Element: Sendable {}

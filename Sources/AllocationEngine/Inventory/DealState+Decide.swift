@@ -181,11 +181,11 @@ extension DealState {
     }
 
     func receipt(of slot: Int32) -> HoldReceipt {
-        // Field by field: no copy of the whole row.
+        // Field by field through the branch-free accessor: no copy of the whole row.
         let i = Int(slot)
-        let more = holds[i].moreParts.isEmpty ? [] : holds[i].moreParts.map { LotShare(lot: lots[Int($0.lot)].id, units: $0.units) }
-        let first = holds[i].firstPart
-        return HoldReceipt(id: holds[i].id, expiresAt: holds[i].expiresAt, units: holds[i].filled,
+        let more = holds[present: i].moreParts.isEmpty ? [] : holds[present: i].moreParts.map { LotShare(lot: lots[Int($0.lot)].id, units: $0.units) }
+        let first = holds[present: i].firstPart
+        return HoldReceipt(id: holds[present: i].id, expiresAt: holds[present: i].expiresAt, units: holds[present: i].filled,
                            firstPart: LotShare(lot: lots[Int(first.lot)].id, units: first.units), moreParts: more)
     }
 }

@@ -15,10 +15,15 @@ import WAL
 /// a straggler about 112 + 80 bytes (dictionary entry); a dropped chunk one
 /// entry in `archived` (about 40 bytes per 8192 rows).
 public struct HoldTable: Sendable {
-    static var chunkSize: Int { ChunkedArray<Hold>.chunkSize }
-    static var chunkShift: Int { ChunkedArray<Hold>.chunkShift }
+    static var chunkShift: Int { 13 }
+    static var chunkSize: Int { 1 << chunkShift }
 
-    private(set) var rows = ChunkedArray<Hold>()
+    /// The chunks, an empty array for one that left memory. Stored here, not
+    /// in a `ChunkedArray`: the hot path's `holds[i].field` must read the row
+    /// in place through one array access (a nested `_read` copied the row).
+    private(set) var chunks: [[Hold]] = []
+    /// Slots ever used (the next hold's slot).
+    public private(set) var count = 0
     /// Rows still pending when their chunk was dropped.
     public private(set) var stragglers: [Int32: Hold] = [:]
     /// Per chunk: rows not yet ended, and the time the last one ended.
@@ -39,47 +44,74 @@ public struct HoldTable: Sendable {
 
     public init() {}
 
-    /// Slots ever used (the next hold's slot).
-    public var count: Int { rows.count }
-    public var isEmpty: Bool { rows.count == 0 }
+    public var isEmpty: Bool { count == 0 }
+
+    /// Whether `slot`'s chunk is in memory (callers keep `slot < count`).
+    @inline(__always)
+    func isPresent(_ slot: Int) -> Bool {
+        slot >= 0 && slot < count && chunks[slot >> Self.chunkShift].count > slot & (Self.chunkSize - 1)
+    }
 
     /// Rows in memory.
     public var inMemory: Int {
         var n = stragglers.count
-        for c in 0..<rows.chunkCount where rows.isPresent(c << Self.chunkShift) {
-            n += c == rows.chunkCount - 1 ? rows.count - (c << Self.chunkShift) : Self.chunkSize
-        }
+        for chunk in chunks { n += chunk.count }
         return n
     }
 
     @inline(__always)
     public func isInMemory(_ slot: Int32) -> Bool {
-        rows.isPresent(Int(slot)) || (!stragglers.isEmpty && stragglers[slot] != nil)
+        isPresent(Int(slot)) || (!stragglers.isEmpty && stragglers[slot] != nil)
     }
 
     /// A slot that exists but whose row is only in the history.
     public func isArchived(_ slot: Int32) -> Bool {
-        slot >= 0 && Int(slot) < rows.count && !isInMemory(slot)
+        slot >= 0 && Int(slot) < count && !isInMemory(slot)
     }
 
     /// The row of an in-memory slot (`isInMemory` first: a dropped slot traps).
     public subscript(slot: Int) -> Hold {
+        // Both branches borrow (a straggler through `Dictionary.Values`, not the
+        // key subscript's getter, which returns a copy): `holds[i].status` must
+        // not copy the whole row, retaining and releasing every reference in it.
         _read {
-            if rows.isPresent(slot) { yield rows[slot] } else { yield stragglers[Int32(slot)]! }
+            if isPresent(slot) {
+                yield chunks[slot >> Self.chunkShift][slot & (Self.chunkSize - 1)]
+            } else {
+                yield stragglers.values[stragglers.index(forKey: Int32(slot))!]
+            }
         }
         _modify {
-            if rows.isPresent(slot) { yield &rows[slot] } else { yield &stragglers[Int32(slot)]! }
+            if isPresent(slot) { yield &chunks[slot >> Self.chunkShift][slot & (Self.chunkSize - 1)] } else { yield &stragglers[Int32(slot)]! }
+        }
+    }
+
+    /// Takes the row by move (`__owned`), so appending does not copy it.
+    /// The row of a slot known to be in a chunk in memory (a hold just placed):
+    /// one array access and no branch, so the hot path's reads stay in place.
+    @inline(__always)
+    public subscript(present slot: Int) -> Hold {
+        _read {
+            precondition(isPresent(slot), "hold slot not in a chunk in memory")
+            yield chunks[slot >> Self.chunkShift][slot & (Self.chunkSize - 1)]
         }
     }
 
     public mutating func append(_ h: __owned Hold) {
-        let c = rows.count >> Self.chunkShift
-        if c == live.count {
+        let c = count >> Self.chunkShift
+        if count & (Self.chunkSize - 1) == 0 {
+            // The first chunk grows on demand, so a deal with a handful of holds
+            // stays small; once a deal has filled one, each next chunk is
+            // reserved whole, sparing the copies (and unmaps) of growing it.
+            var chunk: [Hold] = []
+            if !chunks.isEmpty { chunk.reserveCapacity(Self.chunkSize) }
+            chunks.append(chunk)
             live.append(0)
             lastEnded.append(0)
         }
         if h.status == .pending { live[c] += 1 } else { endedInMemory += 1; lastEnded[c] = max(lastEnded[c], h.createdAt) }
-        rows.append(h)
+        chunks[c].append(h)
+        count += 1
     }
 
     /// Records that the hold at `slot` ended (released, expired, cancelled, allocated).
@@ -95,11 +127,10 @@ public struct HoldTable: Sendable {
     public func forEachInMemory(_ body: (Int32, Hold) throws -> Void) rethrows {
         let extra = stragglers.keys.sorted()
         var e = 0
-        for c in 0..<rows.chunkCount {
+        for c in 0..<chunks.count {
             let base = c << Self.chunkShift
-            if rows.isPresent(base) {
-                let end = min(rows.count, base + Self.chunkSize)
-                for s in base..<end { try body(Int32(s), rows[s]) }
+            if isPresent(base) {
+                for (i, h) in chunks[c].enumerated() { try body(Int32(base + i), h) }
             } else {
                 let end = Int32(base + Self.chunkSize)
                 while e < extra.count && extra[e] < end {
@@ -131,18 +162,18 @@ public struct HoldTable: Sendable {
     /// before `endedBefore` (or the deal over `maxEnded` ended rows in memory),
     /// and at most a quarter of it still pending. Else ended stragglers, if any.
     public func candidate(endedBefore: Int64, maxEnded: Int, after: Int32 = -1) -> Candidate? {
-        let fullChunks = rows.count >> Self.chunkShift
+        let fullChunks = count >> Self.chunkShift
         // Chunks already planned (`after`) count as gone for the cap.
         let planned = after >= firstKept ? Int(after - firstKept + 1) * Self.chunkSize : 0
         let overCap = endedInMemory - planned > maxEnded
         var c = max(Int(firstKept), Int(after) + 1)
         while c < fullChunks {
-            if rows.isPresent(c << Self.chunkShift) {
+            if isPresent(c << Self.chunkShift) {
                 if (lastEnded[c] <= endedBefore || overCap) && Int(live[c]) <= Self.chunkSize / 4 {
                     var keep: [Int32] = []
                     if live[c] > 0 {
                         let base = c << Self.chunkShift
-                        for s in base..<(base + Self.chunkSize) where rows[s].status == .pending { keep.append(Int32(s)) }
+                        for (i, h) in chunks[c].enumerated() where h.status == .pending { keep.append(Int32(base + i)) }
                     }
                     return .chunk(Int32(c), keep: keep)
                 }
@@ -169,7 +200,7 @@ public struct HoldTable: Sendable {
             var k = 0
             for s in base..<(base + Self.chunkSize) {
                 if k < keep.count && keep[k] == Int32(s) { k += 1; continue }
-                out.append((Int32(s), rows[s]))
+                out.append((Int32(s), chunks[Int(c)][s - base]))
             }
             return out
         case .stragglers(let slots):
@@ -184,21 +215,22 @@ public struct HoldTable: Sendable {
         switch candidate {
         case .chunk(let c, let keep):
             let ci = Int(c)
-            guard ci >= 0 && ci < rows.count >> Self.chunkShift, rows.isPresent(ci << Self.chunkShift) else {
+            guard ci >= 0 && ci < count >> Self.chunkShift, isPresent(ci << Self.chunkShift) else {
                 throw EngineError(.corrupt, "hold chunk \(c) cannot leave memory: not a full chunk in memory")
             }
             let base = ci << Self.chunkShift
             var k = 0
             var callerIDs: [(slot: Int32, id: String)] = []
             var keepRows: [(Int32, Hold)] = []
-            for s in base..<(base + Self.chunkSize) {
+            for (i, h) in chunks[ci].enumerated() {
+                let s = base + i
                 if k < keep.count && keep[k] == Int32(s) {
-                    keepRows.append((Int32(s), rows[s]))
+                    keepRows.append((Int32(s), h))
                     k += 1
-                } else if rows[s].status == .pending {
-                    throw EngineError(.corrupt, "hold \(rows[s].id) is pending; its chunk cannot leave memory without it")
-                } else if GeneratedID.parse(rows[s].id, prefix: UInt8(ascii: "h")) == nil {
-                    callerIDs.append((Int32(s), rows[s].id))
+                } else if h.status == .pending {
+                    throw EngineError(.corrupt, "hold \(h.id) is pending; its chunk cannot leave memory without it")
+                } else if GeneratedID.parse(h.id, prefix: UInt8(ascii: "h")) == nil {
+                    callerIDs.append((Int32(s), h.id))
                 }
             }
             guard k == keep.count else { throw EngineError(.corrupt, "hold chunk \(c): kept slots outside the chunk or unsorted") }
@@ -212,10 +244,10 @@ public struct HoldTable: Sendable {
             endedInMemory -= leaving
             archivedRows += leaving
             live[ci] = 0
-            rows.dropChunk(ci)
+            chunks[ci] = []
             archived[c, default: []].append(location)
             _ = endedKept
-            while Int(firstKept) < rows.chunkCount && !rows.isPresent(Int(firstKept) << Self.chunkShift) && Int(firstKept) < rows.count >> Self.chunkShift {
+            while Int(firstKept) < count >> Self.chunkShift && !isPresent(Int(firstKept) << Self.chunkShift) {
                 firstKept += 1
             }
         case .stragglers(let slots):
@@ -254,9 +286,9 @@ public struct HoldTable: Sendable {
     }
 
     public var parts: Parts {
-        var chunks: [[Hold]?] = []
-        for c in 0..<rows.chunkCount { chunks.append(rows.isPresent(c << Self.chunkShift) ? rows.chunk(c) : nil) }
-        return Parts(count: rows.count, chunks: chunks, stragglers: stragglers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+        var parts: [[Hold]?] = []
+        for c in 0..<chunks.count { parts.append(isPresent(c << Self.chunkShift) ? chunks[c] : nil) }
+        return Parts(count: count, chunks: parts, stragglers: stragglers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                      archived: archived.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, archivedRows: archivedRows,
                      lastEnded: lastEnded, archivedCallerIDs: archivedCallerIDs)
     }
@@ -274,7 +306,8 @@ public struct HoldTable: Sendable {
             }
         }
         guard p.lastEnded.count == expectedChunks else { throw DecodeError("hold table: \(p.lastEnded.count) chunk end times for \(expectedChunks) chunks") }
-        rows = ChunkedArray(chunks: p.chunks, count: p.count)
+        chunks = p.chunks.map { $0 ?? [] }
+        count = p.count
         live = Array(repeating: 0, count: expectedChunks)
         lastEnded = p.lastEnded
         for (c, chunk) in p.chunks.enumerated() {
