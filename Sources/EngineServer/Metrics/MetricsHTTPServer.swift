@@ -49,8 +49,6 @@ public final class MetricsHTTPServer: Sendable {
     private let render: @Sendable () async -> String
     private let stopping = Atomic<Bool>(false)
     private let exited = DispatchSemaphore(value: 0)
-    /// Requests answered (any status), for tests and the log.
-    let answered = Atomic<Int>(0)
 
     /// Binds and starts the listener thread. Throws `NetError.addressInUse`
     /// when the port is taken. Call `stop()` to close it.
@@ -252,7 +250,6 @@ public final class MetricsHTTPServer: Sendable {
     }
 
     private func respond(_ c: Connection, _ response: HTTPExchange.Response) {
-        answered.add(1, ordering: .relaxed)
         c.input = []
         c.output = response.encoded
         c.sent = 0
