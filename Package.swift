@@ -12,7 +12,7 @@ let package = Package(
         .library(name: "AllocationEngine", targets: ["AllocationEngine"]),
     ],
     targets: [
-        // Linux declarations Glibc does not export (epoll, eventfd, accept4, fallocate).
+        // Linux declarations Glibc does not export (epoll, eventfd, accept4, fallocate, mallinfo2).
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(name: "WAL", dependencies: ["CLinux"], path: "Sources/WAL"),
         .target(name: "Snapshot", dependencies: ["WAL"], path: "Sources/Snapshot"),

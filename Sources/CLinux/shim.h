@@ -1,5 +1,5 @@
 // Declarations the toolchain's Glibc module does not export: epoll, eventfd,
-// accept4 and fallocate. Header only; no C code is compiled.
+// accept4, fallocate and mallinfo2 (<malloc.h>). Header only; no C code is compiled.
 #ifndef ALLOCATION_ENGINE_CLINUX_SHIM_H
 #define ALLOCATION_ENGINE_CLINUX_SHIM_H
 #include <sys/epoll.h>

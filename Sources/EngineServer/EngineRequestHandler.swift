@@ -30,6 +30,8 @@ public final class EngineRequestHandler: RequestHandler {
     let commandsProcessed = Atomic<UInt64>(0)
     let errorReplies = Atomic<UInt64>(0)
     let holdsPlaced = Atomic<UInt64>(0)
+    /// Hold outcomes and batch durations for `/metrics` (Metrics/RequestMetrics.swift).
+    public let requestMetrics = RequestMetrics()
     let statsSource = Mutex<(@Sendable () -> ServerStats)?>(nil)
     let boundPort = Atomic<Int>(0)
 
@@ -72,7 +74,8 @@ public final class EngineRequestHandler: RequestHandler {
 
     enum Step: Sendable {
         case encoded([UInt8])
-        case pending(Operation, proto: Int, scope: Scope)
+        /// `tracked`: whether the reply is counted as a hold outcome (RequestMetrics).
+        case pending(Operation, proto: Int, scope: Scope, tracked: RequestMetrics.Tracked)
     }
 
     public func handle(_ commands: [RESPCommand], session: Session,
@@ -120,12 +123,14 @@ public final class EngineRequestHandler: RequestHandler {
                 guard principal.role.allows(spec.permission) else {
                     throw CommandError("NOPERM", "user \(principal.user) (\(principal.role.rawValue)) may not run this command")
                 }
+                let tracked = RequestMetrics.Tracked(name: name)
                 steps.append(.pending(operation, proto: session.protocolVersion,
-                                      scope: Scope(principal: principal, epoch: conn.epoch)))
+                                      scope: Scope(principal: principal, epoch: conn.epoch), tracked: tracked))
                 pending += 1
-                if name == "HOLD" { holds += 1 }
+                if tracked == .hold { holds += 1 }
             } catch {
                 errorReplies.add(1, ordering: .relaxed)
+                if name == "HOLD" { requestMetrics.holdRefused(code: error.code) }
                 var e = RESPEncoder(protocolVersion: session.protocolVersion)
                 e.error(code: error.code, message: error.message)
                 steps.append(.encoded(e.bytes))
@@ -164,7 +169,7 @@ public final class EngineRequestHandler: RequestHandler {
         var maxLSN: UInt64 = 0
         var i = 0
         while i < steps.count {
-            guard case .pending(let operation, _, let scope) = steps[i] else { i += 1; continue }
+            guard case .pending(let operation, _, let scope, _) = steps[i] else { i += 1; continue }
             switch operation {
             case .deal(let first, let target):
                 guard let actor = resolve(target) else {
@@ -176,7 +181,7 @@ public final class EngineRequestHandler: RequestHandler {
                 var slots = [i]
                 var j = i + 1
                 while j < steps.count {
-                    guard case .pending(let op, _, let nextScope) = steps[j] else { j += 1; continue }
+                    guard case .pending(let op, _, let nextScope, _) = steps[j] else { j += 1; continue }
                     guard case .deal(let request, let nextTarget) = op, nextScope.epoch == scope.epoch,
                           let nextActor = resolve(nextTarget), nextActor === actor else { break }
                     requests.append(request)
@@ -196,21 +201,28 @@ public final class EngineRequestHandler: RequestHandler {
         let finish: @Sendable (EngineError?) -> Void = { [outcomes, changed] durabilityError in
             var encoder = RESPEncoder(protocolVersion: 2, reservingCapacity: 64 * steps.count)
             var errors: UInt64 = 0
+            var engineCommands = 0
+            var tally = RequestMetrics.Tally()
             for (k, step) in steps.enumerated() {
                 switch step {
                 case .encoded(let bytes): encoder.raw(bytes)
-                case .pending(_, let proto, _):
+                case .pending(_, let proto, _, let tracked):
                     encoder.protocolVersion = proto
                     var reply = outcomes[k] ?? .failure(EngineError(.invalid, "not executed"))
                     if let durabilityError, changed[k] { reply = .failure(durabilityError) }
                     if reply.error != nil { errors += 1 }
+                    if tracked != .other { tally.count(tracked, reply) }
+                    engineCommands += 1
                     encoder.dealReply(reply)
                 }
             }
             if errors > 0 { self.errorReplies.add(errors, ordering: .relaxed) }
+            let nanos = DispatchTime.now().uptimeNanoseconds - started
+            self.requestMetrics.add(tally)
+            self.requestMetrics.commandDuration.record(nanos: nanos, count: engineCommands)
             if holds > 0 {
-                let micros = (DispatchTime.now().uptimeNanoseconds - started) / 1000
-                self.holdLatency.record(micros: micros, count: holds)
+                self.holdLatency.record(micros: nanos / 1000, count: holds)
+                self.requestMetrics.holdDuration.record(nanos: nanos, count: holds)
                 self.holdsPlaced.add(UInt64(holds), ordering: .relaxed)
             }
             complete(encoder.bytes, close)

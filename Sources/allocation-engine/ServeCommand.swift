@@ -12,6 +12,8 @@ enum ServeCommand {
         .init(name: "data-dir", value: "DIR", help: "data directory, created if missing (default ./data)"),
         .init(name: "bind", value: "HOST", help: "address to listen on (default 127.0.0.1)"),
         .init(name: "port", value: "N", help: "TCP port (default 7379)"),
+        .init(name: "metrics-port", value: "N", help: "serve Prometheus metrics at http://HOST:N/metrics (default off; 0 = any free port)"),
+        .init(name: "metrics-bind", value: "HOST", help: "address of the metrics endpoint (default 127.0.0.1)"),
         .init(name: "durability", value: "MODE", help: "strict (fsync before every reply, default) | periodic | none"),
         .init(name: "fsync-interval-ms", value: "N", help: "periodic mode: fsync at most every N ms (default 1000)"),
         .init(name: "admin-token-file", value: "PATH", help: "file holding the staff admin token; every client must AUTH"),
@@ -69,6 +71,9 @@ enum ServeCommand {
         limits.idleTimeoutSeconds = Double(try o.int("idle-timeout", default: 0, range: 0...86_400 * 30))
         let host = o.string("bind") ?? "127.0.0.1"
         let port = try o.int("port", default: 7379, range: 0...65_535)
+        let metricsPort: Int? = o.string("metrics-port") == nil ? nil : try o.int("metrics-port", default: 0, range: 0...65_535)
+        let metricsHost = o.string("metrics-bind") ?? "127.0.0.1"
+        if o.string("metrics-bind") != nil && metricsPort == nil { throw UsageError("--metrics-bind needs --metrics-port") }
         let loops = try o.int("loops", default: ServerConfig.defaultLoopCount, range: 1...64)
 
         var access = AccessMode.loopbackAdmin
@@ -105,9 +110,26 @@ enum ServeCommand {
             logLine("WARNING: no --admin-token-file: only loopback clients are served, each as the staff admin (protected mode)")
         }
         logLine("listening on \(host):\(server.boundPort), data in \(durable.dataDir), durability \(mode.rawValue), pid \(getpid())")
+        var metrics: MetricsHTTPServer?
+        if let metricsPort {
+            do {
+                // The archived-rows hook: pass `archivedRows: { ... }` here once retention lands.
+                let collection = EngineMetrics(handler: handler)
+                let listener = try MetricsHTTPServer(config: MetricsHTTPConfig(host: metricsHost, port: metricsPort),
+                                                     render: { await collection.render() })
+                metrics = listener
+                logLine("metrics on \(listener.url)")
+            } catch {
+                logLine("cannot serve metrics on \(metricsHost):\(metricsPort): \(error); shutting down")
+                server.shutdown(gracefulTimeoutSeconds: 0)
+                try? await engine.close()
+                throw error
+            }
+        }
 
         await waitForStopSignal()
         logLine("shutting down: no new connections, finishing requests in flight")
+        metrics?.stop()
         server.stopAccepting()
         server.shutdown(gracefulTimeoutSeconds: 10)
         do {

@@ -27,6 +27,8 @@ final class EngineContext: Sendable {
     let clock: any EngineClock
     let config: EngineConfig
     let scheduler = ExpiryScheduler()
+    /// Holds expired or cancelled by the engine, for metrics (HoldEndCounters.swift).
+    let holdEnds = HoldEndCounters()
     /// Users, investors, tokens, vehicles, subscriptions, sources: engine-wide,
     /// rarely written, so one lock is enough (People/Directory.swift).
     let directory: Locked<Directory>
@@ -89,6 +91,8 @@ public final class Engine: Sendable {
     public var clock: any EngineClock { context.clock }
     public var config: EngineConfig { context.config }
     public var sink: (any ChangeSink)? { context.sink }
+    /// Holds the engine expired or cancelled since the process started (metrics).
+    public var holdEnds: HoldEndCounters { context.holdEnds }
 
     /// An engine holding `states` (from a snapshot and replay; empty for a new
     /// engine) whose ids are already in `indexes`.

@@ -104,11 +104,14 @@ extension DealState {
     /// fail: a failure here means the decision and the state machine disagree,
     /// a bug that must stop the engine before it writes a wrong record.
     mutating func commit(_ change: Change, time: Int64, context: EngineContext, changes: inout [Change]) {
+        let pendingBefore = pendingHolds
         do throws(EngineError) {
             try apply(change, time: time, index: context.indexes, indexNew: false)
         } catch {
             preconditionFailure("decided change failed to apply: \(error) for \(change)")
         }
+        // Expiries and deal closings, for metrics (one compare on the hold path).
+        if pendingHolds < pendingBefore { context.holdEnds.record(change, ended: pendingBefore - pendingHolds) }
         let following = attribution(following: change, context: context)
         guard !following.isEmpty else {
             if context.sink != nil { changes.append(change) }
