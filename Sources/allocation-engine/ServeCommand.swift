@@ -113,7 +113,6 @@ enum ServeCommand {
         var metrics: MetricsHTTPServer?
         if let metricsPort {
             do {
-                // The archived-rows hook: pass `archivedRows: { ... }` here once retention lands.
                 let collection = EngineMetrics(handler: handler)
                 let listener = try MetricsHTTPServer(config: MetricsHTTPConfig(host: metricsHost, port: metricsPort),
                                                      render: { await collection.render() })

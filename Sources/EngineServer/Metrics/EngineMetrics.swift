@@ -18,7 +18,7 @@ public final class EngineMetrics: Sendable {
     /// Rows the row retention moved out of memory (`allocation_engine_archived_rows`).
     let archivedRows: @Sendable () -> Int
 
-    /// - Parameter archivedRows: the hook for `allocation_engine_archived_rows`:
+    /// - Parameter archivedRows: added to `allocation_engine_archived_rows` (rows of other kinds, when they leave memory too):
     ///   how many rows retention has archived. Reports 0 until it is wired,
     ///   in one line where the metrics are made (ServeCommand.swift).
     public init(handler: EngineRequestHandler, archivedRows: @escaping @Sendable () -> Int = { 0 }) {
@@ -32,15 +32,17 @@ public final class EngineMetrics: Sendable {
         var pendingHolds = 0
         var holds = 0
         var allocations = 0
+        var archivedHolds = 0
     }
 
     /// Visits each deal's actor in turn; only plain counts cross the `await`.
     static func rowCounts(_ engine: Engine) async -> RowCounts {
         var total = RowCounts()
         for actor in engine.allDeals {
-            let (pending, holds, allocations) = await actor.read { state in
-                (state.pendingHolds, state.holds.count, state.allocations.count)
+            let (pending, holds, allocations, archived) = await actor.read { state in
+                (state.pendingHolds, state.holds.inMemory, state.allocations.count, state.holds.archivedRows)
             }
+            total.archivedHolds += archived
             total.deals += 1
             total.pendingHolds += pending
             total.holds += holds
@@ -96,7 +98,7 @@ public final class EngineMetrics: Sendable {
         w.family("allocation_engine_live_rows", .gauge, "Rows kept in memory by the deals, every status, by kind.")
         w.sample(labels: [("kind", "hold")], rows.holds)
         w.sample(labels: [("kind", "allocation")], rows.allocations)
-        w.single("allocation_engine_archived_rows", .gauge, "Rows moved out of memory by row retention.", archivedRows())
+        w.single("allocation_engine_archived_rows", .gauge, "Ended holds that left memory for the on-disk history (read back from it by HOLD.GET and statements).", rows.archivedHolds + archivedRows())
         w.single("allocation_engine_read_only", .gauge,
                  "1 when the engine refuses changes after a durability failure (fail-stop; restart to recover), else 0.",
                  handler.engine.sink?.failureReason == nil ? 0 : 1)
@@ -143,6 +145,12 @@ public final class EngineMetrics: Sendable {
         w.single("allocation_engine_snapshot_last_size_bytes", .gauge, "Payload size of the last snapshot, bytes; 0 before the first.", snap.lastBytes)
         w.single("allocation_engine_snapshot_last_lsn", .gauge, "LSN the last snapshot replays from; 0 before the first.", snap.lastLSN)
         w.single("allocation_engine_snapshot_last_failed", .gauge, "1 when the last snapshot attempt failed, else 0.", snap.lastError == nil ? 0 : 1)
+
+        let archive = durable.archiving
+        w.single("allocation_engine_history_bytes", .gauge, "Bytes in the on-disk history of ended holds (DIR/history).", durable.history.bytes)
+        w.single("allocation_engine_history_rows_written_total", .counter, "Ended holds this process moved out of memory into the history.", archive.rows)
+        w.single("allocation_engine_history_entries_written_total", .counter, "History entries (one per chunk or batch of stragglers) this process wrote.", archive.entries)
+        w.single("allocation_engine_history_failed", .gauge, "1 when the history's last write failed (ended holds then stay in memory until a restart), else 0.", archive.lastError == nil ? 0 : 1)
 
         w.single("allocation_engine_recovery_duration_seconds", .gauge, "How long recovery (snapshot load and log replay) took at start, seconds.", seconds: durable.recovery.seconds)
         w.single("allocation_engine_recovery_records", .gauge, "Log records replayed by recovery at start.", durable.recovery.recordsReplayed)
