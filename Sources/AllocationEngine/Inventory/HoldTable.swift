@@ -6,26 +6,33 @@ import WAL
 /// stored in chunks of 8192 and a chunk whose rows have all ended, the last of
 /// them longer ago than the retention window (or beyond the deal's cap on ended
 /// rows in memory), is written to the history and dropped. The few rows of such
-/// a chunk still pending, when a chunk is dropped with some (at most a quarter)
-/// still live, move to `stragglers`, so one long hold never pins 8191 ended rows.
-/// Which chunk is dropped, and which rows stay as stragglers, is logged
+/// a chunk still pending when it is dropped (at most a quarter of it) stay as
+/// *stragglers*: the chunk's array is replaced by just those rows, in slot
+/// order, with their slots beside it, so one long hold never pins 8191 ended
+/// rows. Which chunk is dropped, and which rows stay, is logged
 /// (`holds.archived`), so replay reproduces memory exactly.
 ///
-/// Memory: a present chunk costs 8192 x 112 bytes whatever its live count;
-/// a straggler about 112 + 80 bytes (dictionary entry); a dropped chunk one
-/// entry in `archived` (about 40 bytes per 8192 rows).
+/// Every access is one array element: `holds[i]` finds the chunk and the
+/// element (a binary search among a dropped chunk's stragglers) and yields it
+/// in place, so reading one field never copies the row.
+///
+/// Memory: a chunk in memory costs 8192 x 112 bytes whatever its live count;
+/// a straggler 116 bytes; a dropped chunk about 60 bytes (its flags, empty
+/// arrays and the history locations in `archived`).
 public struct HoldTable: Sendable {
     static var chunkShift: Int { 13 }
     static var chunkSize: Int { 1 << chunkShift }
 
-    /// The chunks, an empty array for one that left memory. Stored here, not
-    /// in a `ChunkedArray`: the hot path's `holds[i].field` must read the row
-    /// in place through one array access (a nested `_read` copied the row).
+    /// Per chunk: its rows, or for a dropped chunk its stragglers (by slot).
     private(set) var chunks: [[Hold]] = []
+    /// Per chunk: whether it was dropped, and then the slots of `chunks[c]`, ascending.
+    private(set) var dropped: [Bool] = []
+    private(set) var stragglerSlots: [[Int32]] = []
+    /// Dropped chunks that still hold stragglers.
+    private(set) var stragglerChunks = Set<Int32>()
+    public private(set) var stragglerCount = 0
     /// Slots ever used (the next hold's slot).
     public private(set) var count = 0
-    /// Rows still pending when their chunk was dropped.
-    public private(set) var stragglers: [Int32: Hold] = [:]
     /// Per chunk: rows not yet ended, and the time the last one ended.
     private(set) var live: [Int32] = []
     private(set) var lastEnded: [Int64] = []
@@ -34,7 +41,7 @@ public struct HoldTable: Sendable {
     public private(set) var archived: [Int32: [HistoryLocation]] = [:]
     /// Every chunk below this one is dropped (where the search for the next starts).
     private(set) var firstKept: Int32 = 0
-    /// Rows in memory that have ended (present chunks and stragglers).
+    /// Rows in memory that have ended (full chunks and stragglers).
     public private(set) var endedInMemory = 0
     public private(set) var archivedRows = 0
     /// Ids callers chose for holds that left memory, so a retry with the same
@@ -46,22 +53,37 @@ public struct HoldTable: Sendable {
 
     public var isEmpty: Bool { count == 0 }
 
-    /// Whether `slot`'s chunk is in memory (callers keep `slot < count`).
+    /// Whether `slot` is in a chunk still wholly in memory (callers keep `slot < count`).
     @inline(__always)
     func isPresent(_ slot: Int) -> Bool {
-        slot >= 0 && slot < count && chunks[slot >> Self.chunkShift].count > slot & (Self.chunkSize - 1)
+        slot >= 0 && slot < count && !dropped[slot >> Self.chunkShift]
+    }
+
+    /// Where a straggler is in its dropped chunk's array.
+    @inline(__always)
+    func stragglerIndex(_ c: Int, _ slot: Int32) -> Int? {
+        let slots = stragglerSlots[c]
+        var lo = 0, hi = slots.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if slots[mid] < slot { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < slots.count && slots[lo] == slot ? lo : nil
     }
 
     /// Rows in memory.
     public var inMemory: Int {
-        var n = stragglers.count
+        var n = 0
         for chunk in chunks { n += chunk.count }
         return n
     }
 
     @inline(__always)
     public func isInMemory(_ slot: Int32) -> Bool {
-        isPresent(Int(slot)) || (!stragglers.isEmpty && stragglers[slot] != nil)
+        let s = Int(slot)
+        guard s >= 0 && s < count else { return false }
+        let c = s >> Self.chunkShift
+        return !dropped[c] || stragglerIndex(c, slot) != nil
     }
 
     /// A slot that exists but whose row is only in the history.
@@ -70,25 +92,22 @@ public struct HoldTable: Sendable {
     }
 
     /// The row of an in-memory slot (`isInMemory` first: a dropped slot traps).
+    /// One yield of one array element, so the access stays in place.
+    @inline(__always)
     public subscript(slot: Int) -> Hold {
-        // Both branches borrow (a straggler through `Dictionary.Values`, not the
-        // key subscript's getter, which returns a copy): `holds[i].status` must
-        // not copy the whole row, retaining and releasing every reference in it.
         _read {
-            if isPresent(slot) {
-                yield chunks[slot >> Self.chunkShift][slot & (Self.chunkSize - 1)]
-            } else {
-                yield stragglers.values[stragglers.index(forKey: Int32(slot))!]
-            }
+            let c = slot >> Self.chunkShift
+            let e = dropped[c] ? stragglerIndex(c, Int32(slot))! : slot & (Self.chunkSize - 1)
+            yield chunks[c][e]
         }
         _modify {
-            if isPresent(slot) { yield &chunks[slot >> Self.chunkShift][slot & (Self.chunkSize - 1)] } else { yield &stragglers[Int32(slot)]! }
+            let c = slot >> Self.chunkShift
+            let e = dropped[c] ? stragglerIndex(c, Int32(slot))! : slot & (Self.chunkSize - 1)
+            yield &chunks[c][e]
         }
     }
 
-    /// Takes the row by move (`__owned`), so appending does not copy it.
-    /// The row of a slot known to be in a chunk in memory (a hold just placed):
-    /// one array access and no branch, so the hot path's reads stay in place.
+    /// The row of a slot known to be in a chunk in memory (a hold just placed).
     @inline(__always)
     public subscript(present slot: Int) -> Hold {
         _read {
@@ -97,6 +116,7 @@ public struct HoldTable: Sendable {
         }
     }
 
+    /// Takes the row by move (`__owned`), so appending does not copy it.
     public mutating func append(_ h: __owned Hold) {
         let c = count >> Self.chunkShift
         if count & (Self.chunkSize - 1) == 0 {
@@ -106,6 +126,8 @@ public struct HoldTable: Sendable {
             var chunk: [Hold] = []
             if !chunks.isEmpty { chunk.reserveCapacity(Self.chunkSize) }
             chunks.append(chunk)
+            dropped.append(false)
+            stragglerSlots.append([])
             live.append(0)
             lastEnded.append(0)
         }
@@ -125,20 +147,23 @@ public struct HoldTable: Sendable {
 
     /// Every row in memory, in slot order.
     public func forEachInMemory(_ body: (Int32, Hold) throws -> Void) rethrows {
-        let extra = stragglers.keys.sorted()
-        var e = 0
         for c in 0..<chunks.count {
-            let base = c << Self.chunkShift
-            if isPresent(base) {
-                for (i, h) in chunks[c].enumerated() { try body(Int32(base + i), h) }
+            if dropped[c] {
+                for (i, h) in chunks[c].enumerated() { try body(stragglerSlots[c][i], h) }
             } else {
-                let end = Int32(base + Self.chunkSize)
-                while e < extra.count && extra[e] < end {
-                    try body(extra[e], stragglers[extra[e]]!)
-                    e += 1
-                }
+                let base = c << Self.chunkShift
+                for (i, h) in chunks[c].enumerated() { try body(Int32(base + i), h) }
             }
         }
+    }
+
+    /// The stragglers, in slot order.
+    public var stragglers: [(Int32, Hold)] {
+        var out: [(Int32, Hold)] = []
+        for c in stragglerChunks.sorted() {
+            for (i, h) in chunks[Int(c)].enumerated() { out.append((stragglerSlots[Int(c)][i], h)) }
+        }
+        return out
     }
 
     /// The slots of pending rows in memory (all pending rows are).
@@ -161,6 +186,7 @@ public struct HoldTable: Sendable {
     /// The oldest chunk that may leave memory: full, its last row ended at or
     /// before `endedBefore` (or the deal over `maxEnded` ended rows in memory),
     /// and at most a quarter of it still pending. Else ended stragglers, if any.
+    /// `after`: chunks up to it are already planned.
     public func candidate(endedBefore: Int64, maxEnded: Int, after: Int32 = -1) -> Candidate? {
         let fullChunks = count >> Self.chunkShift
         // Chunks already planned (`after`) count as gone for the cap.
@@ -168,7 +194,7 @@ public struct HoldTable: Sendable {
         let overCap = endedInMemory - planned > maxEnded
         var c = max(Int(firstKept), Int(after) + 1)
         while c < fullChunks {
-            if isPresent(c << Self.chunkShift) {
+            if !dropped[c] {
                 if (lastEnded[c] <= endedBefore || overCap) && Int(live[c]) <= Self.chunkSize / 4 {
                     var keep: [Int32] = []
                     if live[c] > 0 {
@@ -182,10 +208,12 @@ public struct HoldTable: Sendable {
             }
             c += 1
         }
-        if !stragglers.isEmpty {
+        if stragglerCount > 0 {
             var ended: [Int32] = []
-            for (s, h) in stragglers where h.status != .pending { ended.append(s) }
-            if ended.count >= 1024 || (!ended.isEmpty && stragglers.count == ended.count) { return .stragglers(ended.sorted()) }
+            for c in stragglerChunks {
+                for (i, h) in chunks[Int(c)].enumerated() where h.status != .pending { ended.append(stragglerSlots[Int(c)][i]) }
+            }
+            if ended.count >= 1024 || (!ended.isEmpty && ended.count == stragglerCount) { return .stragglers(ended.sorted()) }
         }
         return nil
     }
@@ -198,13 +226,13 @@ public struct HoldTable: Sendable {
             var out: [(slot: Int32, hold: Hold)] = []
             out.reserveCapacity(Self.chunkSize - keep.count)
             var k = 0
-            for s in base..<(base + Self.chunkSize) {
-                if k < keep.count && keep[k] == Int32(s) { k += 1; continue }
-                out.append((Int32(s), chunks[Int(c)][s - base]))
+            for (i, h) in chunks[Int(c)].enumerated() {
+                if k < keep.count && keep[k] == Int32(base + i) { k += 1; continue }
+                out.append((Int32(base + i), h))
             }
             return out
         case .stragglers(let slots):
-            return slots.map { ($0, stragglers[$0]!) }
+            return slots.map { ($0, self[Int($0)]) }
         }
     }
 
@@ -215,17 +243,20 @@ public struct HoldTable: Sendable {
         switch candidate {
         case .chunk(let c, let keep):
             let ci = Int(c)
-            guard ci >= 0 && ci < count >> Self.chunkShift, isPresent(ci << Self.chunkShift) else {
+            guard ci >= 0 && ci < count >> Self.chunkShift, !dropped[ci] else {
                 throw EngineError(.corrupt, "hold chunk \(c) cannot leave memory: not a full chunk in memory")
             }
             let base = ci << Self.chunkShift
             var k = 0
             var callerIDs: [(slot: Int32, id: String)] = []
-            var keepRows: [(Int32, Hold)] = []
+            var keepRows: [Hold] = []
+            keepRows.reserveCapacity(keep.count)
+            var pendingKept: Int32 = 0
             for (i, h) in chunks[ci].enumerated() {
                 let s = base + i
                 if k < keep.count && keep[k] == Int32(s) {
-                    keepRows.append((Int32(s), h))
+                    keepRows.append(h)
+                    if h.status == .pending { pendingKept += 1 }
                     k += 1
                 } else if h.status == .pending {
                     throw EngineError(.corrupt, "hold \(h.id) is pending; its chunk cannot leave memory without it")
@@ -235,34 +266,43 @@ public struct HoldTable: Sendable {
             }
             guard k == keep.count else { throw EngineError(.corrupt, "hold chunk \(c): kept slots outside the chunk or unsorted") }
             archivedCallerIDs.append(contentsOf: callerIDs)
-            var endedKept = 0
-            for (s, h) in keepRows {
-                stragglers[s] = h
-                if h.status != .pending { endedKept += 1 }
-            }
             let leaving = Self.chunkSize - keepRows.count
             endedInMemory -= leaving
             archivedRows += leaving
-            live[ci] = 0
-            chunks[ci] = []
-            archived[c, default: []].append(location)
-            _ = endedKept
-            while Int(firstKept) < count >> Self.chunkShift && !isPresent(Int(firstKept) << Self.chunkShift) {
-                firstKept += 1
+            live[ci] = pendingKept
+            chunks[ci] = keepRows
+            stragglerSlots[ci] = keep
+            dropped[ci] = true
+            if !keep.isEmpty {
+                stragglerChunks.insert(c)
+                stragglerCount += keep.count
             }
+            archived[c, default: []].append(location)
+            while Int(firstKept) < count >> Self.chunkShift && dropped[Int(firstKept)] { firstKept += 1 }
         case .stragglers(let slots):
-            var chunks = Set<Int32>()
+            var byChunk: [Int32: Set<Int32>] = [:]
             for s in slots {
-                guard let h = stragglers[s], h.status != .pending else {
+                guard isInMemory(s), dropped[Int(s) >> Self.chunkShift], self[Int(s)].status != .pending else {
                     throw EngineError(.corrupt, "straggler hold slot \(s) cannot leave memory: missing or pending")
                 }
-                if GeneratedID.parse(h.id, prefix: UInt8(ascii: "h")) == nil { archivedCallerIDs.append((s, h.id)) }
-                chunks.insert(Int32(Int(s) >> Self.chunkShift))
+                if GeneratedID.parse(self[Int(s)].id, prefix: UInt8(ascii: "h")) == nil { archivedCallerIDs.append((s, self[Int(s)].id)) }
+                byChunk[Int32(Int(s) >> Self.chunkShift), default: []].insert(s)
             }
-            for s in slots { stragglers[s] = nil }
+            for (c, leaving) in byChunk {
+                let ci = Int(c)
+                var rows: [Hold] = [], kept: [Int32] = []
+                for (i, h) in chunks[ci].enumerated() where !leaving.contains(stragglerSlots[ci][i]) {
+                    rows.append(h)
+                    kept.append(stragglerSlots[ci][i])
+                }
+                stragglerCount -= chunks[ci].count - rows.count
+                chunks[ci] = rows
+                stragglerSlots[ci] = kept
+                if rows.isEmpty { stragglerChunks.remove(c) }
+                archived[c, default: []].append(location)
+            }
             endedInMemory -= slots.count
             archivedRows += slots.count
-            for c in chunks.sorted() { archived[c, default: []].append(location) }
         }
     }
 
@@ -287,8 +327,8 @@ public struct HoldTable: Sendable {
 
     public var parts: Parts {
         var parts: [[Hold]?] = []
-        for c in 0..<chunks.count { parts.append(isPresent(c << Self.chunkShift) ? chunks[c] : nil) }
-        return Parts(count: count, chunks: parts, stragglers: stragglers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+        for c in 0..<chunks.count { parts.append(dropped[c] ? nil : chunks[c]) }
+        return Parts(count: count, chunks: parts, stragglers: stragglers,
                      archived: archived.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, archivedRows: archivedRows,
                      lastEnded: lastEnded, archivedCallerIDs: archivedCallerIDs)
     }
@@ -297,6 +337,7 @@ public struct HoldTable: Sendable {
     public init(_ p: Parts) throws(DecodeError) {
         let expectedChunks = (p.count + Self.chunkSize - 1) >> Self.chunkShift
         guard p.chunks.count == expectedChunks else { throw DecodeError("hold table: \(p.chunks.count) chunks for \(p.count) slots") }
+        guard p.lastEnded.count == expectedChunks else { throw DecodeError("hold table: \(p.lastEnded.count) chunk end times for \(expectedChunks) chunks") }
         for (c, chunk) in p.chunks.enumerated() {
             let want = c == expectedChunks - 1 ? p.count - (c << Self.chunkShift) : Self.chunkSize
             if let chunk {
@@ -305,9 +346,10 @@ public struct HoldTable: Sendable {
                 guard want == Self.chunkSize else { throw DecodeError("hold chunk \(c) is dropped but not full") }
             }
         }
-        guard p.lastEnded.count == expectedChunks else { throw DecodeError("hold table: \(p.lastEnded.count) chunk end times for \(expectedChunks) chunks") }
-        chunks = p.chunks.map { $0 ?? [] }
         count = p.count
+        chunks = p.chunks.map { $0 ?? [] }
+        dropped = p.chunks.map { $0 == nil }
+        stragglerSlots = Array(repeating: [], count: expectedChunks)
         live = Array(repeating: 0, count: expectedChunks)
         lastEnded = p.lastEnded
         for (c, chunk) in p.chunks.enumerated() {
@@ -316,12 +358,18 @@ public struct HoldTable: Sendable {
                 if h.status == .pending { live[c] += 1 } else { endedInMemory += 1 }
             }
         }
+        var previous: Int32 = -1
         for (s, h) in p.stragglers {
-            guard s >= 0 && Int(s) < p.count, p.chunks[Int(s) >> Self.chunkShift] == nil else {
-                throw DecodeError("straggler hold slot \(s) is not in a dropped chunk")
+            guard s > previous, s >= 0 && Int(s) < p.count, p.chunks[Int(s) >> Self.chunkShift] == nil else {
+                throw DecodeError("straggler hold slot \(s) is not in a dropped chunk, or out of order")
             }
-            stragglers[s] = h
-            if h.status != .pending { endedInMemory += 1 }
+            previous = s
+            let c = Int(s) >> Self.chunkShift
+            chunks[c].append(h)
+            stragglerSlots[c].append(s)
+            stragglerChunks.insert(Int32(c))
+            stragglerCount += 1
+            if h.status == .pending { live[c] += 1 } else { endedInMemory += 1 }
         }
         for (c, locs) in p.archived {
             guard c >= 0 && Int(c) < expectedChunks, p.chunks[Int(c)] == nil else { throw DecodeError("archived hold chunk \(c) is in memory") }
@@ -332,6 +380,6 @@ public struct HoldTable: Sendable {
             throw DecodeError("archived hold id of slot \(slot) out of range")
         }
         archivedCallerIDs = p.archivedCallerIDs
-        while Int(firstKept) < expectedChunks && p.chunks[Int(firstKept)] == nil && Int(firstKept) < p.count >> Self.chunkShift { firstKept += 1 }
+        while Int(firstKept) < p.count >> Self.chunkShift && dropped[Int(firstKept)] { firstKept += 1 }
     }
 }

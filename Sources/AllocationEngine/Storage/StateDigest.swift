@@ -60,7 +60,7 @@ extension DealState {
             h.int(Int64(chunk))
             for l in locations { h.int(Int64(l.file)); h.int(Int64(l.offset)) }
         }
-        for (slot, _) in holds.stragglers.sorted(by: { $0.key < $1.key }) { h.int(Int64(slot)) }
+        for (slot, _) in holds.stragglers { h.int(Int64(slot)) }
         h.int(Int64(allocations.count))
         for a in allocations {
             h.string(a.id); h.int128(a.units.raw); h.int(a.unitPrice.raw); h.int(a.createdAt); h.int(a.decidedAt)
