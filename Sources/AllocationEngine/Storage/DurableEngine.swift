@@ -16,6 +16,8 @@ public struct DurableConfig: Sendable {
     public var keepSnapshots = 3
     public var truncateCorruption = false
     public var engine = EngineConfig()
+    /// Called during recovery at open (see `RecoveryProgress`).
+    public var recoveryProgress: RecoveryProgress?
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -56,7 +58,7 @@ public final class DurableEngine: Sendable {
         try io.createDirectory(dir.wal)
         try io.createDirectory(dir.snapshots)
         let result = try Recovery.recover(dir, io: io, options: RecoveryOptions(truncateCorruption: config.truncateCorruption),
-                                          now: monotonicSeconds)
+                                          now: monotonicSeconds, onProgress: config.recoveryProgress)
         let r = result.report
         for s in r.skippedSnapshots { log("snapshot skipped: \(s)") }
         for w in r.warnings { log("WARNING: \(w)") }
