@@ -91,9 +91,9 @@ enum Verdict {
 
     static func percent(_ x: Double) -> String { String(format: "%+.1f %%", x * 100) }
 
-    static func flatRule(_ name: String, _ xs: [Double], limit: Double, unit: (Double) -> String, what: String) -> Rule {
-        guard xs.count >= 2 else {
-            return Rule(outcome: .notApplicable, name: name, detail: "fewer than 2 \(what) after the first minute")
+    static func flatRule(_ name: String, _ xs: [Double], limit: Double, unit: (Double) -> String, what: String, minimum: Int = 2) -> Rule {
+        guard xs.count >= minimum else {
+            return Rule(outcome: .notApplicable, name: name, detail: "\(xs.count) \(what) after the first minute, fewer than \(minimum)")
         }
         let f = flat(xs, limit: limit)
         return Rule(outcome: f.ok ? .pass : .fail, name: name,
@@ -120,16 +120,18 @@ enum Verdict {
         let mb = { (x: Double) in String(format: "%.1f MB", x / 1_048_576) }
         rules.append(flatRule("resident memory flat", steady.compactMap { $0.residentBytes.map(Double.init) }, limit: 0.15, unit: mb, what: "samples"))
         rules.append(pendingRule(steady.compactMap { $0.pendingHolds.map(Double.init) }))
-        // Each snapshot once (rows repeat the last one until the next).
+        // Each snapshot once (rows repeat the last one until the next), and only those
+        // first seen after the first minute (the last one of the first minute is not).
         var seen = Set<UInt64>()
         var snaps: [(bytes: Double, seconds: Double)] = []
-        for r in steady {
+        for r in rows {
             guard let lsn = r.snapshotLSN, lsn > 0, let b = r.snapshotBytes, let s = r.snapshotSeconds, !seen.contains(lsn) else { continue }
             seen.insert(lsn)
-            snaps.append((Double(b), s))
+            if r.elapsed > warmupSeconds { snaps.append((Double(b), s)) }
         }
-        rules.append(flatRule("snapshot size flat", snaps.map(\.bytes), limit: 0.25, unit: mb, what: "snapshots"))
-        rules.append(flatRule("snapshot time flat", snaps.map(\.seconds), limit: 0.5, unit: { String(format: "%.3f s", $0) }, what: "snapshots"))
+        // Two snapshots pass ±25 % of their median whenever the larger is under 1.67 x the smaller: ask for three.
+        rules.append(flatRule("snapshot size flat", snaps.map(\.bytes), limit: 0.25, unit: mb, what: "snapshots", minimum: 3))
+        rules.append(flatRule("snapshot time flat", snaps.map(\.seconds), limit: 0.5, unit: { String(format: "%.3f s", $0) }, what: "snapshots", minimum: 3))
         if rows.count >= 3 {
             let third = rows.count / 3
             let second = rows[third..<(2 * third)].map(\.holdsPerSecond)
