@@ -112,9 +112,15 @@ func defaultEngine() -> String {
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
 }
 
-/// One line on stdout, written at once (unbuffered, so a pipe sees each row as it comes).
+/// One line on stdout, written at once (unbuffered, so a pipe sees each row as it
+/// comes); a closed stdout (`soak | head`) is ignored, so the run still cleans up.
 func say(_ s: String) {
-    FileHandle.standardOutput.write((s + "\n").data(using: .utf8)!)
+    let bytes = Array((s + "\n").utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + off, $0.count - off) }
+        if n > 0 { off += n } else if n < 0 && errno == EINTR { continue } else { return }
+    }
 }
 
 // MARK: - Reads from the server
@@ -176,7 +182,13 @@ func runSoak(_ o: SoakOptions) throws -> Bool {
                                  durability: o.durability, extra: o.serverArgs, logPath: logPath)
     let maxResident = (o.maxResidentMB.map { $0 << 20 }) ?? (memoryTotalBytes().map { $0 / 2 } ?? Int.max)
 
+    // Whatever happens (an error included), the server is gone and the data removed at the end.
+    defer {
+        server.kill9()
+        if !o.keepData { try? FileManager.default.removeItem(atPath: workDir) }
+    }
     // Ctrl-C: stop the server and remove the data, as at the end.
+    signal(SIGPIPE, SIG_IGN)
     signal(SIGINT, SIG_IGN)
     let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
     let pidBox = PidBox()
@@ -337,11 +349,7 @@ func runSoak(_ o: SoakOptions) throws -> Bool {
         try Table.csv(rows).write(toFile: csv, atomically: true, encoding: .utf8)
         say("csv: \(csv)")
     }
-    if o.keepData {
-        say("kept: \(workDir) (data/ and server.log)")
-    } else {
-        try? FileManager.default.removeItem(atPath: workDir)
-    }
+    if o.keepData { say("kept: \(workDir) (data/ and server.log)") }
     return passed
 }
 
