@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "allocation-engine", targets: ["allocation-engine"]),
         .executable(name: "engine-bench", targets: ["engine-bench"]),
+        .executable(name: "soak", targets: ["soak"]),
         .library(name: "AllocationEngine", targets: ["AllocationEngine"]),
     ],
     targets: [
@@ -20,6 +21,8 @@ let package = Package(
         .target(name: "EngineServer", dependencies: ["AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/EngineServer"),
         .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot"], path: "Sources/allocation-engine"),
         .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot", "CLinux"], path: "Benchmarks/engine-bench"),
+        // The soak benchmark: drives a built `allocation-engine serve` over TCP (no engine modules; not run in CI).
+        .executableTarget(name: "soak", path: "Benchmarks/soak"),
         // Helpers shared by both test targets (child server processes, a RESP client).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer", "TestSupport"], path: "Tests/EngineTests"),

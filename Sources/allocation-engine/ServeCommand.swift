@@ -92,7 +92,19 @@ enum ServeCommand {
         let lock = try DataDirectoryLock(DataDirectory(durable.dataDir))
         defer { lock.release() }
 
-        let engine = try await DurableEngine.open(durable, log: logLine)
+        // Recovery's progress: redrawn on a terminal, one summary line otherwise.
+        let progress = ProgressReporter("recovery", walDirectory: DataDirectory(durable.dataDir).wal, summary: { logLine($0) })
+        durable.recoveryProgress = { records, _, segment, offset in progress.update(records: records, segment: segment, offset: offset) }
+        progress.begin()
+        let engine: DurableEngine
+        do {
+            engine = try await DurableEngine.open(durable, log: { progress.clearLine(); logLine($0) })
+        } catch {
+            progress.clearLine()
+            throw error
+        }
+        progress.end(records: engine.recovery.recordsReplayed, seconds: engine.recovery.seconds)
+        progress.summary()
         var settings = EngineRequestHandler.Settings()
         settings.access = access
         settings.host = host

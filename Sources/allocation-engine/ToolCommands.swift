@@ -3,15 +3,6 @@ import Foundation
 import Snapshot
 import WAL
 
-/// Prints a progress line on stderr every million records, with the rate.
-func progressPrinter(label: String) -> @Sendable (Int, UInt64) -> Void {
-    let start = monotonicSeconds()
-    return { records, lsn in
-        let rate = Double(records) / max(monotonicSeconds() - start, 1e-9)
-        printError("\(label): \(records) records, LSN \(lsn), \(Int(rate)) records/s")
-    }
-}
-
 func describe(_ c: Change) -> String {
     switch c {
     case .dealCreated(let i):
@@ -85,21 +76,24 @@ enum VerifyCommand {
         var records = 0
         var decodeFailures = 0
         let summary: LogScanSummary
+        let progress = ProgressReporter("verify", walDirectory: dir.wal)
+        progress.begin("log scan")
         do {
-            let progress = progressPrinter(label: "verify")
             summary = try LogReader.scan(directory: dir.wal, io: io) { record in
                 records += 1
-                if records % 1_000_000 == 0 { progress(records, record.lsn) }
+                if records & 4095 == 0 { progress.update(records: records, segment: record.segment, offset: record.offset) }
                 if record.type == AuditSeal.recordType { return }  // checked with the chain below
                 do { _ = try ChangeCodec.decode(type: record.type, payload: record.payload) } catch {
                     decodeFailures += 1
-                    if decodeFailures <= 10 { print("record LSN \(record.lsn) in \(record.segment) at \(record.offset): UNDECODABLE: \(error)") }
+                    if decodeFailures <= 10 { progress.clearLine(); print("record LSN \(record.lsn) in \(record.segment) at \(record.offset): UNDECODABLE: \(error)") }
                 }
             }
         } catch {
+            progress.clearLine()
             print("log: DAMAGED: \(error)")
             return 1
         }
+        progress.end(records: records)
         if decodeFailures > 0 { damaged = true }
         let range = summary.firstLSN.map { "\($0)...\(summary.lastLSN ?? $0)" } ?? "empty"
         print("log: \(summary.segments) segments, \(records) records, LSN \(range)")
@@ -116,8 +110,12 @@ enum VerifyCommand {
         }
 
         do {
-            let result = try Recovery.recover(dir, io: io, options: RecoveryOptions(progress: progressPrinter(label: "replay")),
-                                              now: monotonicSeconds)
+            progress.begin("replay")
+            let result = try Recovery.recover(dir, io: io, now: monotonicSeconds) { records, _, segment, offset in
+                progress.update(records: records, segment: segment, offset: offset)
+            }
+            progress.end(records: result.report.recordsReplayed, seconds: result.report.seconds)
+            progress.summary()
             let holds = result.states.reduce(0) { $0 + $1.holds.count }
             let pending = result.states.reduce(0) { $0 + $1.pendingHolds }
             let allocations = result.states.reduce(0) { $0 + $1.allocations.count }
@@ -157,6 +155,7 @@ enum VerifyCommand {
                 }
             }
         } catch {
+            progress.clearLine()
             print("replay: FAILED: \(error)")
             return 1
         }
@@ -200,9 +199,16 @@ enum DumpCommand {
         }
         struct Done: Error {}
         var printed = 0
+        var scanned = 0
+        // Redrawn in place only when the records themselves do not go to the same terminal.
+        let progress = ProgressReporter("dump", walDirectory: dir.wal, live: isatty(2) != 0 && isatty(1) == 0)
+        progress.begin()
+        defer { progress.clearLine() }
         do {
             _ = try LogReader.scan(directory: dir.wal, io: PosixFileIO(), fromLSN: fromLSN) { r in
                 if r.lsn > toLSN { throw Done() }
+                scanned += 1
+                if scanned & 4095 == 0 { progress.update(records: scanned, segment: r.segment, offset: r.offset) }
                 guard r.time >= fromTime, r.time <= toTime else { return }
                 if let typeFilter, r.type != typeFilter { return }
                 let text: String
@@ -226,6 +232,8 @@ enum DumpCommand {
                 if printed >= limit { throw Done() }
             }
         } catch is Done {}
+        progress.end(records: scanned)
+        progress.summary()
         return 0
     }
 }
@@ -249,7 +257,7 @@ enum ReplayCommand {
             return 0
         }
         guard o.positional.count == 1 else { throw UsageError("usage: allocation-engine \(name) DIR ...") }
-        var options = RecoveryOptions(progress: progressPrinter(label: "replay"))
+        var options = RecoveryOptions()
         if let t = o.string("to-lsn") {
             guard let v = UInt64(t) else { throw UsageError("--to-lsn must be a number, got '\(t)'") }
             options.toLSN = v
@@ -269,8 +277,20 @@ enum ReplayCommand {
         let dir = DataDirectory(o.positional[0])
         let io = PosixFileIO()
         guard io.fileExists(dir.path) else { throw UsageError("\(dir.path): no such directory") }
-        let result = try Recovery.recover(dir, io: io, options: options, now: monotonicSeconds)
+        let progress = ProgressReporter(name, walDirectory: dir.wal)
+        progress.begin()
+        let result: Recovery.Result
+        do {
+            result = try Recovery.recover(dir, io: io, options: options, now: monotonicSeconds) { records, _, segment, offset in
+                progress.update(records: records, segment: segment, offset: offset)
+            }
+        } catch {
+            progress.clearLine()
+            throw error
+        }
         let r = result.report
+        progress.end(records: r.recordsReplayed, seconds: r.seconds)
+        progress.summary()
         let rate = Double(r.recordsReplayed) / max(r.seconds, 1e-9)
         print("replayed \(r.recordsReplayed) records after snapshot LSN \(r.snapshotLSN) in \(String(format: "%.3f", r.seconds)) s (\(Int(rate)) records/s); last LSN \(r.lastLSN)")
         for s in r.skippedSnapshots { print("snapshot skipped: \(s)") }

@@ -56,6 +56,55 @@ struct DurabilityToolTests {
         #expect(missing.status != 0)
     }
 
+    /// With stderr not a terminal (a file here), each long pass prints exactly one
+    /// summary line, `<label>: <records> records in <s> s, <rate> records/s`, and
+    /// no in-place refresh.
+    @Test func progressIsOneSummaryLineWhenStderrIsNotATerminal() async throws {
+        let (dir, records, _) = try await Self.makeDataDir("progress")
+        defer { removeTempTree(dir) }
+        let summary = try Regex<AnyRegexOutput>(#"^([a-z]+): ([0-9]+) records in [0-9]+\.[0-9]{3} s, [0-9]+ records/s( \(.*\))?$"#)
+        /// The summary lines of `label` in `err`, as (records, the part in parentheses); fails on any `\r`.
+        func summaries(_ err: String, _ label: String) -> [(records: Int, passes: String)] {
+            #expect(!err.contains("\r"), "no in-place refresh without a terminal: \(err.debugDescription)")
+            return err.split(separator: "\n").compactMap { line -> (Int, String)? in
+                guard let m = try? summary.wholeMatch(in: String(line)), m[1].substring.map(String.init) == label else { return nil }
+                return (Int(m[2].substring!)!, m[3].substring.map(String.init) ?? "")
+            }
+        }
+        func replayed(_ out: String) -> Int? {
+            out.split(separator: "\n").first { $0.hasPrefix("replayed ") }.flatMap { Int($0.split(separator: " ")[1]) }
+        }
+
+        let digest = try runTool(["digest", dir])
+        #expect(digest.status == 0, "\(digest.err)")
+        let d = summaries(digest.err, "digest")
+        #expect(d.count == 1 && d.first?.passes == "", "one summary line: \(digest.err)")
+        #expect(d.first?.records == replayed(digest.out), "\(digest.out)\n\(digest.err)")
+
+        let dump = try runTool(["dump", dir])
+        let dumped = summaries(dump.err, "dump")
+        #expect(dumped.count == 1, "one summary line: \(dump.err)")
+        #expect(dumped.first?.records == dump.out.split(separator: "\n").count, "every record scanned is counted")
+        #expect(dump.out.split(separator: "\n").count > records.count)
+
+        let verify = try runTool(["verify", dir])
+        #expect(verify.status == 0, "\(verify.out)")
+        let v = summaries(verify.err, "verify")
+        #expect(v.count == 1, "one summary line for both passes: \(verify.err)")
+        #expect(v.first?.passes.hasPrefix(" (log scan ") == true && v.first?.passes.contains(", replay ") == true, "\(verify.err)")
+
+        // Recovery at serve start: one summary line among the server's log lines.
+        let server = try ServerProcess(dataDir: dir)
+        #expect(server.stop() == 0)
+        let lines = server.log.split(separator: "\n").filter { $0.contains(" recovery: ") }
+        #expect(lines.count == 1, "\(server.log)")
+        let recovered = server.log.split(separator: "\n").first { $0.contains(" recovered ") }
+            .flatMap { line in line.split(separator: " ").firstIndex(of: "recovered").map { Int(line.split(separator: " ")[$0 + 1]) } } ?? nil
+        let line = lines.first.map { String($0.drop { $0 != " " }.dropFirst()) } ?? ""
+        let r = try? summary.wholeMatch(in: line)
+        #expect(r != nil && r?[2].substring.flatMap { Int($0) } == recovered, "\(line) vs \(recovered ?? -1)")
+    }
+
     @Test func dumpFiltersByDealAndType() async throws {
         let (dir, records, _) = try await Self.makeDataDir("dump")
         defer { removeTempTree(dir) }

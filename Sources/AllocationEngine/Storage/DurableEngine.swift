@@ -23,6 +23,8 @@ public struct DurableConfig: Sendable {
     /// When ended holds leave memory for the history.
     public var retention = RetentionPolicy()
     public var engine = EngineConfig()
+    /// Called during recovery at open (see `RecoveryProgress`).
+    public var recoveryProgress: RecoveryProgress?
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -89,7 +91,7 @@ public final class DurableEngine: Sendable {
         try io.createDirectory(dir.wal)
         try io.createDirectory(dir.snapshots)
         let result = try Recovery.recover(dir, io: io, options: RecoveryOptions(truncateCorruption: config.truncateCorruption),
-                                          now: monotonicSeconds)
+                                          now: monotonicSeconds, onProgress: config.recoveryProgress)
         // Rows that left memory are read back from here, recovery's state included.
         let history = try HistoryStore(directory: dir.history, io: io)
         result.indexes.history.attach(history)

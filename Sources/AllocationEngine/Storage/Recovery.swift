@@ -30,6 +30,10 @@ public struct RecoveryOptions: Sendable {
     }
 }
 
+/// Progress of replay, for a reporter: (records replayed, LSN reached, segment
+/// file name, byte offset in it). Called every 4096 records replayed.
+public typealias RecoveryProgress = @Sendable (_ records: Int, _ lsn: UInt64, _ segment: String, _ offset: Int) -> Void
+
 public struct RecoveryReport: Sendable {
     public var snapshotPath: String?
     public var snapshotLSN: UInt64 = 0
@@ -74,7 +78,7 @@ public enum Recovery {
     }
 
     public static func recover(_ dir: DataDirectory, io: any FileIO, options: RecoveryOptions = RecoveryOptions(),
-                               now: () -> Double) throws -> Result {
+                               now: () -> Double, onProgress: RecoveryProgress? = nil) throws -> Result {
         let started = now()
         var report = RecoveryReport()
         var indexes = EngineIndexes()
@@ -209,6 +213,7 @@ public enum Recovery {
                 }
                 replayed += 1
                 if replayed % 1_000_000 == 0 { options.progress?(replayed, record.lsn) }
+                if replayed & 4095 == 0 { onProgress?(replayed, record.lsn, record.segment, record.offset) }
             }
         } catch is Stop {
             report.stoppedEarly = true

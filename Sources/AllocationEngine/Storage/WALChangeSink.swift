@@ -12,29 +12,30 @@ public final class WALChangeSink: ChangeSink {
     /// and memory now differ, so the engine must stop taking changes (fail-stop).
     private let appendFailure = Mutex<String?>(nil)
 
+    /// Entries per seal: a seal is 8 + varint + 32 x (entries + 1) bytes and must fit in one record.
+    let sealEntries: Int
+
     public init(writer: LogWriter, sealer: AuditSealer) {
         self.writer = writer
         self.sealer = sealer
+        sealEntries = max(1, min(AuditSeal.maxEntriesPerSeal, (writer.config.maxRecordBytes - 32) / 32 - 1))
     }
 
     public func append(_ changes: [Change], time: Int64) throws(EngineError) -> UInt64 {
         let last: UInt64?
         do {
+            let perSeal = sealEntries
             last = try writer.appendBatch { appender in
-                // The batch's seal, filled in on the writer's thread before it is written: one
-                // per `maxEntriesPerSeal` changes, so a seal (32 bytes an entry) stays far below
-                // the record limit however many holds one batch expires.
-                var unsealed = 0
-                for change in changes {
-                    _ = appender.append(type: change.recordType, time: time) { w in ChangeCodec.encode(change, into: &w) }
-                    unsealed += 1
-                    if unsealed == AuditSeal.maxEntriesPerSeal {
-                        _ = appender.append(type: AuditSeal.recordType, time: time) { w in AuditSealer.placeholder(count: unsealed, into: &w) }
-                        unsealed = 0
+                // The batch's seal, filled in on the writer's thread before it is written; a seal
+                // holds 32 bytes per entry, so a large batch (an expiry sweep) gets one every `perSeal` entries.
+                var start = 0
+                while start < changes.count {
+                    let end = min(changes.count, start + perSeal)
+                    for change in changes[start..<end] {
+                        _ = appender.append(type: change.recordType, time: time) { w in ChangeCodec.encode(change, into: &w) }
                     }
-                }
-                if unsealed > 0 {
-                    _ = appender.append(type: AuditSeal.recordType, time: time) { w in AuditSealer.placeholder(count: unsealed, into: &w) }
+                    _ = appender.append(type: AuditSeal.recordType, time: time) { w in AuditSealer.placeholder(count: end - start, into: &w) }
+                    start = end
                 }
             }
         } catch {
