@@ -232,7 +232,7 @@ private struct LoadWorker {
             let r = next(&connections[i].rng)
             let deal = config.deals == 1 ? 0 : Int(r % UInt64(config.deals))
             connections[i].holdsSent += 1
-            let withID = connections[i].holdsSent % config.clientIDEvery == 0
+            let withID = config.clientIDEvery > 0 && connections[i].holdsSent % config.clientIDEvery == 0
             out.append(contentsOf: withID ? holdHeadWithID : holdHead)
             out.append(contentsOf: dealBulks[deal])
             RESP.appendBulk(&out, prefix: investorPrefix, number: Int((r >> 32) % UInt64(config.investors)))

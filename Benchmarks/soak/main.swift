@@ -19,6 +19,8 @@ struct SoakOptions {
     var pipeline = 16
     var threads = 2
     var sample = 1000
+    var clientIDEvery = 97
+    var allocatePerTenThousand = 20
     var engine: String?
     var svg: String?
     var csv: String?
@@ -41,6 +43,8 @@ struct SoakOptions {
       --pipeline N            commands in flight per connection (default 16)
       --threads N             client threads (default 2)
       --sample N              keep one generated hold id in N for the restart check (default 1000; 1 = all)
+      --client-id-every N     one hold in N carries a client ID (default 97; 0 = none)
+      --allocate-per-10k N    of 10,000 acknowledged holds, N are allocated (default 20)
       --engine PATH           the allocation-engine binary (default: next to this one, .build/release/)
       --svg PATH              the chart (default soak-<mode>.svg: soak-1deal.svg, soak-1000deals.svg)
       --csv PATH              also write the rows as CSV
@@ -84,6 +88,8 @@ struct SoakOptions {
             case "pipeline": pipeline = try number(name, inline, 1...1024)
             case "threads": threads = try number(name, inline, 1...64)
             case "sample": sample = try number(name, inline, 1...1_000_000_000)
+            case "client-id-every": clientIDEvery = try number(name, inline, 0...1_000_000_000)
+            case "allocate-per-10k": allocatePerTenThousand = try number(name, inline, 0...1_000)
             case "engine": engine = try value(name, inline)
             case "svg": svg = try value(name, inline)
             case "csv": csv = try value(name, inline)
@@ -203,7 +209,7 @@ func runSoak(_ o: SoakOptions) throws -> Bool {
 
     let built = (try? FileManager.default.attributesOfItem(atPath: engine)[.modificationDate] as? Date).map { "\($0)" } ?? "?"
     say("soak: \(o.deals == 1 ? "1 deal" : "\(o.deals) deals"), one lot of 1,000,000 units each; \(Table.formatElapsed(o.minutes * 60)) of load, a row every \(Int(o.interval)) s")
-    say("load: \(o.connections) connections x \(o.pipeline) pipelined on \(o.threads) client threads; HOLD ... 1 28.5 TTL 1, 1 % released, 0.2 % allocated (then approved or rejected in turn)")
+    say("load: \(o.connections) connections x \(o.pipeline) pipelined on \(o.threads) client threads; HOLD ... 1 28.5 TTL 1, 1 % released, \(Double(o.allocatePerTenThousand) / 100) % allocated (then approved or rejected in turn), " + (o.clientIDEvery > 0 ? "1 in \(o.clientIDEvery) with a client ID" : "no client IDs"))
     say("engine: \(engine) (built \(built)), durability \(o.durability)\(o.serverArgs.isEmpty ? "" : ", serve " + o.serverArgs.joined(separator: " "))")
     say("data: \(dataDir), port \(port); heap: " + (metricsPort.map { "allocation_engine_heap_bytes from --metrics-port \($0)" } ?? "- (this build has no --metrics-port)"))
 
@@ -217,7 +223,9 @@ func runSoak(_ o: SoakOptions) throws -> Bool {
     }
     if let bad = try admin.pipeline(setup).first(where: \.isError) { throw SoakError("setting up the deals: \(bad)") }
 
-    let config = LoadConfig(port: port, deals: o.deals, connections: o.connections, pipeline: o.pipeline, threads: o.threads, sample: o.sample)
+    var config = LoadConfig(port: port, deals: o.deals, connections: o.connections, pipeline: o.pipeline, threads: o.threads, sample: o.sample)
+    config.clientIDEvery = o.clientIDEvery
+    config.allocatePerTenThousand = o.allocatePerTenThousand
     let control = LoadControl()
     let counters = startLoad(config, control: control)
     func total(_ pick: (LoadCounters) -> Int) -> Int { counters.reduce(0) { $0 + pick($1) } }

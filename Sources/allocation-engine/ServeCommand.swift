@@ -59,7 +59,7 @@ enum ServeCommand {
         let retainSeconds = try o.int("retain-ended-seconds", default: 10, range: 0...86_400 * 30)
         durable.retention.enabled = retainSeconds > 0
         durable.retention.endedMillis = Int64(retainSeconds) * 1000
-        durable.retention.maxEndedPerDeal = try o.int("retain-ended-rows", default: 65_536, range: 8192...1 << 30)
+        durable.retention.maxEndedPerDeal = try o.int("retain-ended-rows", default: 65_536, range: 1024...1 << 30)
         durable.pruneLog = o.flag("prune-log")
 
         var limits = NetLimits()
