@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 import Foundation
 import Snapshot
@@ -266,6 +267,15 @@ public final class DurableEngine: Sendable {
     /// actor (copy-on-write) and encoded outside it.
     @discardableResult
     public func snapshot() async throws -> SnapshotStats {
+        let stats = try await takeSnapshot()
+        // The capture's copy-on-write copies and the encoded payload are freed
+        // now; give the pages back to the kernel (glibc keeps freed heap, and
+        // resident memory would otherwise stay at each snapshot's peak).
+        _ = try? await Self.offThread { () throws -> Int32 in malloc_trim(0) }
+        return stats
+    }
+
+    private func takeSnapshot() async throws -> SnapshotStats {
         try await snapshotGate.run { [self] in
             let started = monotonicSeconds()
             let (floor, deals, audit) = await engine.captureWithAudit()
@@ -277,15 +287,17 @@ public final class DurableEngine: Sendable {
                 // Encoding and the blocking file work run on a thread of their own,
                 // so the cooperative threads keep serving holds meanwhile.
                 let (path, payloadBytes) = try await Self.offThread { [self] () throws -> (String, Int) in
-                    let payload = StateCodec.encode(image)
+                    var payload = StateCodec.encode(image)
                     let path = try store.write(lsn: lsn, time: time, payload: payload)
+                    let payloadBytes = payload.count
+                    payload = []
                     try store.prune()
                     // Segments wholly covered by the oldest kept snapshot are history; deleted only with --prune-log.
                     if config.pruneLog, let oldest = try store.list().last {
                         let deleted = try writer.deleteSegments(coveredBy: oldest.lsn)
                         if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
                     }
-                    return (path, payload.count)
+                    return (path, payloadBytes)
                 }
                 let seconds = monotonicSeconds() - started
                 log("snapshot written: \(path), LSN \(lsn), \(deals.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s")
