@@ -3,6 +3,7 @@
 // client for the soak's own reads (INVENTORY, INFO, HOLD.GET).
 
 import Foundation
+import TestSupport
 import Glibc
 
 enum RESP {
@@ -126,43 +127,6 @@ enum RESP {
 }
 
 /// A parsed reply, for the soak's own (slow path) reads.
-indirect enum Reply: CustomStringConvertible {
-    case simple(String)
-    case error(String)
-    case integer(Int)
-    case bulk(String?)
-    case array([Reply])
-
-    var isError: Bool { if case .error = self { return true } else { return false } }
-    var string: String? {
-        switch self {
-        case .simple(let s), .error(let s): s
-        case .bulk(let s): s
-        case .integer(let i): String(i)
-        case .array: nil
-        }
-    }
-    /// A flat field/value array as a dictionary.
-    var fields: [String: String] {
-        guard case .array(let a) = self else { return [:] }
-        var out: [String: String] = [:]
-        var i = 0
-        while i + 1 < a.count {
-            if let k = a[i].string { out[k] = a[i + 1].string }
-            i += 2
-        }
-        return out
-    }
-    var description: String {
-        switch self {
-        case .simple(let s): "+\(s)"
-        case .error(let s): "-\(s)"
-        case .integer(let i): ":\(i)"
-        case .bulk(let s): s.map { "\"\($0)\"" } ?? "(nil)"
-        case .array(let a): "[" + a.map(\.description).joined(separator: ", ") + "]"
-        }
-    }
-}
 
 struct SoakError: Error, CustomStringConvertible {
     let description: String
@@ -202,92 +166,6 @@ func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
     return true
 }
 
-/// A blocking RESP client (one thread at a time) for the soak's own reads.
-final class AdminClient {
-    let fd: Int32
-    private var buffer: [UInt8] = []
-    private var position = 0
-
-    init(port: Int, timeoutSeconds: Int = 30) throws {
-        guard let fd = connectLoopback(port: port, receiveTimeoutSeconds: timeoutSeconds) else {
-            throw SoakError("cannot connect to 127.0.0.1:\(port): errno \(errno)")
-        }
-        self.fd = fd
-    }
-
-    deinit { close(fd) }
-
-    func command(_ args: String...) throws -> Reply { try pipeline([args])[0] }
-
-    /// Sends the commands in rounds of `round` and reads every reply.
-    func pipeline(_ commands: [[String]], round: Int = 512) throws -> [Reply] {
-        var replies: [Reply] = []
-        replies.reserveCapacity(commands.count)
-        var start = 0
-        while start < commands.count {
-            let batch = commands[start..<min(commands.count, start + round)]
-            var out: [UInt8] = []
-            for args in batch {
-                RESP.appendArrayHeader(&out, args.count)
-                for a in args { RESP.appendBulk(&out, a) }
-            }
-            guard sendAll(fd, out) else { throw SoakError("send failed: errno \(errno)") }
-            for _ in batch { replies.append(try readValue()) }
-            start += batch.count
-        }
-        return replies
-    }
-
-    private func fill() throws {
-        if position > 0 && position == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            position = 0
-        }
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n == 0 { throw SoakError("connection closed by the server") }
-            guard n > 0 else { throw SoakError("recv failed: errno \(errno)") }
-            buffer += chunk[0..<n]
-            return
-        }
-    }
-
-    private func line() throws -> String {
-        while true {
-            if let end = buffer[position...].firstIndex(of: 10), end > position, buffer[end - 1] == 13 {
-                let text = String(decoding: buffer[position..<(end - 1)], as: UTF8.self)
-                position = end + 1
-                return text
-            }
-            try fill()
-        }
-    }
-
-    private func readValue() throws -> Reply {
-        let l = try line()
-        guard let kind = l.first else { throw SoakError("empty reply line") }
-        let rest = String(l.dropFirst())
-        switch kind {
-        case "+": return .simple(rest)
-        case "-": return .error(rest)
-        case ":": return .integer(Int(rest) ?? 0)
-        case "$", "=":
-            guard let n = Int(rest) else { throw SoakError("bad bulk length \(rest)") }
-            if n < 0 { return .bulk(nil) }
-            while buffer.count - position < n + 2 { try fill() }
-            let text = String(decoding: buffer[position..<(position + n)], as: UTF8.self)
-            position += n + 2
-            return .bulk(text)
-        case "_": return .bulk(nil)
-        case "*", "%", "~":
-            guard let n = Int(rest) else { throw SoakError("bad array length \(rest)") }
-            if n < 0 { return .array([]) }
-            var items: [Reply] = []
-            for _ in 0..<(kind == "%" ? 2 * n : n) { items.append(try readValue()) }
-            return .array(items)
-        default: return .simple(rest)
-        }
-    }
-}
+/// The soak's own reads (INVENTORY, INFO, HOLD.GET) use the blocking client the
+/// process tests use; only the load generator speaks RESP by hand.
+typealias AdminClient = RESPClient

@@ -1,3 +1,4 @@
+import TestSupport
 // The server under test as a child process, and what the soak measures from
 // outside it: resident memory (/proc/<pid>/status), file sizes in the data
 // directory, the heap gauge of the metrics endpoint when there is one.

@@ -1,3 +1,4 @@
+import TestSupport
 // soak: runs `allocation-engine serve` under steady hold traffic for minutes,
 // prints a row every interval (throughput, memory, log and snapshot sizes),
 // then kills it with kill -9, restarts it, checks that every recorded
@@ -326,7 +327,7 @@ func runSoak(_ o: SoakOptions) throws -> Bool {
         while start < ids.count {
             let chunk = Array(ids[start..<min(ids.count, start + 10_000)])
             for (id, reply) in zip(chunk, try check.pipeline(chunk.map { ["HOLD.GET", $0] }, round: 1000)) {
-                if case .array(let a) = reply, !a.isEmpty { continue }
+                if case .array(let a?) = reply, !a.isEmpty { continue }
                 missing += 1
                 if examples.count < 5 { examples.append("\(id): \(reply)") }
             }

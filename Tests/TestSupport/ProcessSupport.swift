@@ -146,12 +146,12 @@ public final class RESPClient {
 
     public func command(_ args: String...) throws -> RESPValue { try command(args) }
 
-    /// Sends many commands in one write (pipelining) and reads all their replies.
-    public func pipeline(_ commands: [[String]]) throws -> [RESPValue] {
+    /// Sends many commands (`round` per write, pipelined) and reads all their replies.
+    public func pipeline(_ commands: [[String]], round: Int = 500) throws -> [RESPValue] {
         var replies: [RESPValue] = []
         var start = 0
         while start < commands.count {
-            let batch = commands[start..<min(commands.count, start + 500)]
+            let batch = commands[start..<min(commands.count, start + max(1, round))]
             var out: [UInt8] = []
             for args in batch {
                 out += Array("*\(args.count)\r\n".utf8)
