@@ -310,6 +310,9 @@ import Testing
         try await withSrv { h in
             var config = MetricsHTTPConfig(host: "127.0.0.1", port: 0)
             config.requestTimeoutSeconds = requestTimeout
+            // The whole suite shares two cores: collection (a hop to each deal
+            // actor) may wait its turn far longer than on a server.
+            config.renderTimeoutSeconds = 60
             let collection = EngineMetrics(handler: h.handler)
             let m = try MetricsHTTPServer(config: config, render: { await collection.render() })
             do {
@@ -324,7 +327,9 @@ import Testing
 
     /// `GET /metrics`: a 200 with the exposition content type, parsed strictly.
     func scrape(_ port: Int) async throws -> Exposition {
-        let r = await MetricsClient.exchange(port: port, Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n".utf8))
+        // A generous wait: under the whole suite the collection may queue behind other tests' work.
+        let r = await MetricsClient.exchange(port: port, Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n".utf8),
+                                             timeoutSeconds: 60)
         guard let response = r.response else { throw ExpositionError("no response: \(r)") }
         #expect(response.status == 200)
         #expect(response.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true, "\(response.headers)")

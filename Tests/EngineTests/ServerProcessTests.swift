@@ -52,7 +52,8 @@ import Testing
         }
 
         /// Waits for "listening on host:port"; the port, or nil if it exited first.
-        func waitListening(_ seconds: Double = 10) async -> Int? {
+        /// Readiness, not speed: a process started while the whole suite runs on two cores may take long to exec.
+        func waitListening(_ seconds: Double = 60) async -> Int? {
             let end = Date().addingTimeInterval(seconds)
             while Date() < end {
                 let text = log.text
