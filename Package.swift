@@ -21,9 +21,10 @@ let package = Package(
         .target(name: "EngineServer", dependencies: ["AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/EngineServer"),
         .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot"], path: "Sources/allocation-engine"),
         .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot", "CLinux"], path: "Benchmarks/engine-bench"),
-        // The soak benchmark: drives a built `allocation-engine serve` over TCP (no engine modules; its
-        // admin reads use the process tests' RESP client; not run in CI).
-        .executableTarget(name: "soak", dependencies: ["TestSupport"], path: "Benchmarks/soak"),
+        // The soak benchmark: drives a built `allocation-engine serve` over TCP (the engine runs in that
+        // process; the soak borrows the load generator's reply parser and the process tests' RESP
+        // client; not run in CI).
+        .executableTarget(name: "soak", dependencies: ["EngineServer", "TestSupport"], path: "Benchmarks/soak"),
         // Helpers shared by both test targets (child server processes, a RESP client).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer", "TestSupport"], path: "Tests/EngineTests"),

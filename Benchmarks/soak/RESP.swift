@@ -1,3 +1,4 @@
+import EngineServer
 // RESP over raw sockets: command encoding into a byte buffer, a scanner that
 // finds where one reply ends (and its first string), and a small blocking
 // client for the soak's own reads (INVENTORY, INFO, HOLD.GET).
@@ -66,33 +67,8 @@ enum RESP {
         return out
     }
 
-    /// Index just after one complete reply starting at `pos`, or nil if the buffer does not hold it yet.
-    static func skipReply(_ buf: UnsafeBufferPointer<UInt8>, from pos: Int) -> Int? {
-        guard pos < buf.count else { return nil }
-        var lineEnd = pos
-        while lineEnd + 1 < buf.count && !(buf[lineEnd] == 13 && buf[lineEnd + 1] == 10) { lineEnd += 1 }
-        guard lineEnd + 1 < buf.count else { return nil }
-        let after = lineEnd + 2
-        switch buf[pos] {
-        case UInt8(ascii: "$"), UInt8(ascii: "="), UInt8(ascii: "!"):
-            guard let n = decimal(buf, pos + 1, lineEnd) else { return nil }
-            if n < 0 { return after }
-            return after + n + 2 <= buf.count ? after + n + 2 : nil
-        case UInt8(ascii: "*"), UInt8(ascii: "~"), UInt8(ascii: ">"), UInt8(ascii: "%"), UInt8(ascii: "|"):
-            guard var n = decimal(buf, pos + 1, lineEnd) else { return nil }
-            if buf[pos] == UInt8(ascii: "%") || buf[pos] == UInt8(ascii: "|") { n *= 2 }
-            var p = after
-            if n > 0 {
-                for _ in 0..<n {
-                    guard let next = skipReply(buf, from: p) else { return nil }
-                    p = next
-                }
-            }
-            return p
-        default:
-            return after
-        }
-    }
+    /// Index just after one complete reply starting at `pos`: the load generator's own parser's.
+    static func skipReply(_ buf: UnsafeBufferPointer<UInt8>, from pos: Int) -> Int? { NetBench.skipReply(buf, from: pos) }
 
     /// The bytes of the bulk string at `pos` (or of the first element, when `pos` starts an array).
     static func firstBulk(_ buf: UnsafeBufferPointer<UInt8>, at pos: Int) -> Range<Int>? {

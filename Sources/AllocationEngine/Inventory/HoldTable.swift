@@ -50,7 +50,7 @@ public struct HoldTable: Sendable {
     public private(set) var archivedRows = 0
     /// Ids callers chose for holds that left memory, so a retry with the same
     /// `ID` still finds its hold (the id map is rebuilt from these on load).
-    /// About 40 bytes each; generated ids name their slot and need none.
+    /// 24 bytes each here (the id map holds them too); generated ids name their slot and need none.
     public private(set) var archivedCallerIDs: [(slot: Int32, id: String)] = []
 
     public init() {}
@@ -88,11 +88,6 @@ public struct HoldTable: Sendable {
         guard s >= 0 && s < count else { return false }
         let c = s >> Self.chunkShift
         return !dropped[c] || stragglerIndex(c, slot) != nil
-    }
-
-    /// A slot that exists but whose row is only in the history.
-    public func isArchived(_ slot: Int32) -> Bool {
-        slot >= 0 && Int(slot) < count && !isInMemory(slot)
     }
 
     /// The row of an in-memory slot (`isInMemory` first: a dropped slot traps).

@@ -63,7 +63,6 @@ public final class DurableEngine: Sendable {
     private let historyQueue = DispatchQueue(label: "allocation-engine.history")
 
     public struct ArchiveStats: Sendable {
-        public var passes = 0
         public var entries = 0
         public var rows = 0
         public var lastError: String?
@@ -238,7 +237,6 @@ public final class DurableEngine: Sendable {
             rows += plan.rowCount
         }
         archiveStats.withLock { s in
-            s.passes += 1
             s.entries += plans.count
             s.rows += rows
             s.lastError = nil

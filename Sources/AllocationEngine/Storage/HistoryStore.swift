@@ -38,7 +38,7 @@ public final class HistoryStore: Sendable {
     }
     private let tail: Mutex<Tail>
     private let readers = Mutex<[UInt32: FileHandleID]>([:])
-    private let totals = Mutex<(bytes: Int, entries: Int)>((0, 0))
+    private let totalBytes = Mutex(0)
 
     public static func fileName(_ n: UInt32) -> String {
         let hex = String(n, radix: 16)
@@ -67,11 +67,10 @@ public final class HistoryStore: Sendable {
         let size = try io.fileSize(fd)
         if files.isEmpty { try io.fsyncDirectory(directory) }
         tail = Mutex(Tail(file: last, fd: fd, size: size, failed: nil))
-        totals.withLock { $0 = (total, 0) }
+        totalBytes.withLock { $0 = total }
     }
 
-    public var bytes: Int { totals.withLock { $0.bytes } }
-    public var entriesWritten: Int { totals.withLock { $0.entries } }
+    public var bytes: Int { totalBytes.withLock { $0 } }
 
     /// Appends entries and makes them durable (one `fdatasync` for all), then
     /// returns where each starts. After a write or sync error the store stops
@@ -98,7 +97,7 @@ public final class HistoryStore: Sendable {
                     written += e.count
                 }
                 try io.fdatasync(t.fd)
-                totals.withLock { $0.bytes += written; $0.entries += entries.count }
+                totalBytes.withLock { $0 += written }
                 return locations
             } catch {
                 t.failed = "\(error)"

@@ -19,14 +19,10 @@ public struct RecoveryOptions: Sendable {
     /// Point-in-time: stop after this LSN / before the first record later than this time.
     public var toLSN: UInt64?
     public var toTime: Int64?
-    /// Called now and then with (records replayed, LSN reached).
-    public var progress: (@Sendable (Int, UInt64) -> Void)?
-    public init(truncateCorruption: Bool = false, toLSN: UInt64? = nil, toTime: Int64? = nil,
-                progress: (@Sendable (Int, UInt64) -> Void)? = nil) {
+    public init(truncateCorruption: Bool = false, toLSN: UInt64? = nil, toTime: Int64? = nil) {
         self.truncateCorruption = truncateCorruption
         self.toLSN = toLSN
         self.toTime = toTime
-        self.progress = progress
     }
 }
 
@@ -212,7 +208,6 @@ public enum Recovery {
                     }
                 }
                 replayed += 1
-                if replayed % 1_000_000 == 0 { options.progress?(replayed, record.lsn) }
                 if replayed & 4095 == 0 { onProgress?(replayed, record.lsn, record.segment, record.offset) }
             }
         } catch is Stop {

@@ -150,8 +150,8 @@ public enum NetBench {
     }
 
     /// Index just after one complete RESP reply starting at `pos`, or nil if the
-    /// buffer does not hold it yet.
-    static func skipReply(_ buf: UnsafeBufferPointer<UInt8>, from pos: Int) -> Int? {
+    /// buffer does not hold it yet (also the soak benchmark's).
+    public static func skipReply(_ buf: UnsafeBufferPointer<UInt8>, from pos: Int) -> Int? {
         guard pos < buf.count else { return nil }
         var lineEnd = pos
         while lineEnd + 1 < buf.count && !(buf[lineEnd] == 13 && buf[lineEnd + 1] == 10) { lineEnd += 1 }
