@@ -61,6 +61,7 @@ extension EngineRequestHandler {
                 ("last_snapshot_error", snap.lastError ?? ""),
             ])
             let a = durable.archiving
+            let ids = durable.holdIDRuns.stats
             add("History", [
                 ("retention_enabled", durable.config.retention.enabled ? "1" : "0"),
                 ("retain_ended_seconds", String(durable.config.retention.endedMillis / 1000)),
@@ -68,6 +69,11 @@ extension EngineRequestHandler {
                 ("holds_archived_since_start", String(a.rows)), ("history_entries_since_start", String(a.entries)),
                 ("history_bytes", String(durable.history.bytes)), ("history_last_error", a.lastError ?? ""),
                 ("log_pruned", durable.config.pruneLog ? "1" : "0"),
+                ("hold_ids_in_memory", String(durable.engine.indexes.holds.countInMemory)),
+                ("hold_ids_moved_since_start", String(a.idsMoved)),
+                ("hold_id_runs", String(ids.runs)), ("hold_id_run_ids", String(ids.ids)),
+                ("hold_id_run_bytes", String(ids.fileBytes)), ("hold_id_run_memory_bytes", String(ids.memoryBytes)),
+                ("hold_id_run_lookups", String(ids.lookupsOnDisk)),
             ])
         }
         add("Latency", [

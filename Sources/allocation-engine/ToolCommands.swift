@@ -29,6 +29,7 @@ func describe(_ c: Change) -> String {
         case .chunk(let c, let keep): return "deal=\(d) chunk=\(c) history=\(location) kept=\(keep.count)"
         case .stragglers(let slots): return "deal=\(d) stragglers=\(slots.count) history=\(location)"
         }
+    case .holdIDsMoved(let d, let count, let run): return "deal=\(d) ids=\(count) run=\(CallerIDRuns.fileName(run))"
     case .group(let d, let cs):
         return "deal=\(d) changes=\(cs.count): " + cs.map { "[\(Change.typeNames[$0.recordType] ?? "?") \(describe($0))]" }.joined(separator: " ")
     }
@@ -145,6 +146,20 @@ enum VerifyCommand {
                             }
                         }
                     }
+                }
+                // The on-disk id runs: every block read back against its CRC.
+                if io.fileExists(dir.history) {
+                    let access = HistoryAccess()
+                    access.attach(store)
+                    let runs = CallerIDRuns(history: access)
+                    do {
+                        try runs.open(directory: dir.history, io: io)
+                        let ids = try runs.allRecords()
+                        if !ids.isEmpty { print("hold id runs: \(runs.stats.runs) runs, \(ids.count) ids, all readable") }
+                    } catch {
+                        bad.append("\(error)")
+                    }
+                    runs.close()
                 }
                 store.close()
                 if bad.isEmpty {
@@ -322,6 +337,18 @@ enum ReplayCommand {
                     try io.close(fd)
                     copied += bytes.count
                 }
+                // Caller ids in the id runs whose holds have left memory in the
+                // rebuilt state (not those of holds after the target point).
+                let access = HistoryAccess()
+                let runs = CallerIDRuns(history: access)
+                try runs.open(directory: dir.history, io: io)
+                let byNumber = Dictionary(result.states.map { ($0.info.number, $0) }, uniquingKeysWith: { a, _ in a })
+                let keep = try runs.allRecords().filter { r in
+                    guard let s = byNumber[r.deal] else { return false }
+                    return Int(r.slot) < s.holds.count && !s.holds.isInMemory(r.slot)
+                }
+                runs.close()
+                try CallerIDRuns.writeRun(keep, directory: out.history, io: io)
                 try io.fsyncDirectory(out.history)
             }
             let path = try SnapshotStore(directory: out.snapshots, io: io).write(lsn: lsn, time: 0, payload: StateCodec.encode(image))

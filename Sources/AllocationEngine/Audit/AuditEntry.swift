@@ -76,6 +76,7 @@ extension Change {
         case .allocationStatus(_, let a, _, let by): return ("allocation", a, by ?? "")
         case .group(let d, let changes): return changes.first?.auditSubject ?? ("deal", d, "")
         case .holdsArchived(let d, _, let location): return ("history", "\(d)@\(location)", "")
+        case .holdIDsMoved(let d, _, let run): return ("history", "\(d)@\(CallerIDRuns.fileName(run))", "")
         case .directory(let c):
             switch c {
             case .userSet(let u): return ("user", u.id, "")

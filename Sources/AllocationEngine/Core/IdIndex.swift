@@ -27,8 +27,13 @@ public final class IdIndex: Sendable {
     /// `h` or `a`: the first byte of this index's generated ids.
     public let generatedPrefix: UInt8
 
-    public init(generatedPrefix: UInt8) {
+    /// Where caller ids of rows that left memory are kept on disk (holds
+    /// only): consulted when the memory tables miss.
+    public let spill: CallerIDRuns?
+
+    public init(generatedPrefix: UInt8, spill: CallerIDRuns? = nil) {
         self.generatedPrefix = generatedPrefix
+        self.spill = spill
         shards = (0..<Self.shardCount).map { _ in Locked(IdTable()) }
     }
 
@@ -44,22 +49,49 @@ public final class IdIndex: Sendable {
         Int((key.hash >> 40) % UInt64(Self.shardCount))
     }
 
+    /// The row of an id: generated ids parse, caller ids are looked up in
+    /// memory and then, for holds, in the on-disk runs. An id moves to the runs
+    /// only after it was in memory and only once its run is readable, so a
+    /// miss in memory followed by a miss on disk means the id was never used.
     public func lookup(_ id: String) -> RowRef? {
         if let ref = generatedRef(id) { return ref }
         let key = IdKey(id)
-        return shards[shard(key)].withLock { $0.find(key) }.map(RowRef.init(packed:))
+        if let found = shards[shard(key)].withLock({ $0.find(key) }) { return RowRef(packed: found) }
+        return spill?.find(key)
     }
 
     /// Replay's claim of an id for a row: a generated id must name exactly
-    /// that row (a damaged record may not), any other id must be unused.
-    /// Never traps, whatever the record says.
+    /// that row (a damaged record may not), any other id must be unused, or
+    /// already in the on-disk runs for this very row (replay of a hold whose id
+    /// moved to disk after the snapshot). Never traps, whatever the record says.
     public func claim(_ id: String, _ ref: RowRef) -> Bool {
         if let generated = generatedRef(id) { return generated == ref }
         let key = IdKey(id)
+        // A damaged run cannot say (`unreadable`): the log's own order stands.
+        if let spill, let onDisk = spill.find(key), onDisk != CallerIDRuns.unreadable { guard onDisk == ref else { return false } }
         return shards[shard(key)].withLock { $0.insertIfAbsent(key, ref.packed) } == nil
     }
 
-    /// Inserts when absent; returns the existing entry otherwise.
+    /// Forgets a caller id in memory once its run on disk answers for it
+    /// (only if it still names `ref`).
+    @discardableResult
+    public func removeFromMemory(_ id: String, _ ref: RowRef) -> Bool {
+        guard generatedRef(id) == nil else { return false }
+        let key = IdKey(id)
+        return shards[shard(key)].withLock { $0.remove(key, ifValue: ref.packed) }
+    }
+
+    /// Caller ids held in memory.
+    public var countInMemory: Int {
+        var n = 0
+        for s in shards { n += s.withLock { $0.count } }
+        return n
+    }
+
+    /// Inserts when absent *in memory*; returns the existing entry otherwise.
+    /// The caller has just missed `lookup` with no suspension since (the deal
+    /// actor's decide-then-apply), so the on-disk runs need no second look:
+    /// nothing reaches them without passing through memory first.
     public func insertIfAbsent(_ id: String, _ ref: RowRef) -> RowRef? {
         if let generated = generatedRef(id) {
             precondition(generated == ref, "generated id \(id) does not name its own slot")

@@ -1,6 +1,8 @@
 /// An open-addressing hash table from id strings to 64-bit values: linear
 /// probing over one contiguous array, keys hashed once with FNV-1a (`IdKey`),
-/// no per-probe SipHash. Insert-only: ids, once claimed, are never released.
+/// no per-probe SipHash. Ids are removed only when they move to the on-disk
+/// runs (`CallerIDRuns`); removal shifts the probe chain back (no tombstones),
+/// so a table that keeps a bounded set stays that size.
 /// Used by `IdIndex` shards, which own it under a lock.
 struct IdTable: Sendable {
     struct Slot: Sendable {
@@ -50,6 +52,35 @@ struct IdTable: Sendable {
         slots[i] = Slot(hash: key.hash, key: key.string, value: value, used: true)
         count += 1
         return nil
+    }
+
+    /// Removes `key` if it maps to `value`; returns whether it did.
+    /// Backward-shift deletion for linear probing: every entry after the hole
+    /// whose home is not between the hole and itself moves into the hole.
+    mutating func remove(_ key: IdKey, ifValue value: UInt64) -> Bool {
+        var i = Self.start(key.hash, mask)
+        while slots[i].used {
+            if slots[i].hash == key.hash && slots[i].key == key.string {
+                guard slots[i].value == value else { return false }
+                var hole = i
+                var j = (i + 1) & mask
+                while slots[j].used {
+                    let home = Self.start(slots[j].hash, mask)
+                    // Does j's home lie cyclically in (hole, j]? Then it stays.
+                    let stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j)
+                    if !stays {
+                        slots[hole] = slots[j]
+                        hole = j
+                    }
+                    j = (j + 1) & mask
+                }
+                slots[hole] = Slot(hash: 0, key: "", value: 0, used: false)
+                count -= 1
+                return true
+            }
+            i = (i + 1) & mask
+        }
+        return false
     }
 
     private mutating func grow() {

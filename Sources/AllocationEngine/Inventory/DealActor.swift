@@ -134,6 +134,29 @@ public actor DealActor {
         return flushChanges(time: now, replies: &none, changed: [])
     }
 
+    /// The caller ids of holds that left memory and are not yet in an id run
+    /// (copy-on-write copy), with the history entry of each row; ids loaded
+    /// from a format-5 snapshot get theirs looked up here, once.
+    public func archivedCallerIDs(history: HistoryStore?) -> [ArchivedCallerID] {
+        if let history, state.holds.archivedCallerIDs.contains(where: { $0.location.file == ArchivedCallerID.unknownFile }) {
+            state.holds.resolveCallerIDLocations(deal: number, store: history)
+        }
+        return state.holds.archivedCallerIDs
+    }
+
+    public var archivedCallerIDCount: Int { state.holds.archivedCallerIDs.count }
+
+    /// The first `count` archived caller ids are in the synced run `run`:
+    /// one logged `hold_ids.moved` change drops them from memory. Returns its
+    /// LSN (nil when the log has failed: the ids then stay in memory too).
+    public func commitHoldIDsMoved(count: Int, run: UInt32) -> UInt64? {
+        guard context.sink?.failureReason == nil, count > 0, count <= state.holds.archivedCallerIDs.count else { return nil }
+        let now = context.clock.nowMillis()
+        state.commit(.holdIDsMoved(deal: id, count: count, run: run), time: now, context: context, changes: &changes)
+        var none: [DealReply] = []
+        return flushChanges(time: now, replies: &none, changed: [])
+    }
+
     /// Rows in memory and in the history, for INFO and metrics.
     public func retentionCounts() -> (holdsInMemory: Int, endedInMemory: Int, archived: Int, pending: Int) {
         (state.holds.inMemory, state.holds.endedInMemory, state.holds.archivedRows, state.pendingHolds)

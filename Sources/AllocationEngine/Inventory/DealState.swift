@@ -127,6 +127,12 @@ public struct DealState: Sendable {
         case .holdsArchived(_, let leaving, let location):
             try holds.archive(leaving, at: location)
             return -1
+        case .holdIDsMoved(_, let count, _):
+            // The run answers for these ids now; the id map forgets them.
+            for gone in try holds.dropArchivedCallerIDs(first: count) {
+                index.holds.removeFromMemory(gone.id, RowRef(deal: ref, slot: gone.slot))
+            }
+            return -1
         case .holdReleased(_, let id), .holdExpired(_, let id):
             let slot = try holdSlot(id, index: index)
             guard holds.isInMemory(slot), holds[Int(slot)].status == .pending else {
@@ -369,10 +375,13 @@ public struct DealState: Sendable {
 /// The two global id maps, passed to the state so replay and the live path fill
 /// them the same way.
 public final class EngineIndexes: Sendable {
-    public let holds = IdIndex(generatedPrefix: UInt8(ascii: "h"))
+    /// Hold ids; caller ids of holds that left memory long ago are in the
+    /// on-disk runs (`holdIDRuns`, opened by the durable engine).
+    public let holds: IdIndex
     public let allocations = IdIndex(generatedPrefix: UInt8(ascii: "a"))
     /// Where rows that left memory are read back (set by the durable engine).
-    public let history = HistoryAccess()
+    public let history: HistoryAccess
+    public let holdIDRuns: CallerIDRuns
     /// Lot ids are unique across deals (the seed's lots are UUIDs); never generated.
     public let lots = IdIndex(generatedPrefix: 0)
     /// Commitments: `c<deal>.<n>` or the caller's id.
@@ -398,7 +407,16 @@ public final class EngineIndexes: Sendable {
     public let bankMatches = BankMatches()
     /// The deals each investor holds approved units in.
     public let holdings = Holdings()
-    public init() {}
+
+    /// `holdIDRuns` and `history` come from the durable engine, which opens
+    /// them before recovery (replay checks ids against the runs); an engine
+    /// without a data directory gets empty ones that never open.
+    public init(history: HistoryAccess = HistoryAccess(), holdIDRuns: CallerIDRuns? = nil) {
+        self.history = history
+        let runs = holdIDRuns ?? CallerIDRuns(history: history)
+        self.holdIDRuns = runs
+        holds = IdIndex(generatedPrefix: UInt8(ascii: "h"), spill: runs)
+    }
 }
 
 /// The history store, once the durable engine has opened it; an engine

@@ -48,10 +48,13 @@ public struct HoldTable: Sendable {
     /// Rows in memory that have ended (full chunks and stragglers).
     public private(set) var endedInMemory = 0
     public private(set) var archivedRows = 0
-    /// Ids callers chose for holds that left memory, so a retry with the same
-    /// `ID` still finds its hold (the id map is rebuilt from these on load).
-    /// 24 bytes each here (the id map holds them too); generated ids name their slot and need none.
-    public private(set) var archivedCallerIDs: [(slot: Int32, id: String)] = []
+    /// Ids callers chose for holds that left memory and that are not yet in
+    /// the on-disk id runs (`CallerIDRuns`), in the order they left: a retry
+    /// with the same `ID` finds its hold through the id map, rebuilt from these
+    /// on load. `hold_ids.moved` drops a prefix once a run answers for it, so
+    /// this list (and the id map's share of it) stays below the engine's
+    /// threshold. Generated ids name their slot and need none.
+    public private(set) var archivedCallerIDs: [ArchivedCallerID] = []
 
     public init() {}
 
@@ -247,7 +250,7 @@ public struct HoldTable: Sendable {
             }
             let base = ci << Self.chunkShift
             var k = 0
-            var callerIDs: [(slot: Int32, id: String)] = []
+            var callerIDs: [ArchivedCallerID] = []
             var keepRows: [Hold] = []
             keepRows.reserveCapacity(keep.count)
             var pendingKept: Int32 = 0
@@ -260,7 +263,7 @@ public struct HoldTable: Sendable {
                 } else if h.status == .pending {
                     throw EngineError(.corrupt, "hold \(h.id) is pending; its chunk cannot leave memory without it")
                 } else if GeneratedID.parse(h.id, prefix: UInt8(ascii: "h")) == nil {
-                    callerIDs.append((Int32(s), h.id))
+                    callerIDs.append(ArchivedCallerID(slot: Int32(s), id: h.id, location: location))
                 }
             }
             guard k == keep.count else { throw EngineError(.corrupt, "hold chunk \(c): kept slots outside the chunk or unsorted") }
@@ -284,7 +287,9 @@ public struct HoldTable: Sendable {
                 guard isInMemory(s), dropped[Int(s) >> Self.chunkShift], self[Int(s)].status != .pending else {
                     throw EngineError(.corrupt, "straggler hold slot \(s) cannot leave memory: missing or pending")
                 }
-                if GeneratedID.parse(self[Int(s)].id, prefix: UInt8(ascii: "h")) == nil { archivedCallerIDs.append((s, self[Int(s)].id)) }
+                if GeneratedID.parse(self[Int(s)].id, prefix: UInt8(ascii: "h")) == nil {
+                    archivedCallerIDs.append(ArchivedCallerID(slot: s, id: self[Int(s)].id, location: location))
+                }
                 byChunk[Int32(Int(s) >> Self.chunkShift), default: []].insert(s)
             }
             for (c, leaving) in byChunk {
@@ -305,6 +310,32 @@ public struct HoldTable: Sendable {
         }
     }
 
+    /// Drops the first `n` archived caller ids (now answered by an id run) and
+    /// returns them, for the id map to forget. Replay calls it with a logged
+    /// count, so it checks instead of trusting it.
+    public mutating func dropArchivedCallerIDs(first n: Int) throws(EngineError) -> ArraySlice<ArchivedCallerID> {
+        guard n >= 0 && n <= archivedCallerIDs.count else {
+            throw EngineError(.corrupt, "\(n) archived hold ids cannot move to disk: \(archivedCallerIDs.count) are in memory")
+        }
+        let gone = archivedCallerIDs[0..<n]
+        archivedCallerIDs.removeFirst(n)
+        return gone
+    }
+
+    /// Fills in where the history holds the rows of ids loaded from a format-5
+    /// snapshot (which did not record it), by reading the candidate entries.
+    public mutating func resolveCallerIDLocations(deal: UInt32, store: HistoryStore) {
+        for i in archivedCallerIDs.indices where archivedCallerIDs[i].location.file == ArchivedCallerID.unknownFile {
+            let slot = archivedCallerIDs[i].slot
+            for loc in locations(of: slot) {
+                if let row = try? store.hold(deal: deal, slot: slot, at: loc), row.hold.id == archivedCallerIDs[i].id {
+                    archivedCallerIDs[i].location = loc
+                    break
+                }
+            }
+        }
+    }
+
     /// The history entries that may hold an archived slot, newest first.
     public func locations(of slot: Int32) -> [HistoryLocation] {
         (archived[Int32(Int(slot) >> Self.chunkShift)] ?? []).reversed()
@@ -321,7 +352,7 @@ public struct HoldTable: Sendable {
         public var archivedRows: Int
         /// Per chunk, when its last row ended (the retention clock).
         public var lastEnded: [Int64]
-        public var archivedCallerIDs: [(slot: Int32, id: String)]
+        public var archivedCallerIDs: [ArchivedCallerID]
     }
 
     public var parts: Parts {
@@ -375,10 +406,23 @@ public struct HoldTable: Sendable {
             archived[c] = locs
         }
         archivedRows = p.archivedRows
-        for (slot, _) in p.archivedCallerIDs where slot < 0 || Int(slot) >= p.count {
-            throw DecodeError("archived hold id of slot \(slot) out of range")
+        for a in p.archivedCallerIDs where a.slot < 0 || Int(a.slot) >= p.count {
+            throw DecodeError("archived hold id of slot \(a.slot) out of range")
         }
         archivedCallerIDs = p.archivedCallerIDs
         while Int(firstKept) < p.count >> Self.chunkShift && dropped[Int(firstKept)] { firstKept += 1 }
+    }
+}
+
+/// A caller's id of a hold that left memory, with the history entry that has
+/// its row (where a lookup through the on-disk id runs confirms it).
+public struct ArchivedCallerID: Sendable, Hashable {
+    public var slot: Int32
+    public var id: String
+    public var location: HistoryLocation
+    /// A format-5 snapshot's ids, until `resolveCallerIDLocations` finds their entries.
+    public static let unknownFile = UInt32.max
+    public init(slot: Int32, id: String, location: HistoryLocation) {
+        self.slot = slot; self.id = id; self.location = location
     }
 }

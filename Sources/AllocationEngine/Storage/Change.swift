@@ -27,12 +27,17 @@ public enum Change: Hashable, Sendable {
     /// `location` (written before this record), and the deal drops them
     /// (type 101). Replay drops the same rows, so memory is reproduced exactly.
     case holdsArchived(deal: String, HoldTable.Candidate, location: HistoryLocation)
+    /// The deal's first `count` archived caller ids are answered by the
+    /// on-disk id run `run` (written and synced before this record), and leave
+    /// memory (type 102). Replay drops the same ones.
+    case holdIDsMoved(deal: String, count: Int, run: UInt32)
 
     /// The deal the change belongs to; empty for engine-wide changes.
     public var deal: String {
         switch self {
         case .directory: ""
-        case .people(let d, _), .money(let d, _), .group(let d, _), .holdsArchived(let d, _, _): d
+        case .people(let d, _), .money(let d, _), .group(let d, _), .holdsArchived(let d, _, _),
+             .holdIDsMoved(let d, _, _): d
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
              .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _, _),
@@ -57,12 +62,13 @@ public enum Change: Hashable, Sendable {
         case .money(_, let c): c.recordType
         case .group: 100
         case .holdsArchived: 101
+        case .holdIDsMoved: 102
         }
     }
 
     public static let typeNames: [UInt8: String] = [
         1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
-        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 100: "deal.group", 101: "holds.archived", 110: "audit.seal",
+        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 100: "deal.group", 101: "holds.archived", 102: "hold_ids.moved", 110: "audit.seal",
     ].merging(DirectoryChange.typeNames) { a, _ in a }.merging(DealPeopleChange.typeNames) { a, _ in a }
         .merging(DealMoneyChange.typeNames) { a, _ in a }
 }

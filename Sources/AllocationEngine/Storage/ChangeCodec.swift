@@ -39,6 +39,8 @@ public enum ChangeCodec {
             w.string(deal); PeopleCodec.encode(c, into: &w)
         case .money(let deal, let c):
             w.string(deal); MoneyCodec.encode(c, into: &w)
+        case .holdIDsMoved(let deal, let count, let run):
+            w.string(deal); w.varint(UInt64(count)); w.varint(UInt64(run))
         case .holdsArchived(let deal, let leaving, let location):
             w.string(deal); w.varint(UInt64(location.file)); w.varint(location.offset)
             func slots(_ list: [Int32]) {
@@ -141,6 +143,13 @@ public enum ChangeCodec {
             default: throw DecodeError("holds.archived kind \(kind)")
             }
             change = .holdsArchived(deal: deal, leaving, location: HistoryLocation(file: UInt32(file), offset: offset))
+        case 102:
+            let deal = try r.string()
+            let count = try r.varint(), run = try r.varint()
+            guard count <= UInt64(EngineLimits.maxRowsPerDeal), run <= UInt64(UInt32.max) else {
+                throw DecodeError("hold_ids.moved of \(count) ids to run \(run)")
+            }
+            change = .holdIDsMoved(deal: deal, count: Int(count), run: UInt32(run))
         case 100:
             let deal = try r.string()
             let n = try StateCodec.count(&r, "grouped change")

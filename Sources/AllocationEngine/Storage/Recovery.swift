@@ -74,10 +74,11 @@ public enum Recovery {
     }
 
     public static func recover(_ dir: DataDirectory, io: any FileIO, options: RecoveryOptions = RecoveryOptions(),
-                               now: () -> Double, onProgress: RecoveryProgress? = nil) throws -> Result {
+                               now: () -> Double, onProgress: RecoveryProgress? = nil,
+                               history: HistoryAccess = HistoryAccess(), holdIDRuns: CallerIDRuns? = nil) throws -> Result {
         let started = now()
         var report = RecoveryReport()
-        var indexes = EngineIndexes()
+        var indexes = EngineIndexes(history: history, holdIDRuns: holdIDRuns)
         var states: [DealState] = []
         var directory = Directory()
         var accessSkipUpTo: UInt64 = 0
@@ -111,7 +112,7 @@ public enum Recovery {
                     report.skippedSnapshots.append("\(info.name): state breaks invariants: \(problems.prefix(3).joined(separator: "; "))")
                     continue
                 }
-                let candidateIndexes = EngineIndexes()
+                let candidateIndexes = EngineIndexes(history: history, holdIDRuns: holdIDRuns)
                 try StateCodec.index(candidate, into: candidateIndexes)
                 // Accepted.
                 states = candidate

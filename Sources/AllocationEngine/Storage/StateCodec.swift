@@ -39,7 +39,7 @@ public enum StateCodec {
     /// 5: holds are stored by chunk, some of which may have left memory for
     /// the history (with where their rows went); allocations carry their
     /// hold's id and lot split.
-    public static let formatVersion: UInt16 = 5
+    public static let formatVersion: UInt16 = 6
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
@@ -97,7 +97,10 @@ public enum StateCodec {
         }
         w.varint(UInt64(table.archivedRows))
         w.varint(UInt64(table.archivedCallerIDs.count))
-        for (slot, id) in table.archivedCallerIDs { w.varint(UInt64(slot)); w.string(id) }
+        // Format 6: each id with the history entry of its row.
+        for a in table.archivedCallerIDs {
+            w.varint(UInt64(a.slot)); w.string(a.id); w.varint(UInt64(a.location.file)); w.varint(a.location.offset)
+        }
         w.varint(UInt64(s.allocations.count))
         for a in s.allocations {
             w.string(a.id); w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw); w.zigzag(a.createdAt)
@@ -286,9 +289,19 @@ public enum StateCodec {
             let archivedRows = try r.varint()
             guard archivedRows <= slots else { throw DecodeError("archived rows \(archivedRows) of \(slots) slots") }
             let idCount = try count(&r, "archived hold id")
-            var callerIDs: [(slot: Int32, id: String)] = []
+            var callerIDs: [ArchivedCallerID] = []
             callerIDs.reserveCapacity(idCount)
-            for _ in 0..<idCount { callerIDs.append((try index(&r, below: Int(slots), "archived hold id slot"), try r.string())) }
+            for _ in 0..<idCount {
+                let slot = try index(&r, below: Int(slots), "archived hold id slot")
+                let id = try r.string()
+                var location = HistoryLocation(file: ArchivedCallerID.unknownFile, offset: 0)
+                if version >= 6 {
+                    let file = try r.varint()
+                    guard file < UInt64(ArchivedCallerID.unknownFile) else { throw DecodeError("history file \(file)") }
+                    location = HistoryLocation(file: UInt32(file), offset: try r.varint())
+                }
+                callerIDs.append(ArchivedCallerID(slot: slot, id: id, location: location))
+            }
             s.holds = try HoldTable(HoldTable.Parts(count: Int(slots), chunks: chunks, stragglers: stragglers, archived: archived,
                                                     archivedRows: Int(archivedRows), lastEnded: lastEnded, archivedCallerIDs: callerIDs))
         } else {

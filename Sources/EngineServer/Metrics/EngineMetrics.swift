@@ -150,6 +150,14 @@ public final class EngineMetrics: Sendable {
         w.single("allocation_engine_history_bytes", .gauge, "Bytes in the on-disk history of ended holds (DIR/history).", durable.history.bytes)
         w.single("allocation_engine_history_rows_written_total", .counter, "Ended holds this process moved out of memory into the history.", archive.rows)
         w.single("allocation_engine_history_entries_written_total", .counter, "History entries (one per chunk or batch of stragglers) this process wrote.", archive.entries)
+        let ids = durable.holdIDRuns.stats
+        w.single("allocation_engine_hold_ids_in_memory", .gauge, "Caller-chosen hold ids in the in-memory id map (pending holds' and those of ended holds not yet moved to an id run).", durable.engine.indexes.holds.countInMemory)
+        w.single("allocation_engine_hold_ids_moved_total", .counter, "Caller hold ids this process moved from memory to on-disk id runs.", archive.idsMoved)
+        w.single("allocation_engine_hold_id_runs", .gauge, "On-disk id runs (DIR/history/ids-*.run).", ids.runs)
+        w.single("allocation_engine_hold_id_run_ids", .gauge, "Caller hold ids in the on-disk id runs.", ids.ids)
+        w.single("allocation_engine_hold_id_run_bytes", .gauge, "Bytes of the on-disk id runs.", ids.fileBytes)
+        w.single("allocation_engine_hold_id_run_memory_bytes", .gauge, "Memory the id runs keep (Bloom filters and block fences), bytes.", ids.memoryBytes)
+        w.single("allocation_engine_hold_id_run_reads_total", .counter, "Lookups that passed a run's Bloom filter and read a block from disk.", ids.lookupsOnDisk)
         w.single("allocation_engine_history_failed", .gauge, "1 when the history's last write failed (ended holds then stay in memory until a restart), else 0.", archive.lastError == nil ? 0 : 1)
 
         w.single("allocation_engine_recovery_duration_seconds", .gauge, "How long recovery (snapshot load and log replay) took at start, seconds.", seconds: durable.recovery.seconds)
