@@ -191,10 +191,21 @@ public final class EngineRequestHandler: RequestHandler {
                 let result = await actor.execute(requests, as: scope.principal)
                 for (k, slot) in slots.enumerated() { outcomes[slot] = result.replies[k] }
                 for k in result.changed { changed[slots[k]] = true }
-                if let lsn = result.lsn { maxLSN = max(maxLSN, lsn) }
+                // The read barrier: every reply waits until what it may show
+                // is durable (the batch's changes and the deal's before them).
+                maxLSN = max(maxLSN, result.observedLSN)
                 i = j
             case .engine(let body):
+                if let refusal = engine.sink?.admission, refusal.refusesReads {
+                    // After a durability failure nothing is answered from memory.
+                    outcomes[i] = .failure(refusal.refusal)
+                    i += 1
+                    continue
+                }
                 outcomes[i] = await body(CommandContext(engine: engine, durable: durable, principal: scope.principal))
+                // An engine-wide command may read any deal and the directory:
+                // its barrier is everything appended when it finished.
+                if let sink = engine.sink { maxLSN = max(maxLSN, sink.lastAppendedLSN) }
                 i += 1
             }
         }
@@ -209,7 +220,9 @@ public final class EngineRequestHandler: RequestHandler {
                 case .pending(_, let proto, _, let tracked):
                     encoder.protocolVersion = proto
                     var reply = outcomes[k] ?? .failure(EngineError(.invalid, "not executed"))
-                    if let durabilityError, changed[k] { reply = .failure(durabilityError) }
+                    // Not durable: no reply of the batch may be sent as a success,
+                    // reads included (they may show what a crash takes back).
+                    if let durabilityError, changed[k] || reply.error == nil { reply = .failure(durabilityError) }
                     if reply.error != nil { errors += 1 }
                     if tracked != .other { tally.count(tracked, reply) }
                     engineCommands += 1

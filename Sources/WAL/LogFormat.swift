@@ -51,6 +51,10 @@ public enum LogFormat {
     }
 
     /// Segment files in `names`, sorted by first LSN.
+    /// A segment's valid prefix being rewritten at start-up (LogSegmentOpen.swift);
+    /// not a segment name, so a leftover from a crash is ignored and replaced.
+    static let rewriteSuffix = ".rewrite"
+
     static func segments(in names: [String]) -> [(name: String, firstLSN: UInt64)] {
         names.compactMap { name in parseSegmentName(name).map { (name, $0) } }.sorted { $0.firstLSN < $1.firstLSN }
     }

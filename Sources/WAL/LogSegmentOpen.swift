@@ -42,21 +42,22 @@ extension LogWriter {
             // Case: the engine is behind the log; appending would reuse LSNs.
             throw LogError.lsnMismatch("log holds records up to LSN \(logNext - 1) but the engine resumes at LSN \(nextLSN)")
         }
-        // Cut whatever follows the last valid record (torn tail, or damage the
-        // engine accepted by recovering with .truncate), then re-reserve space.
-        let fd = try io.open(path, readOnly: false)
-        let cut = bytes.count > scan.validEnd && !bytes.withUnsafeBytes { LogReader.isZero($0, from: scan.validEnd) }
-        if cut {
-            try io.truncate(fd, length: scan.validEnd)
-            if config.preallocate { try io.zeroFill(fd, length: config.segmentBytes) }
-            try io.fsync(fd)
-        }
         // The valid records may exist only in the page cache: after a failed
-        // fsync and a process restart, Linux shows them but has marked the pages
-        // clean without writing them. Recovery has replayed them, so write them
-        // again and sync before any new record is acknowledged after them.
+        // fsync and a process restart, Linux shows them but has marked the
+        // pages clean without writing them. Recovery has replayed them, so
+        // they must be made durable before any record is acknowledged after
+        // them. They are written to a new file (with whatever followed them,
+        // a torn tail or damage the engine accepted with .truncate, left
+        // out), synced, and renamed over the segment: rewriting the durable
+        // records in place would put them at the mercy of a torn write if the
+        // power went during recovery (found by the power-loss campaign, seed 26).
+        let rewrite = path + LogFormat.rewriteSuffix
+        let fd = try io.create(rewrite)
         try io.pwrite(fd, Array(bytes[0..<scan.validEnd]), offset: 0)
-        try io.fdatasync(fd)
+        if config.preallocate { try io.zeroFill(fd, length: max(config.segmentBytes, scan.validEnd)) }
+        try io.fsync(fd)
+        try io.rename(from: rewrite, to: path)
+        try io.fsyncDirectory(config.directory)
         if nextLSN == logNext {
             // Case: continue in the last segment.
             return Resume(fd: fd, path: path, offset: scan.validEnd, salt: header.salt, firstLSN: header.firstLSN, created: false)

@@ -79,6 +79,9 @@ public final class LogWriter: Sendable {
         var closeRequested = false
         var threadExited = false
         var writerIdle = false
+        /// Set by `pauseWriting` (the deterministic simulation): the writer
+        /// thread takes nothing until `resumeWriting`.
+        var paused = false
         /// First LSN of the segment file the writer thread has open.
         var fileSegmentFirstLSN: UInt64
         var stats = LogStats()
@@ -168,6 +171,8 @@ public final class LogWriter: Sendable {
     let file: Mutex<FileState>
     let wakeup = DispatchSemaphore(value: 0)
     let exited = DispatchSemaphore(value: 0)
+    /// Called once, on the thread that saw it, when the log fail-stops.
+    let failureObservers = Mutex<[@Sendable (String) -> Void]>([])
 
     public static func monotonicNanos() -> UInt64 {
         var ts = timespec()
@@ -319,6 +324,40 @@ public final class LogWriter: Sendable {
 
     public var failure: String? { state.withLock { $0.failure } }
 
+    /// Callbacks waiting for an LSN to become durable (the simulation waits
+    /// for a batch to reach this point before it lets the writer go on).
+    public var waitingCount: Int { state.withLock { $0.waiters.count } }
+
+    /// The LSN of the last record appended (durable or not): one lock, no stats.
+    public var lastAppendedLSN: UInt64 { state.withLock { $0.nextLSN - 1 } }
+
+    /// Runs `observer` with the reason once the log fail-stops (at once if it
+    /// already has). The server uses it to stop answering and exit.
+    public func onFailStop(_ observer: @escaping @Sendable (String) -> Void) {
+        let already: String? = failureObservers.withLock { observers in
+            if let failure = state.withLock({ $0.failure }) { return failure }
+            observers.append(observer)
+            return nil
+        }
+        if let already { observer(already) }
+    }
+
+    // MARK: Deterministic simulation
+
+    /// Stops the writer thread from taking appended records until
+    /// `resumeWriting`, so a simulation decides exactly which records form one
+    /// write and one fdatasync (group commit) and replays the same I/O from a
+    /// seed. Not used by the server.
+    public func pauseWriting() {
+        state.withLock { $0.paused = true }
+    }
+
+    /// Lets the writer take everything appended while paused, as one group.
+    public func resumeWriting() {
+        state.withLock { $0.paused = false }
+        wakeup.signal()
+    }
+
     public var stats: LogStats {
         let now = clock()
         return state.withLock { s in
@@ -355,6 +394,10 @@ public final class LogWriter: Sendable {
         let lastSync = lastSyncNanos.withLock { $0 }
         return state.withLock { s in
             if s.failure != nil { return .exit }
+            if s.paused && !s.closeRequested {
+                s.writerIdle = true
+                return .sleep(timeoutNanos: nil)
+            }
             if s.open.records > 0 || s.open.newSegment != nil {
                 s.sealed.append(s.open)
                 s.open = Chunk(newSegment: nil, writer: ByteWriter(capacity: min(config.maxBatchBytes, max(1 << 16, s.open.writer.count))))
@@ -523,18 +566,26 @@ public final class LogWriter: Sendable {
     /// the failed fsync is never retried.
     private func failStop(_ reason: String) {
         let message = "\(reason); the log is fail-stopped: restart the process and recover from disk"
-        let waiters = state.withLock { s in
-            if s.failure == nil { s.failure = message }
+        let (waiters, first) = state.withLock { s in
+            let first = s.failure == nil
+            if first { s.failure = message }
             let waiters = s.waiters
             s.waiters = []
             s.sealed = []
             s.open = Chunk(newSegment: nil, writer: ByteWriter(capacity: 0))
             s.pendingBytes = 0
             s.pendingRecords = 0
-            return waiters
+            return (waiters, first)
         }
         LogWriter.warn("ERROR: write-ahead log: \(message)")
         for waiter in waiters { waiter.callback(.failure(.failed(message))) }
+        if first {
+            let observers = failureObservers.withLock { o in
+                defer { o = [] }
+                return o
+            }
+            for observer in observers { observer(message) }
+        }
     }
 
     // MARK: Maintenance

@@ -9,7 +9,11 @@
 // `fsyncDirectory` of their parent. Directories themselves are durable at once.
 //
 // Faults can be armed to fail the Nth write / fsync / fdatasync, to write only
-// part of the Nth write, or to run out of space.
+// part of the Nth write, or to run out of space; to cut the power at the Nth
+// mutating operation (the machine is then off: every call fails until
+// `powerOn`, as nothing runs on a machine without power); or, to prove that a
+// test notices a missing sync, to skip the Nth fdatasync (it reports success
+// and makes nothing durable, like a disk that lies about its cache).
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -56,6 +60,13 @@ public final class SimulatedFileIO: FileIO {
         case failFdatasync(nth: Int, errno: Int32 = EIO)
         /// Total bytes across all files may not exceed `capacityBytes` (ENOSPC).
         case diskFull(capacityBytes: Int)
+        /// Power loss just before the nth mutating operation from now (create,
+        /// open, write, truncate, preallocate, any sync, rename, unlink, close,
+        /// mkdir): `crash(mode:)`, then every call fails with EIO until `powerOn()`.
+        case powerLoss(nth: Int, mode: CrashMode)
+        /// The nth fdatasync from now returns success but makes nothing durable:
+        /// a sync the code "forgot". Only for proving that a test catches one.
+        case skipFdatasync(nth: Int)
     }
 
     public struct Counts: Sendable, Equatable {
@@ -64,6 +75,10 @@ public final class SimulatedFileIO: FileIO {
         public var fdatasyncs = 0
         public var directoryFsyncs = 0
         public var crashes = 0
+        /// Mutating operations (the ones a `powerLoss` fault counts).
+        public var operations = 0
+        /// fdatasyncs a `skipFdatasync` fault turned into no-ops.
+        public var skippedFdatasyncs = 0
     }
 
     enum PendingOp {
@@ -101,6 +116,9 @@ public final class SimulatedFileIO: FileIO {
         var faults: [ArmedFault] = []
         var capacityBytes: Int? = nil
         var counts = Counts()
+        /// Armed power loss: mutating operations left before it, and how it tears.
+        var powerLoss: (remaining: Int, mode: CrashMode)? = nil
+        var poweredOff = false
     }
 
     private let state: Mutex<State>
@@ -115,7 +133,10 @@ public final class SimulatedFileIO: FileIO {
         state.withLock { s in
             switch fault {
             case .diskFull(let capacity): s.capacityBytes = capacity
-            case .failWrite(let n, _), .shortWrite(let n, _, _), .failFsync(let n, _), .failFdatasync(let n, _):
+            case .powerLoss(let n, let mode):
+                precondition(n >= 1, "faults count from 1")
+                s.powerLoss = (n, mode)
+            case .failWrite(let n, _), .shortWrite(let n, _, _), .failFsync(let n, _), .failFdatasync(let n, _), .skipFdatasync(let n):
                 precondition(n >= 1, "faults count from 1")
                 s.faults.append(ArmedFault(fault: fault, remaining: n))
             }
@@ -126,6 +147,28 @@ public final class SimulatedFileIO: FileIO {
         state.withLock { s in
             s.faults.removeAll()
             s.capacityBytes = nil
+            s.powerLoss = nil
+        }
+    }
+
+    /// Power loss now: `crash(mode:)`, then every call fails until `powerOn()`.
+    public func cutPower(mode: CrashMode) {
+        state.withLock { s in
+            SimulatedFileIO.crash(&s, mode: mode)
+            s.poweredOff = true
+            s.powerLoss = nil
+        }
+    }
+
+    /// Whether an armed `powerLoss` has cut the power (see `powerOn`).
+    public var isPoweredOff: Bool { state.withLock { $0.poweredOff } }
+
+    /// Power comes back after a `powerLoss`: calls work again on what the
+    /// crash left (every handle opened before it is gone).
+    public func powerOn() {
+        state.withLock { s in
+            s.poweredOff = false
+            s.powerLoss = nil
         }
     }
 
@@ -150,48 +193,50 @@ public final class SimulatedFileIO: FileIO {
     /// reverts to its durable state, and each file keeps its durable image plus
     /// whatever unsynced operations `mode` lets through.
     public func crash(mode: CrashMode) {
-        state.withLock { s in
-            s.counts.crashes += 1
-            for id in s.inodes.keys.sorted() {
-                var inode = s.inodes[id]!
-                var image = inode.durable
-                let ops = inode.pending
-                switch mode {
-                case .dropUnsynced:
-                    break
-                case .keepRandomPrefix:
-                    let keep = Int.random(in: 0...ops.count, using: &s.rng)
-                    for op in ops.prefix(keep) { SimulatedFileIO.apply(op, to: &image) }
-                case .randomSubset:
-                    for op in ops where Bool.random(using: &s.rng) { SimulatedFileIO.apply(op, to: &image) }
-                case .tearLastWrite:
-                    for op in ops.dropLast() { SimulatedFileIO.apply(op, to: &image) }
-                    if let last = ops.last {
-                        switch last {
-                        case .resize:
-                            SimulatedFileIO.apply(last, to: &image)
-                        case .write(let offset, let bytes):
-                            let kept = bytes.isEmpty ? 0 : Int.random(in: 0..<bytes.count, using: &s.rng)
-                            var torn = Array(bytes.prefix(kept))
-                            if Bool.random(using: &s.rng) {
-                                // The rest of the sector range holds garbage.
-                                let garbage = Int.random(in: 1...max(1, min(64, bytes.count - kept)), using: &s.rng)
-                                for _ in 0..<garbage { torn.append(UInt8.random(in: 1...255, using: &s.rng)) }
-                            }
-                            SimulatedFileIO.apply(.write(offset: offset, bytes: torn), to: &image)
+        state.withLock { s in SimulatedFileIO.crash(&s, mode: mode) }
+    }
+
+    private static func crash(_ s: inout State, mode: CrashMode) {
+        s.counts.crashes += 1
+        for id in s.inodes.keys.sorted() {
+            var inode = s.inodes[id]!
+            var image = inode.durable
+            let ops = inode.pending
+            switch mode {
+            case .dropUnsynced:
+                break
+            case .keepRandomPrefix:
+                let keep = Int.random(in: 0...ops.count, using: &s.rng)
+                for op in ops.prefix(keep) { SimulatedFileIO.apply(op, to: &image) }
+            case .randomSubset:
+                for op in ops where Bool.random(using: &s.rng) { SimulatedFileIO.apply(op, to: &image) }
+            case .tearLastWrite:
+                for op in ops.dropLast() { SimulatedFileIO.apply(op, to: &image) }
+                if let last = ops.last {
+                    switch last {
+                    case .resize:
+                        SimulatedFileIO.apply(last, to: &image)
+                    case .write(let offset, let bytes):
+                        let kept = bytes.isEmpty ? 0 : Int.random(in: 0..<bytes.count, using: &s.rng)
+                        var torn = Array(bytes.prefix(kept))
+                        if Bool.random(using: &s.rng) {
+                            // The rest of the sector range holds garbage.
+                            let garbage = Int.random(in: 1...max(1, min(64, bytes.count - kept)), using: &s.rng)
+                            for _ in 0..<garbage { torn.append(UInt8.random(in: 1...255, using: &s.rng)) }
                         }
+                        SimulatedFileIO.apply(.write(offset: offset, bytes: torn), to: &image)
                     }
                 }
-                inode.durable = image
-                inode.current = image
-                inode.pending = []
-                s.inodes[id] = inode
             }
-            s.namespace = s.durableNamespace
-            let live = Set(s.namespace.values)
-            for id in Array(s.inodes.keys) where !live.contains(id) { s.inodes[id] = nil }
-            s.handles.removeAll()
+            inode.durable = image
+            inode.current = image
+            inode.pending = []
+            s.inodes[id] = inode
         }
+        s.namespace = s.durableNamespace
+        let live = Set(s.namespace.values)
+        for id in Array(s.inodes.keys) where !live.contains(id) { s.inodes[id] = nil }
+        s.handles.removeAll()
     }
 
     // MARK: Internals
@@ -210,6 +255,28 @@ public final class SimulatedFileIO: FileIO {
                 image.append(contentsOf: repeatElement(0, count: length - image.count))
             }
         }
+    }
+
+    /// Every mutating call starts here: fails while the power is off, and cuts
+    /// it when an armed `powerLoss` comes due (the call itself never happens).
+    private static func tick(_ s: inout State, _ op: String, _ path: String) throws(IOError) {
+        if s.poweredOff { throw IOError(errno: EIO, op: op, path: "\(path) (power is off)") }
+        s.counts.operations += 1
+        guard var armed = s.powerLoss else { return }
+        armed.remaining -= 1
+        if armed.remaining > 0 {
+            s.powerLoss = armed
+            return
+        }
+        s.powerLoss = nil
+        crash(&s, mode: armed.mode)
+        s.poweredOff = true
+        throw IOError(errno: EIO, op: op, path: "\(path) (power lost)")
+    }
+
+    /// Reads fail while the power is off.
+    private static func powered(_ s: State, _ op: String, _ path: String) throws(IOError) {
+        if s.poweredOff { throw IOError(errno: EIO, op: op, path: "\(path) (power is off)") }
     }
 
     /// Consumes an armed fault matching `kind` if its count reaches zero.
@@ -237,6 +304,7 @@ public final class SimulatedFileIO: FileIO {
 
     private func openHandle(_ path: String, create: Bool, truncate: Bool, readOnly: Bool, op: String) throws(IOError) -> FileHandleID {
         try state.withLock { (s) throws(IOError) -> FileHandleID in
+            try SimulatedFileIO.tick(&s, op, path)
             guard s.directories.contains(FilePath.parent(path)) else {
                 throw IOError(errno: ENOENT, op: op, path: path)
             }
@@ -264,6 +332,7 @@ public final class SimulatedFileIO: FileIO {
 
     private func doWrite(_ fd: FileHandleID, _ bytes: UnsafeRawBufferPointer, offset: Int?, op: String) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, op, "fd \(fd.raw)")
             var h = try handle(s, fd, op)
             if h.readOnly { throw IOError(errno: EBADF, op: op, path: h.path) }
             s.counts.writes += 1
@@ -307,8 +376,13 @@ public final class SimulatedFileIO: FileIO {
 
     private func doSync(_ fd: FileHandleID, data: Bool) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, data ? "fdatasync" : "fsync", "fd \(fd.raw)")
             let h = try handle(s, fd, data ? "fdatasync" : "fsync")
             if data { s.counts.fdatasyncs += 1 } else { s.counts.fsyncs += 1 }
+            if data, SimulatedFileIO.takeFault(&s, { f in if case .skipFdatasync = f { true } else { false } }) != nil {
+                s.counts.skippedFdatasyncs += 1
+                return  // "forgotten": success, nothing made durable
+            }
             let fault = SimulatedFileIO.takeFault(&s) { f in
                 switch f {
                 case .failFdatasync: data
@@ -358,6 +432,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func pread(_ fd: FileHandleID, into buffer: UnsafeMutableRawBufferPointer, offset: Int) throws(IOError) -> Int {
         try state.withLock { (s) throws(IOError) -> Int in
+            try SimulatedFileIO.powered(s, "pread", "fd \(fd.raw)")
             let h = try handle(s, fd, "pread")
             let image = s.inodes[h.inode]!.current
             guard offset < image.count else { return 0 }
@@ -371,6 +446,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func readAll(_ path: String) throws(IOError) -> [UInt8] {
         try state.withLock { (s) throws(IOError) -> [UInt8] in
+            try SimulatedFileIO.powered(s, "readAll", path)
             guard let id = s.namespace[path], let inode = s.inodes[id] else {
                 throw IOError(errno: ENOENT, op: "readAll", path: path)
             }
@@ -384,6 +460,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func fsyncDirectory(_ path: String) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, "fsyncDirectory", path)
             guard s.directories.contains(path) else { throw IOError(errno: ENOENT, op: "fsyncDirectory", path: path) }
             s.counts.directoryFsyncs += 1
             if let fault = SimulatedFileIO.takeFault(&s, { f in if case .failFsync = f { true } else { false } }),
@@ -401,6 +478,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func rename(from: String, to: String) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, "rename", from)
             guard let id = s.namespace[from] else { throw IOError(errno: ENOENT, op: "rename", path: from) }
             guard s.directories.contains(FilePath.parent(to)) else { throw IOError(errno: ENOENT, op: "rename", path: to) }
             s.namespace[from] = nil
@@ -410,6 +488,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func unlink(_ path: String) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, "unlink", path)
             guard s.namespace.removeValue(forKey: path) != nil else {
                 throw IOError(errno: ENOENT, op: "unlink", path: path)
             }
@@ -419,6 +498,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func truncate(_ fd: FileHandleID, length: Int) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, "ftruncate", "fd \(fd.raw)")
             let h = try handle(s, fd, "ftruncate")
             SimulatedFileIO.apply(.resize(length), to: &s.inodes[h.inode]!.current)
             s.inodes[h.inode]!.pending.append(.resize(length))
@@ -427,6 +507,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func fileSize(_ fd: FileHandleID) throws(IOError) -> Int {
         try state.withLock { (s) throws(IOError) -> Int in
+            try SimulatedFileIO.powered(s, "fstat", "fd \(fd.raw)")
             let h = try handle(s, fd, "fstat")
             return s.inodes[h.inode]!.current.count
         }
@@ -434,6 +515,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func fileSize(path: String) throws(IOError) -> Int {
         try state.withLock { (s) throws(IOError) -> Int in
+            try SimulatedFileIO.powered(s, "stat", path)
             guard let id = s.namespace[path], let inode = s.inodes[id] else {
                 throw IOError(errno: ENOENT, op: "stat", path: path)
             }
@@ -443,6 +525,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func listDirectory(_ path: String) throws(IOError) -> [String] {
         try state.withLock { (s) throws(IOError) -> [String] in
+            try SimulatedFileIO.powered(s, "opendir", path)
             guard s.directories.contains(path) else { throw IOError(errno: ENOENT, op: "opendir", path: path) }
             var names: [String] = []
             for name in s.namespace.keys where FilePath.parent(name) == path { names.append(FilePath.name(name)) }
@@ -452,7 +535,8 @@ public final class SimulatedFileIO: FileIO {
     }
 
     public func createDirectory(_ path: String) throws(IOError) {
-        state.withLock { s in
+        try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, "mkdir", path)
             var p = path
             while !p.isEmpty && p != "/" && p != "." && !s.directories.contains(p) {
                 s.directories.insert(p)
@@ -462,11 +546,12 @@ public final class SimulatedFileIO: FileIO {
     }
 
     public func fileExists(_ path: String) -> Bool {
-        state.withLock { s in s.namespace[path] != nil || s.directories.contains(path) }
+        state.withLock { s in !s.poweredOff && (s.namespace[path] != nil || s.directories.contains(path)) }
     }
 
     public func preallocate(_ fd: FileHandleID, length: Int) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, "fallocate", "fd \(fd.raw)")
             let h = try handle(s, fd, "fallocate")
             let size = s.inodes[h.inode]!.current.count
             guard length > size else { return }
@@ -480,6 +565,7 @@ public final class SimulatedFileIO: FileIO {
 
     public func close(_ fd: FileHandleID) throws(IOError) {
         try state.withLock { (s) throws(IOError) in
+            try SimulatedFileIO.tick(&s, "close", "fd \(fd.raw)")
             guard s.handles.removeValue(forKey: fd.raw) != nil else {
                 throw IOError(errno: EBADF, op: "close", path: "fd \(fd.raw)")
             }

@@ -34,7 +34,21 @@ enum ServeCommand {
         .init(name: "idle-timeout", value: "S", help: "close clients idle for S seconds (default 0 = never)"),
         .init(name: "loops", value: "N", help: "event-loop threads (default: one per two cores, at most 2)"),
         .init(name: "truncate-corrupt", value: nil, help: "cut the log at a damaged record instead of refusing to start"),
+    ] + debugSpecs
+
+    #if DEBUG
+    /// Fault injection for the process tests of the fail-stop path; not in release builds.
+    static let debugSpecs: [Options.Spec] = [
+        .init(name: "debug-fail-fdatasync", value: "N", help: "debug builds: fail the Nth fdatasync with EIO (tests of the fail-stop exit)"),
     ]
+    static func debugFileIO(_ o: Options) throws -> (any FileIO)? {
+        guard o.string("debug-fail-fdatasync") != nil else { return nil }
+        return FaultInjectingFileIO(base: PosixFileIO(), failingFdatasync: try o.int("debug-fail-fdatasync", default: 1, range: 1...Int.max))
+    }
+    #else
+    static let debugSpecs: [Options.Spec] = []
+    static func debugFileIO(_ o: Options) throws -> (any FileIO)? { nil }
+    #endif
 
     static func run(_ args: [String]) async throws -> Int32 {
         let o = try Options(command: "allocation-engine serve", specs: specs, arguments: args)
@@ -100,7 +114,8 @@ enum ServeCommand {
         progress.begin()
         let engine: DurableEngine
         do {
-            engine = try await DurableEngine.open(durable, log: { progress.clearLine(); logLine($0) })
+            let io: any FileIO = try debugFileIO(o) ?? PosixFileIO()
+            engine = try await DurableEngine.open(durable, io: io, log: { progress.clearLine(); logLine($0) })
         } catch {
             progress.clearLine()
             throw error
@@ -140,7 +155,20 @@ enum ServeCommand {
             }
         }
 
-        await waitForStopSignal()
+        if case .durabilityFailure(let reason) = await waitForStop(engine) {
+            // Fail-stop, as PostgreSQL PANICs after a failed fsync: memory may
+            // hold changes the disk does not, and the kernel may have dropped
+            // the failed pages, so retrying is no way back. Nothing is answered
+            // from memory any more (the engine refuses every command); requests
+            // in flight get their error, then the process exits for its
+            // supervisor to restart it into the durable state by recovery.
+            logLine("FATAL: durability failure: \(reason). Nothing more is answered from memory; exiting with status \(durabilityFailureExitCode) so a supervisor restarts the engine into the durable state (recovery from the log)")
+            metrics?.stop()
+            server.stopAccepting()
+            server.shutdown(gracefulTimeoutSeconds: 5)
+            try? await engine.close()
+            return durabilityFailureExitCode
+        }
         logLine("shutting down: no new connections, finishing requests in flight")
         metrics?.stop()
         server.stopAccepting()
@@ -153,6 +181,43 @@ enum ServeCommand {
             return 1
         }
         return 0
+    }
+
+    /// The exit status after a failed write or fsync of the log (sysexits'
+    /// EX_IOERR), distinct from a usage error (2) or a failed start (1), so a
+    /// supervisor (systemd `Restart=on-failure`) restarts the engine.
+    static let durabilityFailureExitCode: Int32 = 74
+
+    enum Stop: Sendable {
+        case signal
+        case durabilityFailure(String)
+    }
+
+    /// Waits for SIGTERM/SIGINT or a durability failure of the engine,
+    /// whichever comes first.
+    static func waitForStop(_ engine: DurableEngine) async -> Stop {
+        let latch = StopLatch()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Stop, Never>) in
+            latch.arm(continuation)
+            engine.onDurabilityFailure { latch.finish(.durabilityFailure($0)) }
+            Task {
+                await waitForStopSignal()
+                latch.finish(.signal)
+            }
+        }
+    }
+
+    /// Resumes the wait once, with whichever stop came first.
+    final class StopLatch: Sendable {
+        private let continuation = Mutex<CheckedContinuation<Stop, Never>?>(nil)
+        func arm(_ k: CheckedContinuation<Stop, Never>) { continuation.withLock { $0 = k } }
+        func finish(_ stop: Stop) {
+            let k = continuation.withLock { k in
+                defer { k = nil }
+                return k
+            }
+            k?.resume(returning: stop)
+        }
     }
 
     /// Waits for SIGTERM or SIGINT. A second signal exits at once: the log

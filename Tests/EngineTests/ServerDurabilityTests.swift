@@ -80,8 +80,8 @@ import WAL
         await h2.stop()
     }
 
-    /// fdatasync fails: the change is refused with READONLY, every later change
-    /// too, reads still answer.
+    /// fdatasync fails: the change is refused with READONLY, every later
+    /// command too, reads included (they would show the refused hold).
     @Test func fdatasyncFailureMakesTheEngineReadOnly() async throws {
         let io = SimulatedFileIO(seed: 7)
         var options = SrvHarness.Options()
@@ -105,30 +105,23 @@ import WAL
                 let r = await c.call(cmd)
                 #expect(r.errorCode == "READONLY", "\(cmd): \(r)")
             }
-            // Reads still answer.
+            // Connection commands still answer; nothing is answered from memory,
+            // which holds the refused hold the disk may not (fail-stop: the
+            // server exits for its supervisor to restart it from disk).
             #expect(await c.call("PING") == .simple("PONG"))
-            #expect(await c.call("HOLD.GET", "ok-hold").fields?["status"] == "pending")
-            #expect(await c.call("DEAL.GET", "d1").fields?["status"] == "open")
-            #expect(await c.call("LOT.GET", "d1-L1").fields?["units_total"] == "100")
-            #expect(await c.call("POSITION.GET", "inv1", "d1").fields?["units"] == "0")
-            #expect(await c.call("DIGEST").string?.isEmpty == false)
-            let inv = await c.call("INVENTORY", "d1")
-            #expect(inv.fields?["deal"] == "d1")
-            // A refused request changes nothing: the hold answered READONLY should not
-            // be visible. BUG (reported): it is applied in memory before the failed
-            // fdatasync and reads show it (units_held 12, HOLD.GET doomed answers).
-            let doomed = await c.call("HOLD.GET", "doomed")
-            withKnownIssue("a change refused with READONLY after a failed fdatasync stays visible to reads") {
-                #expect(inv == inventoryBefore, "inventory after the refused HOLD: \(inv.fields ?? [:]) vs before \(inventoryBefore.fields ?? [:])")
-                #expect(doomed.errorCode == "NOTFOUND", "the hold refused with READONLY is visible: \(doomed)")
+            for cmd in [["HOLD.GET", "ok-hold"], ["HOLD.GET", "doomed"], ["DEAL.GET", "d1"], ["LOT.GET", "d1-L1"],
+                        ["POSITION.GET", "inv1", "d1"], ["INVENTORY", "d1"], ["DIGEST"]] {
+                let r = await c.call(cmd)
+                #expect(r.errorCode == "READONLY", "\(cmd) after the failed fdatasync: \(r)")
             }
+            _ = inventoryBefore
             let info = await c.call("INFO").string ?? ""
             #expect(info.contains("read_only:1\r\n"), "\(info)")
             #expect(!info.contains("read_only_reason:\r\n"))
             // A second client sees the same.
             let other = try h.client()
             #expect(await other.call("HOLD", "d1", "inv3", "1", "10").errorCode == "READONLY")
-            #expect(await other.call("INVENTORY", "d1").fields?["deal"] == "d1")
+            #expect(await other.call("INVENTORY", "d1").errorCode == "READONLY")
         } catch {
             await h.stop(); throw error
         }

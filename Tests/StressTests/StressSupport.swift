@@ -69,8 +69,17 @@ func makeDeal(_ engine: Engine, _ id: String, lotSizes: [Int], fractional: Bool 
 /// The checks every run ends with: the engine's own invariant check, then the
 /// same sums recomputed here from the rows (no unit sold twice, nothing lost).
 func checkConservation(_ engine: Engine, sourceLocation: SourceLocation = #_sourceLocation) async {
-    let problems = await engine.invariantViolations()
-    #expect(problems.isEmpty, "invariant violations: \(problems.prefix(10))", sourceLocation: sourceLocation)
+    let problems = await conservationProblems(engine)
+    #expect(problems.isEmpty, "\(problems.prefix(10))", sourceLocation: sourceLocation)
+}
+
+/// What `checkConservation` checks, as a list of what is wrong (empty when
+/// all holds), for callers that report with their own context (a seed).
+func conservationProblems(_ engine: Engine) async -> [String] {
+    var problems = await engine.invariantViolations().map { "invariant violation: \($0)" }
+    func check(_ ok: Bool, _ message: @autoclosure () -> String) {
+        if !ok && problems.count < 20 { problems.append(message()) }
+    }
     for actor in engine.allDeals {
         let state = await actor.read { $0 }
         var held = [Int128](repeating: 0, count: state.lots.count)
@@ -85,7 +94,7 @@ func checkConservation(_ engine: Engine, sourceLocation: SourceLocation = #_sour
             }
             if h.status == .approved {
                 let a = state.allocations[Int(h.allocation)]
-                #expect(a.units == h.filled && a.holdID == h.id, "deal \(state.info.id) allocation \(a.id) differs from its hold", sourceLocation: sourceLocation)
+                check(a.units == h.filled && a.holdID == h.id, "deal \(state.info.id) allocation \(a.id) differs from its hold")
             }
         }
         for a in state.allocations where a.status != .rejected {
@@ -95,14 +104,13 @@ func checkConservation(_ engine: Engine, sourceLocation: SourceLocation = #_sour
         for (i, lot) in state.lots.enumerated() {
             totalSupply += lot.unitsTotal.raw
             totalAllocated += allocated[i]
-            #expect(held[i] + allocated[i] == lot.unitsTotal.raw - lot.unitsRemaining.raw,
-                    "deal \(state.info.id) lot \(lot.id): held \(held[i]) + allocated \(allocated[i]) != total - remaining",
-                    sourceLocation: sourceLocation)
-            #expect(lot.unitsRemaining.raw >= 0 && allocated[i] <= lot.unitsTotal.raw, sourceLocation: sourceLocation)
-            #expect(lot.unitsHeld.raw == held[i] && lot.unitsAllocated.raw == allocated[i], sourceLocation: sourceLocation)
+            check(held[i] + allocated[i] == lot.unitsTotal.raw - lot.unitsRemaining.raw,
+                  "deal \(state.info.id) lot \(lot.id): held \(held[i]) + allocated \(allocated[i]) != total - remaining")
+            check(lot.unitsRemaining.raw >= 0 && allocated[i] <= lot.unitsTotal.raw, "deal \(state.info.id) lot \(lot.id) negative or oversold")
+            check(lot.unitsHeld.raw == held[i] && lot.unitsAllocated.raw == allocated[i], "deal \(state.info.id) lot \(lot.id) counters differ from the rows")
         }
-        #expect(totalAllocated <= totalSupply, sourceLocation: sourceLocation)
-        #expect(pending == state.pendingHolds, sourceLocation: sourceLocation)
+        check(totalAllocated <= totalSupply, "deal \(state.info.id) allocated more than its supply")
+        check(pending == state.pendingHolds, "deal \(state.info.id): \(pending) pending holds, counter \(state.pendingHolds)")
         // Positions are exactly the approved and settled allocations.
         var posUnits = [Int128](repeating: 0, count: state.investors.count)
         var posCost = [Int128](repeating: 0, count: state.investors.count)
@@ -111,10 +119,11 @@ func checkConservation(_ engine: Engine, sourceLocation: SourceLocation = #_sour
             posCost[Int(a.investor)] += a.units.raw * Int128(a.unitPrice.raw)
         }
         for (i, p) in state.positions.enumerated() {
-            #expect(p.units.raw == posUnits[i] && p.costBasis.raw == posCost[i],
-                    "deal \(state.info.id) investor \(state.investors[i]) position", sourceLocation: sourceLocation)
+            check(p.units.raw == posUnits[i] && p.costBasis.raw == posCost[i],
+                  "deal \(state.info.id) investor \(state.investors[i]) position differs from its allocations")
         }
     }
+    return problems
 }
 
 /// Runs one engine call and returns its outcome as a value.

@@ -169,7 +169,8 @@ public final class Engine: Sendable {
             if let sink {
                 do throws(EngineError) { lsn = try sink.append([.dealCreated(info)], time: now) } catch { return .failure(error) }
             }
-            let actor = DealActor(state: DealState(info: info), context: context)
+            // A read of the new deal waits for its creation to be durable (the read barrier).
+            let actor = DealActor(state: DealState(info: info), context: context, lastLSN: lsn ?? 0)
             if let v = info.vehicle { context.indexes.holdings.addDeal(number, vehicle: v) }
             dict[spec.id] = actor
             byNumber[Int(number) % Self.shardCount].withLock { $0[number] = actor }
@@ -183,15 +184,17 @@ public final class Engine: Sendable {
     // MARK: - Batches
 
     /// Runs a batch on a deal (as `principal`: its access rules and its name on
-    /// what it changes; nil in process) and waits until its changes are durable.
-    /// If they never become durable, every reply of a changing request becomes an error.
+    /// what it changes; nil in process) and waits until everything its replies
+    /// may show is durable: its own changes and, for reads, the deal's changes
+    /// before them (the read barrier). If that never becomes durable, every
+    /// reply becomes an error: none may show state a crash could take back.
     public func submit(_ requests: [DealRequest], to deal: DealActor, as principal: Principal? = nil) async -> [DealReply] {
         var result = await deal.execute(requests, as: principal)
-        if let lsn = result.lsn, let sink {
+        if result.observedLSN > 0, let sink {
             do {
-                try await sink.waitDurable(lsn)
+                try await sink.waitDurable(result.observedLSN)
             } catch {
-                for i in result.changed { result.replies[i] = .failure(error) }
+                for i in result.replies.indices { result.replies[i] = .failure(error) }
             }
         }
         return result.replies

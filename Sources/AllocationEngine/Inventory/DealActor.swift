@@ -13,12 +13,18 @@ public actor DealActor {
     /// Changes decided in the current batch, appended to the log at its end
     /// (kept between batches only for its capacity).
     private var changes: [Change] = []
+    /// The LSN of the last record this deal appended (its creation's for a new
+    /// deal, 0 for one restored by recovery, whose state is durable). A read
+    /// of the deal shows everything up to it, so its reply waits until the log
+    /// is durable that far (the read barrier, `BatchResult.observedLSN`).
+    private var lastLSN: UInt64
 
-    init(state: DealState, context: EngineContext) {
+    init(state: DealState, context: EngineContext, lastLSN: UInt64 = 0) {
         self.id = state.info.id
         self.number = state.info.number
         self.state = state
         self.context = context
+        self.lastLSN = lastLSN
     }
 
     /// The result of one batch: a reply per request, and the LSN the caller must
@@ -29,6 +35,12 @@ public actor DealActor {
         /// Which replies belong to requests that changed state (and so must not be
         /// acknowledged unless `lsn` becomes durable).
         public var changed: [Int]
+        /// The deal's last appended LSN when the batch ended (>= `lsn`): every
+        /// reply of the batch, reads included, may show state up to it, so none
+        /// is sent before the log is durable that far. A reader on another
+        /// connection thus never sees a change that a crash could still take
+        /// back (usually already durable: then the wait costs one comparison).
+        public var observedLSN: UInt64
     }
 
     /// Runs a batch as `principal` (nil: in process, with every right). A
@@ -49,7 +61,9 @@ public actor DealActor {
         // Requests are used in place (`requests[i]`), not bound to locals: a
         // request is a large value and copying it per hold shows in profiles.
         for i in requests.indices {
-            if admission != .open && requests[i].isChange {
+            // After a durability failure memory holds changes the disk may not:
+            // nothing is answered from it, reads included (fail-stop).
+            if admission != .open && (requests[i].isChange || admission.refusesReads) {
                 replies.append(.failure(admission.refusal))
                 continue
             }
@@ -67,7 +81,7 @@ public actor DealActor {
         let lsn = flushChanges(time: now, replies: &replies, changed: changed)
         state.compactExpiryIfMostlyStale()
         registerWake()
-        return BatchResult(replies: replies, lsn: lsn, changed: changed)
+        return BatchResult(replies: replies, lsn: lsn, changed: changed, observedLSN: lastLSN)
     }
 
     /// Expires every pending hold whose time has come, as logged changes.
@@ -174,7 +188,9 @@ public actor DealActor {
         guard let sink = context.sink, !changes.isEmpty else { return nil }
         defer { changes.removeAll(keepingCapacity: true) }
         do throws(EngineError) {
-            return try sink.append(changes, time: time)
+            let lsn = try sink.append(changes, time: time)
+            lastLSN = lsn
+            return lsn
         } catch {
             // The log failed under this batch: none of its changes may be acknowledged.
             for i in changed { replies[i] = .failure(error) }

@@ -46,12 +46,19 @@ extension ChangeSink {
 }
 
 extension SinkAdmission {
+    /// Whether reads are refused too: after a failure, memory may hold
+    /// changes that never reached the disk and that recovery will drop.
+    public var refusesReads: Bool {
+        if case .failed = self { return true }
+        return false
+    }
+
     /// The error a change gets when the log does not take it.
-    var refusal: EngineError {
+    public var refusal: EngineError {
         switch self {
         case .open: preconditionFailure("an open log refuses nothing")
         case .overloaded: EngineError(.limit, "the log is behind the disk; retry shortly")
-        case .failed(let reason): EngineError(.readOnly, "the engine refuses changes after a durability failure: \(reason)")
+        case .failed(let reason): EngineError(.readOnly, "the engine stopped after a durability failure and answers nothing from memory until it restarts from disk: \(reason)")
         }
     }
 }

@@ -311,6 +311,19 @@ public final class DurableEngine: Sendable {
         return moved
     }
 
+    /// Why the engine stopped taking and answering commands, if it did: a
+    /// write or fsync of the log failed (or an append after its batch was
+    /// applied). Memory may then hold changes the disk does not, so the only
+    /// way back is recovery from disk: `serve` exits (code 74) for its
+    /// supervisor to restart it.
+    public var durabilityFailure: String? { engine.sink?.failureReason }
+
+    /// Runs `observer` once, with the reason, when the engine fails as
+    /// `durabilityFailure` describes (at once if it already has).
+    public func onDurabilityFailure(_ observer: @escaping @Sendable (String) -> Void) {
+        if let sink = engine.sink as? WALChangeSink { sink.onFailure(observer) } else { writer.onFailStop(observer) }
+    }
+
     /// `AUDIT.VERIFY`: the whole retained log against its seals and the
     /// snapshots' heads, read on a thread of its own.
     public func verifyAudit() async throws -> AuditLog.Report {
@@ -347,9 +360,20 @@ public final class DurableEngine: Sendable {
             let lsn = image.replayFrom
             let time = engine.clock.nowMillis()
             do {
+                // The copies may hold changes whose records are not durable yet
+                // (appended, waiting for the group commit). A snapshot is a
+                // cache of a durable log prefix, never ahead of it: written
+                // first, a power loss would leave state the log lost, and the
+                // LSNs after the log's end would be handed out again (found by
+                // the power-loss campaign, seeds 43 and 112).
+                let newest = image.newestLSN
                 // Encoding and the blocking file work run on a thread of their own,
                 // so the cooperative threads keep serving holds meanwhile.
                 let (path, payloadBytes) = try await Self.offThread { [self] () throws -> (String, Int) in
+                    // (Waited for here, on the snapshot's own thread: no await while the copies are held.)
+                    if let failure = Self.waitDurable(writer, newest) {
+                        throw RecoveryError("snapshot not written: the log failed before its state was durable: \(failure)")
+                    }
                     var payload = StateCodec.encode(image)
                     let path = try store.write(lsn: lsn, time: time, payload: payload)
                     let payloadBytes = payload.count
@@ -383,6 +407,20 @@ public final class DurableEngine: Sendable {
     }
 
     public var snapshots: SnapshotStats { snapshotStats.withLock { $0 } }
+
+    /// Blocks the calling (non-cooperative) thread until `lsn` is durable;
+    /// the failure if it never will be.
+    static func waitDurable(_ writer: LogWriter, _ lsn: UInt64) -> LogError? {
+        guard lsn > 0 else { return nil }
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<LogError?>(nil)
+        writer.whenDurable(lsn) { result in
+            if case .failure(let e) = result { outcome.withLock { $0 = e } }
+            done.signal()
+        }
+        done.wait()
+        return outcome.withLock { $0 }
+    }
 
     /// Runs blocking work on a new thread and waits for it without holding a
     /// cooperative thread.

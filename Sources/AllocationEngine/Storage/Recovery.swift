@@ -91,6 +91,8 @@ public enum Recovery {
 
         // 1. Snapshot: newest that decodes and, for point-in-time, lies entirely before the target.
         var replayFrom: UInt64 = 0
+        /// The highest LSN the accepted snapshot covers (LSNs up to it are never handed out again).
+        var snapshotNewest: UInt64 = 0
         let store = SnapshotStore(directory: dir.snapshots, io: io)
         for info in try store.list() {
             do {
@@ -127,6 +129,7 @@ public enum Recovery {
                 verifier = AuditVerifier(from: image.audit ?? .genesis, anchored: image.audit != nil)
                 auditFrom = image.audit != nil ? image.floorLSN : 0
                 replayFrom = image.replayFrom
+                snapshotNewest = image.newestLSN
                 report.snapshotPath = info.path
                 report.snapshotLSN = replayFrom
                 break
@@ -237,6 +240,14 @@ public enum Recovery {
         }
         report.lastLSN = max(summary.lastLSN ?? 0, replayFrom)
         report.nextLSN = max(summary.nextLSN, replayFrom + 1)
+        if snapshotNewest >= report.nextLSN {
+            // The snapshot holds changes past the log's end (a log that lost its
+            // tail: durability periodic or none, or a snapshot from before they
+            // waited for the log). Its deals skip records up to their LSN, so
+            // those LSNs must never be handed out again.
+            report.warnings.append("snapshot covers records up to LSN \(snapshotNewest) but the log ends at LSN \(report.nextLSN - 1): the log continues after the snapshot")
+            report.nextLSN = snapshotNewest + 1
+        }
         if let t = summary.tornTail { report.tornTail = "\(t.segment) at offset \(t.offset) (\(t.bytes) bytes cut)" }
         if let t = summary.truncated {
             report.truncated = "\(t.segment) at offset \(t.offset), LSN \(t.lsn) (\(t.recoveryCase.rawValue))"

@@ -11,6 +11,7 @@ public final class WALChangeSink: ChangeSink {
     /// Set when an append fails after its batch was applied in memory: the log
     /// and memory now differ, so the engine must stop taking changes (fail-stop).
     private let appendFailure = Mutex<String?>(nil)
+    private let appendFailureObservers = Mutex<[@Sendable (String) -> Void]>([])
 
     /// Entries per seal: a seal is 8 + varint + 32 x (entries + 1) bytes and must fit in one record.
     let sealEntries: Int
@@ -39,7 +40,19 @@ public final class WALChangeSink: ChangeSink {
                 }
             }
         } catch {
-            appendFailure.withLock { if $0 == nil { $0 = "log append failed: \(error)" } }
+            let reason = "log append failed: \(error)"
+            let first = appendFailure.withLock { f -> Bool in
+                if f != nil { return false }
+                f = reason
+                return true
+            }
+            if first {
+                let observers = appendFailureObservers.withLock { o in
+                    defer { o = [] }
+                    return o
+                }
+                for observer in observers { observer(reason) }
+            }
             throw Self.engineError(error)
         }
         guard let last else { preconditionFailure("a non-empty batch appended nothing") }
@@ -55,7 +68,20 @@ public final class WALChangeSink: ChangeSink {
         }
     }
 
-    public var lastAppendedLSN: UInt64 { writer.stats.nextLSN - 1 }
+    public var lastAppendedLSN: UInt64 { writer.lastAppendedLSN }
+
+    /// Runs `observer` once when the sink fails for good: the log fail-stopped,
+    /// or an append failed after its batch was applied in memory.
+    public func onFailure(_ observer: @escaping @Sendable (String) -> Void) {
+        let once = Once(observer)
+        writer.onFailStop { once.run($0) }
+        let already: String? = appendFailureObservers.withLock { o in
+            if let f = appendFailure.withLock({ $0 }) { return f }
+            o.append { once.run($0) }
+            return nil
+        }
+        if let already { once.run(already) }
+    }
     public var auditHeadAndLSN: (AuditHead, UInt64)? { sealer.headAndLSN }
 
     /// Seals entries recovery found after the last seal (a batch whose seal
@@ -77,6 +103,19 @@ public final class WALChangeSink: ChangeSink {
     }
 
     static func engineError(_ e: LogError) -> EngineError {
-        EngineError(.readOnly, "the change is not durable and the engine refuses changes: \(e)")
+        EngineError(.readOnly, "not durable; the engine answers nothing from memory until it restarts from disk: \(e)")
+    }
+}
+
+/// A callback that runs at most once, whichever source reports first.
+final class Once: Sendable {
+    private let body: Mutex<(@Sendable (String) -> Void)?>
+    init(_ body: @escaping @Sendable (String) -> Void) { self.body = Mutex(body) }
+    func run(_ reason: String) {
+        let b = body.withLock { b in
+            defer { b = nil }
+            return b
+        }
+        b?(reason)
     }
 }
