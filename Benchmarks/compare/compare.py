@@ -839,10 +839,15 @@ def markdown(summary, meta):
                  "; ".join("c=%d P=%d: %s" % (c, p, t) for (c, p), t in
                            zip([(c, p) for c in CONCURRENCY for p in PIPELINES], ratios)) + ".")
         L.append("")
+    sizes = meta.get("sizes", {})
+    supply, unit = sizes.get("sell_supply", SELL_SUPPLY), sizes.get("sell_units", SELL_UNITS)
     L.append("**Sell-out** (one deal, %s units in 8 lots, requests of %d units, demand 10× the supply: "
-             "%s requests; refusals while units remained = a refusal that said enough units remained "
-             "(engine, Redis) or came before a later reservation of the deal started (PostgreSQL))" % (
-                 "{:,}".format(SELL_SUPPLY), SELL_UNITS, "{:,}".format(10 * SELL_SUPPLY // SELL_UNITS)))
+             "%s requests, rounded up to a multiple of the connections; refused while units remained = a "
+             "refusal that said enough units remained (engine, Redis: `-INSUFFICIENT requested X, available Y` "
+             "with Y ≥ X) or, for PostgreSQL, came before a later reservation of the deal started (all of "
+             "them when the deal never sold out); time to sell out = first request to the last successful "
+             "hold's reply (engine, Redis) or to the start of the last reservation (PostgreSQL))" % (
+                 "{:,}".format(supply), unit, "{:,}".format(10 * supply // unit)))
     L.append("")
     L.append("| system | c | P | sold units | holds | refusals | refused while units remained | time to sell out | requests/s |")
     L.append("|---|---|---|---|---|---|---|---|---|")
@@ -882,21 +887,25 @@ def svg(rows, meta):
     height = top + len(rows) * (bar_h + gap) + 40
     vmax = max([r["ratio"] for r in rows] + [10])
     decades = max(1, math.ceil(math.log10(vmax)))
-    scale = width / decades
+    scale = width / (decades + 1)   # the axis starts at 0.1x: a ratio below 1 shows as shorter than 1x
+    one = left + scale
 
     def x(v):
-        return left + max(0.0, math.log10(max(v, 1.0))) * scale
+        return left + (math.log10(min(max(v, 0.1), 10.0 ** decades)) + 1) * scale
 
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">'
            % (left + width + 80, height),
            '<rect width="100%" height="100%" fill="white"/>',
            '<text x="10" y="20" font-size="15" font-weight="bold">AllocationEngine throughput ÷ the same work elsewhere (log scale)</text>',
-           '<text x="10" y="38" fill="#555">%s · %s, %d cores · median of %d round(s) · 1× = equal</text>'
+           '<text x="10" y="38" fill="#555">%s · %s, %d cores · median of %d round(s) · red: vs Redis Lua, '
+           'blue: vs PostgreSQL FOR UPDATE</text>'
            % (meta["date"], esc(meta["machine"]["cpu_model"]), meta["machine"]["cpus"], meta["rounds"])]
-    for d in range(decades + 1):
-        gx = left + d * scale
-        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (gx, top - 6, gx, height - 30))
-        out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%d×</text>' % (gx, height - 14, 10 ** d))
+    for d in range(-1, decades + 1):
+        gx = one + d * scale
+        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>' % (gx, top - 6, gx, height - 30,
+                                                                              "#888" if d == 0 else "#ddd"))
+        out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s×</text>' % (
+            gx, height - 14, "0.1" if d < 0 else "%d" % 10 ** d))
     names = {"hot": "hot launch", "1000deals": "1,000 deals", "cycle": "full cycle"}
     for i, r in enumerate(rows):
         y = top + i * (bar_h + gap)
@@ -913,7 +922,25 @@ def esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def write_outputs(meta, runs, stem):
+    summary = summarize(runs)
+    heads = headline(summary)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, stem + ".json"), "w") as f:
+        json.dump({"meta": meta, "summary": summary, "headline": heads, "runs": runs}, f, indent=1, default=str)
+    with open(os.path.join(OUT, stem + ".md"), "w") as f:
+        f.write(markdown(summary, meta))
+    with open(os.path.join(OUT, stem + ".svg"), "w") as f:
+        f.write(svg(heads, meta))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        # Renders the table and chart again from a run's JSON (its measured runs, unchanged).
+        with open(sys.argv[2]) as f:
+            saved = json.load(f)
+        write_outputs(saved["meta"], saved["runs"], os.path.basename(sys.argv[2])[:-5])
+        return 0
     for tool in ("redis-server", "redis-benchmark"):
         if not shutil.which(tool):
             sys.exit("missing %s (run.sh installs it)" % tool)
@@ -945,16 +972,8 @@ def main():
     meta["sizes"] = {"pg_seconds": PG_SECONDS, "engine_bench_seconds": NB_SECONDS, "redis_benchmark_requests": RB_REQUESTS,
                      "hot_lots": HOT_LOTS, "hot_lot_units": HOT_LOT_UNITS, "hold_units": HOLD_UNITS,
                      "sell_supply": SELL_SUPPLY, "sell_units": SELL_UNITS, "many_deals": MANY_DEALS}
-    summary = summarize(bench.runs)
-    heads = headline(summary)
-    os.makedirs(OUT, exist_ok=True)
     stem = "compare-quick" if QUICK else "compare"
-    with open(os.path.join(OUT, stem + ".json"), "w") as f:
-        json.dump({"meta": meta, "summary": summary, "headline": heads, "runs": bench.runs}, f, indent=1, default=str)
-    with open(os.path.join(OUT, stem + ".md"), "w") as f:
-        f.write(markdown(summary, meta))
-    with open(os.path.join(OUT, stem + ".svg"), "w") as f:
-        f.write(svg(heads, meta))
+    write_outputs(meta, bench.runs, stem)
     log("wrote %s/%s.{json,md,svg} in %d s; checks %s" % (OUT, stem, meta["duration_s"],
                                                        "passed" if bench.checks_ok else "FAILED"))
     return 0 if bench.checks_ok else 1
