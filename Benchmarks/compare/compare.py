@@ -956,7 +956,8 @@ def main():
         bench.pg.start()
         meta["postgres"] = bench.pg.version()
         for rnd in range(1, ROUNDS + 1):
-            for workload in (bench.hot, bench.many, bench.sellout, bench.cycle):
+            only = os.environ.get("COMPARE_WORKLOADS", "hot,many,sellout,cycle").split(",")
+            for workload in [w for w in (bench.hot, bench.many, bench.sellout, bench.cycle) if w.__name__ in only]:
                 log("round %d/%d: %s" % (rnd, ROUNDS, workload.__name__))
                 workload(rnd)
     finally:
@@ -972,7 +973,7 @@ def main():
     meta["sizes"] = {"pg_seconds": PG_SECONDS, "engine_bench_seconds": NB_SECONDS, "redis_benchmark_requests": RB_REQUESTS,
                      "hot_lots": HOT_LOTS, "hot_lot_units": HOT_LOT_UNITS, "hold_units": HOLD_UNITS,
                      "sell_supply": SELL_SUPPLY, "sell_units": SELL_UNITS, "many_deals": MANY_DEALS}
-    stem = "compare-quick" if QUICK else "compare"
+    stem = os.environ.get("COMPARE_STEM", "compare-quick" if QUICK else "compare")
     write_outputs(meta, bench.runs, stem)
     log("wrote %s/%s.{json,md,svg} in %d s; checks %s" % (OUT, stem, meta["duration_s"],
                                                        "passed" if bench.checks_ok else "FAILED"))

@@ -31,8 +31,10 @@ public struct NetBenchResult: Sendable {
     /// Counts one error reply (its bytes after the `-`, line end included).
     mutating func classifyError(_ line: UnsafeBufferPointer<UInt8>) {
         errors += 1
-        var text = String(decoding: line, as: UTF8.self)
-        while text.last == "\n" || text.last == "\r" { text.removeLast() }
+        // The line end is one Character ("\r\n" is a single grapheme): trim by bytes.
+        var end = line.count
+        while end > 0 && (line[end - 1] == 13 || line[end - 1] == 10) { end -= 1 }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
         let code = String(text.prefix(while: { $0 != " " }))
         errorCodes[code, default: 0] += 1
         guard code == "INSUFFICIENT" else { return }
