@@ -24,6 +24,10 @@ struct BenchOptions {
                   --only   run only these groups (engine: issue 2, wal: issue 3, net: issue 4;
                            hot: the hot-deal run repeated, to see the spread between runs)
                   --dir    scratch directory for durable runs (default: a temp dir)
+                engine-bench --load --port P [--host H] [--connections C] [--pipeline N] [--seconds S]
+                             [--cycles N] [--variants N] -- CMD ARG ... [";" CMD ARG ...]
+                  the load generator alone against any RESP server (one JSON object; see
+                  LoadCommand.swift): __seq__ = the cycle's number, __i__ = the variant's
                 """)
                 exit(0)
             default:

@@ -4,6 +4,7 @@ import Foundation
 // engine-bench: measures the engine as the issues ask, prints a table (or one
 // JSON object with --json). Usage:
 //   swift run -c release engine-bench [--json] [--quick] [--only engine|wal|net]
+//   swift run -c release engine-bench --load --port P ... -- CMD ...   (LoadCommand.swift)
 func runBenchmarks() async -> BenchReport {
     let options = BenchOptions(CommandLine.arguments.dropFirst())
     var report = BenchReport()
@@ -24,6 +25,9 @@ func runBenchmarks() async -> BenchReport {
         await NetBenchmarks(options: options).run(into: &report)
     }
     return report
+}
+if CommandLine.arguments.dropFirst().first == "--load" {
+    exit(LoadCommand.run(Array(CommandLine.arguments.dropFirst())))
 }
 let options = BenchOptions(CommandLine.arguments.dropFirst())
 let finished = await runBenchmarks()
