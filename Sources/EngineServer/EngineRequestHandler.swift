@@ -108,6 +108,7 @@ public final class EngineRequestHandler: RequestHandler {
         for command in commands where !close {
             let name = command.name
             do throws(CommandError) {
+                if !ArgumentText.isBinarySafe(name), let error = ArgumentText.check(command) { throw error }
                 if let reply = try connectionCommand(name, command, session: session, connection: conn, close: &close) {
                     steps.append(.encoded(reply))
                     continue

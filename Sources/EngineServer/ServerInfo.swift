@@ -27,6 +27,7 @@ extension EngineRequestHandler {
             ("total_connections_received", String(net?.totalConnections ?? 0)),
             ("rejected_connections", String(net?.rejectedConnections ?? 0)),
             ("protocol_errors", String(net?.protocolErrors ?? 0)),
+            ("refused_inline_lines", String(net?.refusedInlineLines ?? 0)),
             ("output_buffer_disconnects", String(net?.outputBufferDisconnects ?? 0)),
             ("idle_disconnects", String(net?.idleDisconnects ?? 0)),
             ("total_net_input_bytes", String(net?.bytesIn ?? 0)),

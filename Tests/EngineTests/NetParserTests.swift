@@ -65,6 +65,100 @@ private func parseChunked(_ input: [UInt8], splits: [Int], limits: NetLimits = N
         }
     }
 
+    // MARK: - Control characters on inline lines (issue 11)
+
+    /// Parses everything as a connection does after a refused line: answer it,
+    /// go on from `consumed`. Returns each command, or `!<message>` for a refused line.
+    private func parseGoingOn(_ input: [UInt8]) -> ([String], RESPProtocolError?) {
+        var parser = RESPParser()
+        var out: [String] = []
+        var start = 0
+        while start < input.count {
+            var commands: [RESPCommand] = []
+            let r = parser.parse(input, from: start, maxCommands: 1024, into: &commands)
+            out += commands.map { c in (0..<c.count).map { c.string(at: $0) }.joined(separator: "|") }
+            if let e = r.error { return (out, e) }
+            if let refused = r.refusedLine { out.append("!" + refused.message) }
+            if r.consumed == start && r.refusedLine == nil { break }
+            start = r.consumed
+        }
+        return (out, nil)
+    }
+
+    @Test func aNulInsideAnInlineArgumentRefusesTheWholeLine() {
+        // The issue's line: `launch`, NUL, space. It used to split into `HOLD launch inv 10 28.5`.
+        let line = bytes("HOLD launch") + [0] + bytes(" inv 10 28.5\r\nPING\r\n")
+        let (out, error) = parseGoingOn(line)
+        #expect(error == nil)
+        #expect(out == ["!control character \\x00 at byte 12 of an inline request; only space and tab separate arguments (send binary data as a RESP bulk string)", "PING"])
+    }
+
+    @Test func everyControlByteButTabRefusesItsLineAndTheStreamGoesOn() {
+        for c in [UInt8](0..<32) + [127] where c != 10 && c != 9 {
+            for template in ["HOLD launch%c inv 10 28.5", "%cHOLD launch inv 10 28.5", "HOLD launch inv 10 28.5%c", "HOLD launch %c inv", "SET \"a%cb\" x", "SET 'a%cb' x"] {
+                let parts = template.components(separatedBy: "%c")
+                let input = bytes("PING 1\r\n") + bytes(parts[0]) + [c] + bytes(parts[1]) + bytes("\r\nPING 2\n")
+                let (out, error) = parseGoingOn(input)
+                let shown = template.replacingOccurrences(of: "%c", with: "\\x\(c)")
+                #expect(error == nil, "\(shown)")
+                #expect(out.count == 3 && out[0] == "PING|1" && out[1].hasPrefix("!control character ") && out[2] == "PING|2", "\(shown): \(out)")
+            }
+        }
+        // A CR is a line end only right before the LF.
+        #expect(parseGoingOn(bytes("PING a\rb\r\n")).0.first?.hasPrefix("!control character \\x0d") == true)
+        #expect(parseGoingOn(bytes("PING a\r\r\n")).0.first?.hasPrefix("!control character \\x0d") == true)
+        #expect(parseGoingOn(bytes("PING a\r\n")).0 == ["PING|a"])
+    }
+
+    @Test func onlySpaceAndTabSeparateInlineArguments() {
+        #expect(parseAll(bytes("HOLD\td1 \t inv\t\t10 28.5\n")).0 == [["HOLD", "d1", "inv", "10", "28.5"]])
+        // Vertical tab and form feed were separators (Redis' isspace); now they refuse the line.
+        for c: UInt8 in [11, 12] {
+            let (cmds, r) = parseAll(bytes("HOLD d1") + [c] + bytes("inv 10 28.5\n"))
+            #expect(cmds.isEmpty)
+            #expect(r.error == nil && r.refusedLine != nil)
+        }
+        // Bytes above 0x7F are text a person can type (UTF-8); they stay inside their argument.
+        #expect(parseAll(bytes("DEAL.CREATE caf\u{e9} NAME \"Caf\u{e9} \u{212A}\"\n")).0 == [["DEAL.CREATE", "caf\u{e9}", "NAME", "Caf\u{e9} \u{212A}"]])
+    }
+
+    @Test func quotedEscapesStillSpellControlBytesLikeARESPBulk() {
+        // `"\x00"` is typed text: the argument holds a NUL, as a RESP bulk string may;
+        // the command layer refuses it (ArgumentText), the same for both framings.
+        var parser = RESPParser()
+        let (inline, r1) = parser.parseAll(bytes("HOLD \"launch\\x00\" inv 10 28.5\n"))
+        let (resp, r2) = parser.parseAll(bytes("*5\r\n$4\r\nHOLD\r\n$7\r\nlaunch") + [0] + bytes("\r\n$3\r\ninv\r\n$2\r\n10\r\n$4\r\n28.5\r\n"))
+        #expect(r1.error == nil && r1.refusedLine == nil && r2.error == nil)
+        #expect(inline.count == 1 && inline == resp)
+        #expect(Array(inline[0].bytes(at: 1)) == bytes("launch") + [0])
+    }
+
+    @Test func aRefusedLineSplitAtEveryByteGivesTheSameAnswers() {
+        let stream = bytes("PING a\r\nHOLD launch") + [0] + bytes(" inv 10 28.5\r\n*1\r\n$4\r\nPING\r\nECHO \"b\" \u{1}\nPING c\n")
+        let whole = parseGoingOn(stream).0
+        #expect(whole.count == 5 && whole.filter { $0.hasPrefix("!") }.count == 2, "\(whole)")
+        for cut in 0...stream.count {
+            var parser = RESPParser()
+            var buffer: [UInt8] = []
+            var start = 0
+            var out: [String] = []
+            for chunk in [stream[0..<cut], stream[cut...]] {
+                buffer += chunk
+                while true {
+                    var commands: [RESPCommand] = []
+                    let r = parser.parse(buffer, from: start, maxCommands: 1024, into: &commands)
+                    out += commands.map { c in (0..<c.count).map { c.string(at: $0) }.joined(separator: "|") }
+                    #expect(r.error == nil)
+                    let progressed = r.consumed != start
+                    start = r.consumed
+                    if let refused = r.refusedLine { out.append("!" + refused.message); continue }
+                    if !progressed || commands.isEmpty { break }
+                }
+            }
+            #expect(out == whole, "split at \(cut)")
+        }
+    }
+
     @Test func incompleteWaits() {
         for partial in ["*2\r\n$3\r\nGET\r\n$1\r", "*2\r\n$3\r\nGE", "*2", "PING", "*2\r\n$3\r\nGET\r\n$"] {
             let (cmds, r) = parseAll(bytes(partial))

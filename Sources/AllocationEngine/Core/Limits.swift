@@ -23,9 +23,10 @@ public enum EngineLimits {
     public static let maxRowsPerDeal = Int(Int32.max) - 1
 }
 
-enum Validate {
+public enum Validate {
     /// An id is 1...maxIdBytes bytes of printable ASCII without spaces or quotes.
-    static func id(_ s: String, field: String) throws(EngineError) {
+    /// Public: the command layer checks every id it is given, lookups included.
+    public static func id(_ s: String, field: String) throws(EngineError) {
         let utf8 = s.utf8
         guard !utf8.isEmpty else { throw EngineError(.invalid, "\(field) must not be empty") }
         guard utf8.count <= EngineLimits.maxIdBytes else {

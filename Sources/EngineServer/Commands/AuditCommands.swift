@@ -31,8 +31,8 @@ enum AuditCommands {
             while let option = a.next() {
                 if try paging.take(option, &a) { continue }
                 switch option.uppercased() {
-                case "ENTITY": filter.entity = (try a.req("entity"), try a.req("entity id"))
-                case "ACTOR": filter.actor = try a.req("user")
+                case "ENTITY": filter.entity = (try a.req("entity"), try a.id("entity id"))
+                case "ACTOR": filter.actor = try a.id("user")
                 default: throw a.unknownOption(option)
                 }
             }

@@ -6,7 +6,7 @@ import AllocationEngine
 enum BankCommands {
     static let specs: [CommandSpec] = [
         CommandSpec("BANK.IMPORT", "BANK.IMPORT <txn> <account ref> <amount> <value date> [CURRENCY <code>] [MEMO <text>] [COUNTERPARTY <text>] [BATCH <id>]", .administer) { a throws(CommandError) in
-            let id = try a.req("txn"), account = try a.req("account ref"), amountText = try a.req("amount"), dateText = try a.req("value date")
+            let id = try a.id("txn"), account = try a.id("account ref"), amountText = try a.req("amount"), dateText = try a.req("value date")
             _ = try engine { () throws(EngineError) in try Money.parse(amountText) }  // refused at parse time
             let valueDate = try engine { () throws(EngineError) in try CivilDate.parse(dateText, field: "value date") }
             var currency = "USD"
@@ -17,7 +17,7 @@ enum BankCommands {
                 case "CURRENCY": currency = value.uppercased()
                 case "MEMO": memo = value
                 case "COUNTERPARTY": counterparty = value
-                case "BATCH": batch = value
+                case "BATCH": batch = try Arguments.checkID(value, "batch")
                 default: throw a.unknownOption(option)
                 }
             }
@@ -41,7 +41,7 @@ enum BankCommands {
             }
         },
         CommandSpec("BANK.GET", "BANK.GET <txn>", .staffRead) { a throws(CommandError) in
-            let id = try a.req("txn"); try a.end()
+            let id = try a.id("txn"); try a.end()
             return .engine { c in
                 let matches = c.engine.indexes.bankMatches
                 guard let f = c.engine.readDirectory({ d in d.ledger.transaction(id).map { d.ledger.bankFields($0, matched: matches.matched(id)) } }) else {
@@ -56,7 +56,7 @@ enum BankCommands {
             while let option = a.next() {
                 if try paging.take(option, &a) { continue }
                 guard option.uppercased() == "ACCOUNT" else { throw a.unknownOption(option) }
-                account = try a.req("account ref")
+                account = try a.id("account ref")
             }
             let cursor = Int(try paging.slotCursor())
             return .engine { [account, paging] c in
@@ -65,12 +65,12 @@ enum BankCommands {
             }
         },
         CommandSpec("RECONCILE", "RECONCILE <invoice> <txn> <amount>", .administer) { a throws(CommandError) in
-            let invoice = try a.req("invoice"), txn = try a.req("txn"), amountText = try a.req("amount"); try a.end()
+            let invoice = try a.id("invoice"), txn = try a.id("txn"), amountText = try a.req("amount"); try a.end()
             let amount = try engine { () throws(EngineError) in try Money.parse(amountText) }
             return .deal(.money(.reconcile(invoice: invoice, txn: txn, amount: amount)), .row(.invoice, invoice))
         },
         CommandSpec("UNRECONCILE", "UNRECONCILE <invoice> <txn>", .administer) { a throws(CommandError) in
-            let invoice = try a.req("invoice"), txn = try a.req("txn"); try a.end()
+            let invoice = try a.id("invoice"), txn = try a.id("txn"); try a.end()
             return .deal(.money(.unreconcile(invoice: invoice, txn: txn)), .row(.invoice, invoice))
         },
     ]

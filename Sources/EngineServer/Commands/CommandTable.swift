@@ -140,22 +140,43 @@ struct Arguments {
         guard let v = next() else { throw CommandError.arity(name, usage) }
         return v
     }
+    /// The next argument as an id (deal, lot, investor, hold, ...), or the usage
+    /// error. Checked here, for lookups too: see `checkID`.
+    mutating func id(_ what: String) throws(CommandError) -> String {
+        try Self.checkID(try req(what), what)
+    }
+
+    /// An id must have the id syntax (`Validate.id`: 1...128 bytes of printable
+    /// ASCII, no space or quote) also where it only names a row to look up. Ids
+    /// are Swift `String`s and Strings compare by Unicode canonical equivalence,
+    /// so a lookup with the bytes E2 84 AA (KELVIN SIGN) would find the deal
+    /// `K`: a different id reaching an existing row. Refused with `INVALID`.
+    static func checkID(_ value: String, _ what: String) throws(CommandError) -> String {
+        let field = what.hasSuffix("id") ? what : what + " id"
+        try engine { () throws(EngineError) in try Validate.id(value, field: field) }
+        return value
+    }
+
     /// No arguments may follow.
     func end() throws(CommandError) {
         if !isEmpty { throw CommandError.arity(name, usage) }
     }
     /// The `KEY value` options of a list, with `CURSOR`/`COUNT` into `paging`:
     /// each allowed key at most once (upper-cased), anything else refused.
+    /// Values of `DEAL`, `INVESTOR`, `INTRODUCER` are ids (`checkID`).
     mutating func keyedOptions(_ allowed: Set<String>, paging: inout Paging) throws(CommandError) -> [String: String] {
         var out: [String: String] = [:]
         while let option = next() {
             if try paging.take(option, &self) { continue }
             let key = option.uppercased()
             guard allowed.contains(key) else { throw unknownOption(option) }
-            out[key] = try req(option)
+            let value = try req(option)
+            out[key] = Self.idOptions.contains(key) ? try Self.checkID(value, key.lowercased()) : value
         }
         return out
     }
+
+    static let idOptions: Set<String> = ["DEAL", "INVESTOR", "INTRODUCER"]
 
     func unknownOption(_ option: String) -> CommandError {
         CommandError("ERR", "unknown \(name) option '\(option.prefix(32))': usage \(usage)")

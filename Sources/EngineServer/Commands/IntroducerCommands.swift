@@ -7,12 +7,12 @@ import AllocationEngine
 enum IntroducerCommands {
     static let specs: [CommandSpec] = [
         CommandSpec("INTRODUCER.CREATE", "INTRODUCER.CREATE <introducer> <legal name> [COMMISSION_BPS <n>] [USER <user>] [STATUS active|inactive]", .administer) { a throws(CommandError) in
-            var i = Introducer(id: try a.req("introducer"), legalName: try a.req("legal name"), commissionBps: nil, user: nil, active: true)
+            var i = Introducer(id: try a.id("introducer"), legalName: try a.req("legal name"), commissionBps: nil, user: nil, active: true)
             while let option = a.next() {
                 let value = try a.req(option)
                 switch option.uppercased() {
                 case "COMMISSION_BPS": i.commissionBps = try MoneyCommands.bps(value, "COMMISSION_BPS")
-                case "USER": i.user = value
+                case "USER": i.user = try Arguments.checkID(value, "user")
                 case "STATUS": i.active = try active(value)
                 default: throw a.unknownOption(option)
                 }
@@ -33,7 +33,7 @@ enum IntroducerCommands {
             }
         },
         CommandSpec("INTRODUCER.STATUS", "INTRODUCER.STATUS <introducer> active|inactive", .administer) { a throws(CommandError) in
-            let id = try a.req("introducer"), isActive = try active(try a.req("status")); try a.end()
+            let id = try a.id("introducer"), isActive = try active(try a.req("status")); try a.end()
             return .engine { c in
                 await c.reply { () throws(EngineError) in
                     try await c.engine.change { d throws(EngineError) in
@@ -45,7 +45,7 @@ enum IntroducerCommands {
             }
         },
         CommandSpec("INTRODUCER.GET", "INTRODUCER.GET <introducer>", .read) { a throws(CommandError) in
-            let id = try a.req("introducer"); try a.end()
+            let id = try a.id("introducer"); try a.end()
             return .engine { c in
                 guard c.principal.isStaff || c.principal.introducers.contains(id), let f = c.engine.readDirectory({ $0.ledger.introducerFields(id) }) else {
                     return .failure(EngineError(.notFound, "introducer \(id.prefix(128)) not found"))
@@ -54,13 +54,13 @@ enum IntroducerCommands {
             }
         },
         CommandSpec("INTRODUCTION.CREATE", "INTRODUCTION.CREATE <introducer> <deal> INVESTOR <investor> | EMAIL <email> [RATE_BPS <n>] [BASIS invested_amount|spread|management_fee|performance_fee] [ID <id>]", .administer) { a throws(CommandError) in
-            let introducer = try a.req("introducer"), deal = try a.req("deal")
+            let introducer = try a.id("introducer"), deal = try a.id("deal")
             var investor: String?, email: String?, rate: Int32?, id: String?
             var basis = CommissionBasis.investedAmount
             while let option = a.next() {
                 let value = try a.req(option)
                 switch option.uppercased() {
-                case "INVESTOR": investor = value
+                case "INVESTOR": investor = try Arguments.checkID(value, "investor")
                 case "EMAIL": email = value
                 case "RATE_BPS": rate = try MoneyCommands.bps(value, "RATE_BPS")
                 case "BASIS":
@@ -68,7 +68,7 @@ enum IntroducerCommands {
                         throw CommandError("INVALID", "BASIS is one of \(CommissionBasis.allCases.map(\.rawValue).joined(separator: ", ")), got '\(value.prefix(32))'")
                     }
                     basis = b
-                case "ID": id = value
+                case "ID": id = try Arguments.checkID(value, "id")
                 default: throw a.unknownOption(option)
                 }
             }
@@ -76,11 +76,11 @@ enum IntroducerCommands {
             return .deal(.money(.createIntroduction(introducer: introducer, investor: investor, email: email, rateBps: rate, basis: basis, id: id)), .deal(deal))
         },
         CommandSpec("INTRODUCTION.LOST", "INTRODUCTION.LOST <introduction>", .administer) { a throws(CommandError) in
-            let id = try a.req("introduction"); try a.end()
+            let id = try a.id("introduction"); try a.end()
             return .deal(.money(.loseIntroduction(id)), .row(.introduction, id))
         },
         CommandSpec("INTRODUCTION.GET", "INTRODUCTION.GET <introduction>", .read) { a throws(CommandError) in
-            let id = try a.req("introduction"); try a.end()
+            let id = try a.id("introduction"); try a.end()
             return .deal(.money(.getIntroduction(id)), .row(.introduction, id))
         },
         CommandSpec("INTRODUCTION.LIST", "INTRODUCTION.LIST [DEAL <deal>] [INTRODUCER <introducer>] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
@@ -103,11 +103,11 @@ enum IntroducerCommands {
             return try DealWalk.list(deal: o["DEAL"], paging: paging) { [status] slot, room in .money(.listCommissions(introducer: introducer, status: status, cursor: slot, count: room)) }
         },
         CommandSpec("COMMISSION.INVOICE", "COMMISSION.INVOICE <introducer> [DEAL <deal>]", .administer) { a throws(CommandError) in
-            let introducer = try a.req("introducer")
+            let introducer = try a.id("introducer")
             var deal: String?
             while let option = a.next() {
                 guard option.uppercased() == "DEAL" else { throw a.unknownOption(option) }
-                deal = try a.req("deal")
+                deal = try a.id("deal")
             }
             if let deal { return .deal(.money(.invoiceCommissions(introducer: introducer)), .deal(deal)) }
             // A statement is of one deal (its books, its currency): without DEAL, one per deal, ids in deal order.
@@ -126,7 +126,7 @@ enum IntroducerCommands {
             }
         },
         CommandSpec("COMMISSION.PAY", "COMMISSION.PAY <statement> [PAID_AT <unix s>]", .administer) { a throws(CommandError) in
-            let id = try a.req("statement")
+            let id = try a.id("statement")
             var paidAt: Int64?
             while let option = a.next() {
                 guard option.uppercased() == "PAID_AT" else { throw a.unknownOption(option) }
@@ -135,7 +135,7 @@ enum IntroducerCommands {
             return .deal(.money(.payStatement(id, paidAt: paidAt)), .row(.invoice, id))
         },
         CommandSpec("COMMISSION.CANCEL", "COMMISSION.CANCEL <commission>", .administer) { a throws(CommandError) in
-            let id = try a.req("commission"); try a.end()
+            let id = try a.id("commission"); try a.end()
             return .deal(.money(.cancelCommission(id)), .row(.commission, id))
         },
     ]

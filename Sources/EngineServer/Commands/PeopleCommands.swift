@@ -10,7 +10,7 @@ enum PeopleCommands {
 
     static let directory: [CommandSpec] = [
         CommandSpec("USER.CREATE", "USER.CREATE <user> <investor|staff_admin|staff_ops|staff_rm> [NAME <text>] [EMAIL <email>] [TITLE <text>]", .manageUsers) { a throws(CommandError) in
-            let id = try a.req("user")
+            let id = try a.id("user")
             let role = try userRole(try a.req("role"))
             var u = UserProfile(id: id, role: role)
             while let option = a.next() {
@@ -32,7 +32,7 @@ enum PeopleCommands {
             }
         },
         CommandSpec("USER.GET", "USER.GET <user>", .read) { a throws(CommandError) in
-            let id = try a.req("user"); try a.end()
+            let id = try a.id("user"); try a.end()
             return .engine { c in
                 // A user who is not staff reads only itself.
                 guard c.principal.isStaff || c.principal.user == id,
@@ -41,7 +41,7 @@ enum PeopleCommands {
             }
         },
         CommandSpec("INVESTOR.CREATE", "INVESTOR.CREATE <investor> <legal name> [TYPE individual|entity] [COUNTRY <ISO 3166 alpha-2>] [KYC pending|approved|rejected]", .administer) { a throws(CommandError) in
-            var i = InvestorRecord(id: try a.req("investor"), legalName: try a.req("legal name"))
+            var i = InvestorRecord(id: try a.id("investor"), legalName: try a.req("legal name"))
             while let option = a.next() {
                 let value = try a.req(option)
                 switch option.uppercased() {
@@ -54,11 +54,11 @@ enum PeopleCommands {
             return .engine { [i] c in await c.reply { () throws(EngineError) in try await c.engine.change(.investorCreated(i)); return .ok } }
         },
         CommandSpec("INVESTOR.KYC", "INVESTOR.KYC <investor> <pending|approved|rejected>", .administer) { a throws(CommandError) in
-            let id = try a.req("investor"), status = try kyc(try a.req("status")); try a.end()
+            let id = try a.id("investor"), status = try kyc(try a.req("status")); try a.end()
             return .engine { c in await c.reply { () throws(EngineError) in try await c.engine.change(.investorKYC(investor: id, status: status)); return .ok } }
         },
         CommandSpec("INVESTOR.GET", "INVESTOR.GET <investor>", .read) { a throws(CommandError) in
-            let id = try a.req("investor"); try a.end()
+            let id = try a.id("investor"); try a.end()
             return .engine { c in
                 guard c.principal.actsFor(id), let f = c.engine.readDirectory({ $0.investorFields(id) }) else {
                     return .failure(EngineError(.notFound, "investor \(id.prefix(128)) not found"))
@@ -67,33 +67,33 @@ enum PeopleCommands {
             }
         },
         CommandSpec("INVESTOR.LINK", "INVESTOR.LINK <investor> <user>", .manageUsers) { a throws(CommandError) in
-            let investor = try a.req("investor"), user = try a.req("user"); try a.end()
+            let investor = try a.id("investor"), user = try a.id("user"); try a.end()
             return .engine { c in await c.reply { () throws(EngineError) in try await c.engine.change(.investorLinked(investor: investor, user: user)); return .ok } }
         },
         CommandSpec("INVESTOR.UNLINK", "INVESTOR.UNLINK <investor> <user>", .manageUsers) { a throws(CommandError) in
-            let investor = try a.req("investor"), user = try a.req("user"); try a.end()
+            let investor = try a.id("investor"), user = try a.id("user"); try a.end()
             return .engine { c in await c.reply { () throws(EngineError) in try await c.engine.change(.investorUnlinked(investor: investor, user: user)); return .ok } }
         },
         CommandSpec("TOKEN.CREATE", "TOKEN.CREATE <user> | TOKEN.CREATE <user> <role> [INVESTOR <investor> ...]", .manageUsers) { a throws(CommandError) in
-            let user = try a.req("user")
+            let user = try a.id("user")
             guard let role = a.next() else {
                 return .engine { c in await c.reply { () throws(EngineError) in .id(try await c.engine.createToken(user: user)) } }
             }
             var investors: [String] = []
             while let option = a.next() {
                 guard option.uppercased() == "INVESTOR" else { throw CommandError.arity(a.name, a.usage) }
-                investors.append(try a.req("investor"))
+                investors.append(try a.id("investor"))
             }
             return .engine { [investors] c in
                 await c.reply { () throws(EngineError) in .id(try await c.engine.createToken(user: user, role: role.lowercased(), investors: investors)) }
             }
         },
         CommandSpec("TOKEN.REVOKE", "TOKEN.REVOKE <user>", .manageUsers) { a throws(CommandError) in
-            let user = try a.req("user"); try a.end()
+            let user = try a.id("user"); try a.end()
             return .engine { c in await c.reply { () throws(EngineError) in try await c.engine.change(.tokensRevoked(user: user)); return .ok } }
         },
         CommandSpec("VEHICLE.CREATE", "VEHICLE.CREATE <vehicle> <name> [TYPE fund|spv|securitization|note|other] [DOMICILE <text>] [CURRENCY <code>]", .administer) { a throws(CommandError) in
-            var v = Vehicle(id: try a.req("vehicle"), name: try a.req("name"))
+            var v = Vehicle(id: try a.id("vehicle"), name: try a.req("name"))
             while let option = a.next() {
                 let value = try a.req(option)
                 switch option.uppercased() {
@@ -110,14 +110,14 @@ enum PeopleCommands {
             return .engine { [v] c in await c.reply { () throws(EngineError) in try await c.engine.change(.vehicleCreated(v)); return .ok } }
         },
         CommandSpec("VEHICLE.GET", "VEHICLE.GET <vehicle>", .read) { a throws(CommandError) in
-            let id = try a.req("vehicle"); try a.end()
+            let id = try a.id("vehicle"); try a.end()
             return .engine { c in
                 guard let f = c.engine.readDirectory({ $0.vehicleFields(id) }) else { return .failure(EngineError(.notFound, "vehicle \(id.prefix(128)) not found")) }
                 return .fields(f)
             }
         },
         CommandSpec("SUBSCRIPTION.CREATE", "SUBSCRIPTION.CREATE <investor> <vehicle> <commitment money> [CURRENCY <code>] [ID <id>]", .administer) { a throws(CommandError) in
-            let investor = try a.req("investor"), vehicle = try a.req("vehicle"), amountText = try a.req("commitment")
+            let investor = try a.id("investor"), vehicle = try a.id("vehicle"), amountText = try a.id("commitment")
             _ = try engine { () throws(EngineError) in try Money.parse(amountText, field: "commitment") }  // refused at parse time
             var currency = "USD"
             var id: String?
@@ -125,7 +125,7 @@ enum PeopleCommands {
                 let value = try a.req(option)
                 switch option.uppercased() {
                 case "CURRENCY": currency = value.uppercased()
-                case "ID": id = value
+                case "ID": id = try Arguments.checkID(value, "id")
                 default: throw a.unknownOption(option)
                 }
             }
@@ -152,15 +152,15 @@ enum PeopleCommands {
             }
         },
         CommandSpec("SUBSCRIPTION.ACTIVATE", "SUBSCRIPTION.ACTIVATE <subscription>", .administer) { a throws(CommandError) in
-            let id = try a.req("subscription"); try a.end()
+            let id = try a.id("subscription"); try a.end()
             return .engine { c in await c.reply { () throws(EngineError) in try await subscriptionStatus(c, id, .active) } }
         },
         CommandSpec("SUBSCRIPTION.CANCEL", "SUBSCRIPTION.CANCEL <subscription>", .administer) { a throws(CommandError) in
-            let id = try a.req("subscription"); try a.end()
+            let id = try a.id("subscription"); try a.end()
             return .engine { c in await c.reply { () throws(EngineError) in try await subscriptionStatus(c, id, .cancelled) } }
         },
         CommandSpec("SUBSCRIPTION.GET", "SUBSCRIPTION.GET <subscription>", .read) { a throws(CommandError) in
-            let id = try a.req("subscription"); try a.end()
+            let id = try a.id("subscription"); try a.end()
             return .engine { c in
                 let row = c.engine.readDirectory { d in d.subscriptions[id].map { ($0.investor, d.subscriptionFields(id)!) } }
                 guard let (investor, f) = row, c.principal.actsFor(investor) else {
@@ -170,7 +170,7 @@ enum PeopleCommands {
             }
         },
         CommandSpec("SOURCE.CREATE", "SOURCE.CREATE <source> <company|fund|colleague|other> [COUNTERPARTY <text>] [NOTES <text>]", .administer) { a throws(CommandError) in
-            let id = try a.req("source"), kindText = try a.req("kind")
+            let id = try a.id("source"), kindText = try a.req("kind")
             guard let kind = ShareSourceKind(rawValue: kindText.lowercased()) else {
                 throw CommandError("INVALID", "unknown share source kind '\(kindText.prefix(32))': one of \(ShareSourceKind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
@@ -186,7 +186,7 @@ enum PeopleCommands {
             return .engine { [s] c in await c.reply { () throws(EngineError) in try await c.engine.change(.sourceCreated(s)); return .ok } }
         },
         CommandSpec("SOURCE.GET", "SOURCE.GET <source>", .staffRead) { a throws(CommandError) in
-            let id = try a.req("source"); try a.end()
+            let id = try a.id("source"); try a.end()
             return .engine { c in
                 guard let f = c.engine.readDirectory({ $0.sourceFields(id) }) else { return .failure(EngineError(.notFound, "share source \(id.prefix(128)) not found")) }
                 return .fields(f)
@@ -198,30 +198,30 @@ enum PeopleCommands {
 
     static let deals: [CommandSpec] = [
         CommandSpec("MEMBER.ADD", "MEMBER.ADD <deal> <user> <role> [INVESTOR <investor>]", .invite) { a throws(CommandError) in
-            let deal = try a.req("deal"), user = try a.req("user"), role = try memberRole(try a.req("role"))
+            let deal = try a.id("deal"), user = try a.id("user"), role = try memberRole(try a.req("role"))
             var investor: String?
             while let option = a.next() {
                 guard option.uppercased() == "INVESTOR" else { throw a.unknownOption(option) }
-                investor = try a.req("investor")
+                investor = try a.id("investor")
             }
             return .deal(.people(.addMember(user: user, role: role, investor: investor)), .deal(deal))
         },
         CommandSpec("MEMBER.REMOVE", "MEMBER.REMOVE <deal> <user>", .invite) { a throws(CommandError) in
-            let deal = try a.req("deal"), user = try a.req("user"); try a.end()
+            let deal = try a.id("deal"), user = try a.id("user"); try a.end()
             return .deal(.people(.removeMember(user: user)), .deal(deal))
         },
         CommandSpec("MEMBER.GET", "MEMBER.GET <deal> <user>", .read) { a throws(CommandError) in
-            let deal = try a.req("deal"), user = try a.req("user"); try a.end()
+            let deal = try a.id("deal"), user = try a.id("user"); try a.end()
             return .deal(.people(.getMember(user: user)), .deal(deal))
         },
         CommandSpec("MEMBER.LIST", "MEMBER.LIST <deal> [CURSOR <cursor>] [COUNT <n>]", .read) { a throws(CommandError) in
-            let deal = try a.req("deal")
+            let deal = try a.id("deal")
             var paging = Paging()
             while let option = a.next() { guard try paging.take(option, &a) else { throw a.unknownOption(option) } }
             return .deal(.people(.listMembers(cursor: try paging.slotCursor(), count: paging.count)), .deal(deal))
         },
         CommandSpec("INVITE.CREATE", "INVITE.CREATE <deal> <role> [TTL <seconds>] [USES <n>]", .invite) { a throws(CommandError) in
-            let deal = try a.req("deal"), role = try memberRole(try a.req("role"))
+            let deal = try a.id("deal"), role = try memberRole(try a.req("role"))
             var ttl: Int64?
             var uses: Int32?
             while let option = a.next() {
@@ -248,21 +248,21 @@ enum PeopleCommands {
             var investor: String?
             while let option = a.next() {
                 guard option.uppercased() == "INVESTOR" else { throw a.unknownOption(option) }
-                investor = try a.req("investor")
+                investor = try a.id("investor")
             }
             let hash = SHA256.hex(token)
             return .deal(.people(.acceptInvite(tokenHash: hash, investor: investor)), .row(.inviteToken, hash))
         },
         CommandSpec("INVITE.REVOKE", "INVITE.REVOKE <invite id>", .invite) { a throws(CommandError) in
-            let id = try a.req("invite id"); try a.end()
+            let id = try a.id("invite id"); try a.end()
             return .deal(.people(.revokeInvite(id: id)), .row(.invite, id))
         },
         CommandSpec("INVITE.GET", "INVITE.GET <invite id>", .invite) { a throws(CommandError) in
-            let id = try a.req("invite id"); try a.end()
+            let id = try a.id("invite id"); try a.end()
             return .deal(.people(.getInvite(id: id)), .row(.invite, id))
         },
         CommandSpec("COMMIT", "COMMIT <deal> <investor> UNITS <units> | AMOUNT <money> [ID <id>]", .hold) { a throws(CommandError) in
-            let deal = try a.req("deal"), investor = try a.req("investor")
+            let deal = try a.id("deal"), investor = try a.id("investor")
             var units: Units?
             var amount: Money?
             var id: String?
@@ -271,7 +271,7 @@ enum PeopleCommands {
                 switch option.uppercased() {
                 case "UNITS": units = try engine { () throws(EngineError) in try Units.parse(value) }
                 case "AMOUNT": amount = try engine { () throws(EngineError) in try Money.parse(value) }
-                case "ID": id = value
+                case "ID": id = try Arguments.checkID(value, "id")
                 default: throw a.unknownOption(option)
                 }
             }
@@ -283,20 +283,20 @@ enum PeopleCommands {
         commitMove("COMMIT.REJECT", .rejected, .decide),
         commitMove("COMMIT.CANCEL", .cancelled, .hold),
         CommandSpec("COMMIT.GET", "COMMIT.GET <commitment>", .read) { a throws(CommandError) in
-            let id = try a.req("commitment"); try a.end()
+            let id = try a.id("commitment"); try a.end()
             return .deal(.people(.getCommitment(id: id)), .row(.commitment, id))
         },
         CommandSpec("APPROVAL.ASSIGN", "APPROVAL.ASSIGN <approval> <user>", .decide) { a throws(CommandError) in
-            let id = try a.req("approval"), user = try a.req("user"); try a.end()
+            let id = try a.id("approval"), user = try a.id("user"); try a.end()
             return .deal(.people(.assignApproval(id: id, user: user)), .row(.approval, id))
         },
         CommandSpec("APPROVAL.PRIORITY", "APPROVAL.PRIORITY <approval> <low|normal|high>", .decide) { a throws(CommandError) in
-            let id = try a.req("approval"), text = try a.req("priority"); try a.end()
+            let id = try a.id("approval"), text = try a.req("priority"); try a.end()
             guard let p = ApprovalPriority(name: text.lowercased()) else { throw CommandError("INVALID", "priority is low, normal or high, got '\(text.prefix(32))'") }
             return .deal(.people(.prioritizeApproval(id: id, priority: p)), .row(.approval, id))
         },
         CommandSpec("APPROVAL.DECIDE", "APPROVAL.DECIDE <approval> approve|reject [NOTE <text>]", .decide) { a throws(CommandError) in
-            let id = try a.req("approval"), text = try a.req("decision").lowercased()
+            let id = try a.id("approval"), text = try a.req("decision").lowercased()
             guard text == "approve" || text == "reject" else { throw CommandError("INVALID", "decision is approve or reject, got '\(text.prefix(32))'") }
             var note: String?
             while let option = a.next() {
@@ -306,7 +306,7 @@ enum PeopleCommands {
             return .deal(.people(.decideApproval(id: id, approve: text == "approve", note: note)), .row(.approval, id))
         },
         CommandSpec("APPROVAL.GET", "APPROVAL.GET <approval>", .staffRead) { a throws(CommandError) in
-            let id = try a.req("approval"); try a.end()
+            let id = try a.id("approval"); try a.end()
             return .deal(.people(.getApproval(id: id)), .row(.approval, id))
         },
         CommandSpec("APPROVAL.LIST", "APPROVAL.LIST [DEAL <deal>] [STATUS pending|approved|rejected] [ASSIGNEE <user>] [BREACHED] [CURSOR <cursor>] [COUNT <n>]", .staffRead) { a throws(CommandError) in
@@ -316,12 +316,12 @@ enum PeopleCommands {
             while let option = a.next() {
                 if try paging.take(option, &a) { continue }
                 switch option.uppercased() {
-                case "DEAL": deal = try a.req("deal")
+                case "DEAL": deal = try a.id("deal")
                 case "STATUS":
                     let v = try a.req("status")
                     guard let s = ApprovalStatus(name: v.lowercased()) else { throw CommandError("INVALID", "approval STATUS is pending, approved or rejected, got '\(v.prefix(32))'") }
                     filter.status = s
-                case "ASSIGNEE": filter.assignee = try a.req("user")
+                case "ASSIGNEE": filter.assignee = try a.id("user")
                 case "BREACHED": filter.breached = true
                 default: throw a.unknownOption(option)
                 }
@@ -329,7 +329,7 @@ enum PeopleCommands {
             return .engine { [filter, deal, paging] c in await DealWalk.approvals(c, deal: deal, filter: filter, paging: paging) }
         },
         CommandSpec("DEAL.SLA", "DEAL.SLA <deal> <deal_commitment|allocation> <seconds>", .administer) { a throws(CommandError) in
-            let deal = try a.req("deal"), entityText = try a.req("entity type"), secondsText = try a.req("seconds"); try a.end()
+            let deal = try a.id("deal"), entityText = try a.req("entity type"), secondsText = try a.req("seconds"); try a.end()
             guard let entity = ApprovalEntity(name: entityText.lowercased()) else {
                 throw CommandError("INVALID", "entity type is deal_commitment or allocation, got '\(entityText.prefix(32))'")
             }
@@ -342,7 +342,7 @@ enum PeopleCommands {
 
     static func commitMove(_ name: String, _ target: CommitmentStatus, _ permission: UserRole.Permission) -> CommandSpec {
         CommandSpec(name, "\(name) <commitment>", permission) { a throws(CommandError) in
-            let id = try a.req("commitment"); try a.end()
+            let id = try a.id("commitment"); try a.end()
             return .deal(.people(.commitStatus(id: id, to: target)), .row(.commitment, id))
         }
     }

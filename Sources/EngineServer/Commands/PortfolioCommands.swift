@@ -8,14 +8,14 @@ import AllocationEngine
 enum PortfolioCommands {
     static let specs: [CommandSpec] = [
         CommandSpec("PORTFOLIO", "PORTFOLIO <investor>", .read) { a throws(CommandError) in
-            let investor = try a.req("investor"); try a.end()
+            let investor = try a.id("investor"); try a.end()
             return .engine { c in
                 guard c.principal.actsFor(investor) else { return .failure(EngineError(.noPermission, "user \(c.principal.user) does not act for investor \(investor.prefix(128))")) }
                 return .page(cursor: "0", rows: await c.engine.portfolio(of: investor))
             }
         },
         CommandSpec("CAPITALCALL.CREATE", "CAPITALCALL.CREATE <vehicle> <call> <call pct> [DUE <yyyy-mm-dd>] [NAME <text>]", .administer) { a throws(CommandError) in
-            let vehicle = try a.req("vehicle"), id = try a.req("call"), pctText = try a.req("call pct")
+            let vehicle = try a.id("vehicle"), id = try a.id("call"), pctText = try a.req("call pct")
             let pct = try engine { () throws(EngineError) in try FixedPoint.parse(pctText, scale: 4, field: "call pct") }
             guard pct > 0 && pct <= 1_000_000 else { throw CommandError("INVALID", "call pct is a percent more than 0 and at most 100 (4 decimals), got '\(pctText.prefix(32))'") }
             var due: CivilDate?, name: String?
@@ -31,7 +31,7 @@ enum PortfolioCommands {
             return .engine { [call] c in await c.reply { () throws(EngineError) in try await c.engine.change(.capitalCallCreated(call)); return .ok } }
         },
         CommandSpec("CAPITALCALL.ISSUE", "CAPITALCALL.ISSUE <call>", .administer) { a throws(CommandError) in
-            let id = try a.req("call"); try a.end()
+            let id = try a.id("call"); try a.end()
             return .engine { c in
                 await c.reply { () throws(EngineError) in
                     let today = CivilDate.of(unixMillis: c.engine.clock.nowMillis())
@@ -52,14 +52,14 @@ enum PortfolioCommands {
             }
         },
         CommandSpec("CAPITALCALL.GET", "CAPITALCALL.GET <call>", .staffRead) { a throws(CommandError) in
-            let id = try a.req("call"); try a.end()
+            let id = try a.id("call"); try a.end()
             return .engine { c in
                 guard let f = c.engine.readDirectory({ $0.portfolio.callFields(id) }) else { return .failure(EngineError(.notFound, "capital call \(id.prefix(128)) not found")) }
                 return .fields(f)
             }
         },
         CommandSpec("DISTRIBUTION.CREATE", "DISTRIBUTION.CREATE <vehicle> <distribution> <amount> [DATE <yyyy-mm-dd>] [NAME <text>] [CLASSIFICATION <text>]", .administer) { a throws(CommandError) in
-            let vehicle = try a.req("vehicle"), id = try a.req("distribution"), amountText = try a.req("amount")
+            let vehicle = try a.id("vehicle"), id = try a.id("distribution"), amountText = try a.req("amount")
             _ = try engine { () throws(EngineError) in try Money.parse(amountText) }  // refused at parse time
             var day: CivilDate?, name: String?, classification: String?
             while let option = a.next() {
@@ -95,20 +95,20 @@ enum PortfolioCommands {
             }
         },
         CommandSpec("DISTRIBUTION.GET", "DISTRIBUTION.GET <distribution>", .staffRead) { a throws(CommandError) in
-            let id = try a.req("distribution"); try a.end()
+            let id = try a.id("distribution"); try a.end()
             return .engine { c in
                 guard let f = c.engine.readDirectory({ $0.portfolio.distributionFields(id) }) else { return .failure(EngineError(.notFound, "distribution \(id.prefix(128)) not found")) }
                 return .fields(f)
             }
         },
         CommandSpec("CASHFLOW.LIST", "CASHFLOW.LIST <investor> [VEHICLE <vehicle>] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
-            let investor = try a.req("investor")
+            let investor = try a.id("investor")
             var vehicle: String?
             var paging = Paging()
             while let option = a.next() {
                 if try paging.take(option, &a) { continue }
                 guard option.uppercased() == "VEHICLE" else { throw a.unknownOption(option) }
-                vehicle = try a.req("vehicle")
+                vehicle = try a.id("vehicle")
             }
             let from = Int(try paging.slotCursor())
             return .engine { [vehicle, paging] c in
@@ -128,7 +128,7 @@ enum PortfolioCommands {
             }
         },
         CommandSpec("VALUATION.SET", "VALUATION.SET <vehicle> <yyyy-mm-dd> <nav per unit> [NAV_TOTAL <money>]", .administer) { a throws(CommandError) in
-            let vehicle = try a.req("vehicle"), dateText = try a.req("date"), navText = try a.req("nav per unit")
+            let vehicle = try a.id("vehicle"), dateText = try a.req("date"), navText = try a.req("nav per unit")
             let day = try engine { () throws(EngineError) in try CivilDate.parse(dateText, field: "date") }
             let nav = try engine { () throws(EngineError) in try Price.parse(navText, field: "NAV per unit") }
             var totalText: String?
@@ -151,7 +151,7 @@ enum PortfolioCommands {
             }
         },
         CommandSpec("VALUATION.LIST", "VALUATION.LIST <vehicle> [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
-            let vehicle = try a.req("vehicle")
+            let vehicle = try a.id("vehicle")
             var paging = Paging()
             while let option = a.next() {
                 guard try paging.take(option, &a) else { throw a.unknownOption(option) }

@@ -8,11 +8,11 @@ import AllocationEngine
 enum StatementCommands {
     static let specs: [CommandSpec] = [
         CommandSpec("DEAL.SUMMARY", "DEAL.SUMMARY <deal>", .read) { a throws(CommandError) in
-            let deal = try a.req("deal"); try a.end()
+            let deal = try a.id("deal"); try a.end()
             return .deal(.statement(.summary), .deal(deal))
         },
         CommandSpec("INVESTOR.STATEMENT", "INVESTOR.STATEMENT <investor> [DEAL <deal>] [PART holds|allocations|positions|fees|invoices|payments|cashflows] [CURSOR <c>] [COUNT <n>]", .read) { a throws(CommandError) in
-            let investor = try a.req("investor")
+            let investor = try a.id("investor")
             var deal: String?
             var part: StatementPart?
             var paging = Paging()
@@ -20,7 +20,7 @@ enum StatementCommands {
                 if try paging.take(option, &a) { continue }
                 let value = try a.req(option)
                 switch option.uppercased() {
-                case "DEAL": deal = value
+                case "DEAL": deal = try Arguments.checkID(value, "deal")
                 case "PART":
                     guard let p = StatementPart(rawValue: value.lowercased()) else {
                         throw CommandError("INVALID", "PART is one of \(StatementPart.allCases.map(\.rawValue).joined(separator: ", ")), got '\(value.prefix(32))'")
@@ -66,7 +66,7 @@ enum StatementCommands {
             }
         },
         CommandSpec("INTRODUCER.STATEMENT", "INTRODUCER.STATEMENT <introducer>", .read) { a throws(CommandError) in
-            let introducer = try a.req("introducer"); try a.end()
+            let introducer = try a.id("introducer"); try a.end()
             return .engine { c in
                 guard c.principal.isStaff || c.principal.introducers.contains(introducer),
                       c.engine.readDirectory({ $0.ledger.introducers[introducer] != nil }) else {

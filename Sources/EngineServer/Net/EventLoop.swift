@@ -69,6 +69,9 @@ final class Connection {
     var peerEOF = false
     var closed = false
     var pendingProtocolError: RESPProtocolError?
+    /// An inline line the parser refused, answered once the replies to the
+    /// commands before it are out; the connection then goes on.
+    var pendingRefusedLine: RESPProtocolError?
     var registeredEvents: UInt32 = 0
     var lastActive: UInt64
 
@@ -102,6 +105,7 @@ final class EventLoop: @unchecked Sendable {
 
     let commands = Atomic<Int>(0)
     let protocolErrors = Atomic<Int>(0)
+    let refusedInlineLines = Atomic<Int>(0)
     let outputDisconnects = Atomic<Int>(0)
     let idleDisconnects = Atomic<Int>(0)
     let bytesIn = Atomic<Int>(0)
@@ -437,6 +441,13 @@ final class EventLoop: @unchecked Sendable {
     private func dispatch(_ conn: Connection) {
         let handler = shared.handler
         while !conn.closed && !conn.outstanding && !conn.closeAfterWrite && !shuttingDown {
+            if let refused = conn.pendingRefusedLine {
+                var encoder = RESPEncoder(protocolVersion: conn.session.protocolVersion)
+                encoder.error(code: "ERR", message: "Protocol error: \(refused.message)")
+                appendOutput(conn, encoder.bytes)
+                conn.pendingRefusedLine = nil
+                continue
+            }
             if let error = conn.pendingProtocolError {
                 var encoder = RESPEncoder(protocolVersion: conn.session.protocolVersion)
                 encoder.error(code: "ERR", message: "Protocol error: \(error.message)")
@@ -448,6 +459,12 @@ final class EventLoop: @unchecked Sendable {
             let result = conn.parser.parse(conn.input, from: conn.inputStart,
                                            maxCommands: limits.maxPendingCommands, into: &batch)
             conn.inputStart = result.consumed
+            if let refused = result.refusedLine {
+                // Counted, not logged: the connection stays, so a client could
+                // otherwise fill the log one line at a time.
+                refusedInlineLines.add(1, ordering: .relaxed)
+                conn.pendingRefusedLine = refused
+            }
             if let error = result.error {
                 protocolErrors.add(1, ordering: .relaxed)
                 shared.config.logger("net: protocol error from \(conn.session.remoteAddress) (client \(conn.session.id)): \(error.message); closing")
@@ -458,7 +475,7 @@ final class EventLoop: @unchecked Sendable {
                 conn.pendingProtocolError = RESPProtocolError("query buffer limit exceeded")
             }
             if batch.isEmpty {
-                if conn.pendingProtocolError != nil { continue }
+                if conn.pendingProtocolError != nil || conn.pendingRefusedLine != nil { continue }
                 break
             }
             commands.add(batch.count, ordering: .relaxed)

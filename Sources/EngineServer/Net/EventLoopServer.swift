@@ -96,6 +96,7 @@ public final class EventLoopServer: Sendable {
         for loop in loops {
             s.commandsProcessed += loop.commands.load(ordering: .relaxed)
             s.protocolErrors += loop.protocolErrors.load(ordering: .relaxed)
+            s.refusedInlineLines += loop.refusedInlineLines.load(ordering: .relaxed)
             s.outputBufferDisconnects += loop.outputDisconnects.load(ordering: .relaxed)
             s.idleDisconnects += loop.idleDisconnects.load(ordering: .relaxed)
             s.bytesIn += loop.bytesIn.load(ordering: .relaxed)

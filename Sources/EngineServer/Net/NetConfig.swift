@@ -136,6 +136,8 @@ public struct ServerStats: Sendable, Equatable {
     public var commandsProcessed: Int = 0
     public var rejectedConnections: Int = 0
     public var protocolErrors: Int = 0
+    /// Inline lines refused for a control character (the connection stays open).
+    public var refusedInlineLines: Int = 0
     public var outputBufferDisconnects: Int = 0
     public var idleDisconnects: Int = 0
     public var bytesIn: Int = 0

@@ -19,6 +19,17 @@ public struct RESPParseResult: Equatable, Sendable {
     /// Set when the input is malformed; commands parsed before the bad bytes are
     /// still returned and should be executed, then the connection closed.
     public var error: RESPProtocolError?
+    /// Set when the inline line ending just before `consumed` was refused (a
+    /// control character in it): the commands returned come before it; answer
+    /// them, then `-ERR Protocol error: <message>` for the line, then go on
+    /// parsing from `consumed`. Nothing of the line is run; the connection stays.
+    public var refusedLine: RESPProtocolError?
+
+    public init(consumed: Int, error: RESPProtocolError? = nil, refusedLine: RESPProtocolError? = nil) {
+        self.consumed = consumed
+        self.error = error
+        self.refusedLine = refusedLine
+    }
 }
 
 /// Parses requests incrementally from a growing buffer. A multibulk command that
@@ -71,6 +82,14 @@ public struct RESPParser: Sendable {
         case failed(RESPProtocolError)
     }
 
+    private enum InlineStep {
+        case ok
+        case incomplete
+        case failed(RESPProtocolError)
+        /// The line was consumed but refused as a whole; the stream goes on after it.
+        case refused(RESPProtocolError)
+    }
+
     /// Parses complete commands from `buffer[start...]`, appending at most
     /// `maxCommands` to `commands`.
     public mutating func parse(
@@ -82,6 +101,7 @@ public struct RESPParser: Sendable {
         var marks: [Mark] = []
         var consumed = start
         var failure: RESPProtocolError?
+        var refusal: RESPProtocolError?
         let limits = self.limits
 
         buffer.withUnsafeBufferPointer { buf in
@@ -120,7 +140,10 @@ public struct RESPParser: Sendable {
                         case .ok: consumed = pos; continue
                         case .incomplete: break
                         case .failed(let e): failure = e
+                        case .refused(let e): consumed = pos; refusal = e
                         }
+                        // Stop at a refused line too: its error reply must follow
+                        // the replies to the commands before it.
                         break
                     }
                 }
@@ -177,7 +200,7 @@ public struct RESPParser: Sendable {
             }
         }
         if failure != nil { partial = nil }
-        return RESPParseResult(consumed: consumed, error: failure)
+        return RESPParseResult(consumed: consumed, error: failure, refusedLine: refusal)
     }
 
     /// Convenience for tests and tools: parses everything in `bytes`.
@@ -217,7 +240,7 @@ public struct RESPParser: Sendable {
     private func parseInline(
         _ buf: UnsafeBufferPointer<UInt8>, at pos: inout Int, end: Int, limits: NetLimits,
         spans: inout [ArgSpan], marks: inout [Mark]
-    ) -> Step {
+    ) -> InlineStep {
         let searchEnd = min(end, pos + limits.maxInlineLength + 2)
         guard let base = buf.baseAddress,
               let found = memchr(base + pos, 10, searchEnd - pos) else {
@@ -236,7 +259,15 @@ public struct RESPParser: Sendable {
         let lineStart = pos
         pos = newline + 1
         guard let lineBase = line.baseAddress, line.count > 0 else { return .ok }
-        if memchr(lineBase, 34, line.count) == nil && memchr(lineBase, 39, line.count) == nil && memchr(lineBase, 39, line.count) == nil {
+        // A line is what a person types: a byte a person cannot type (NUL and
+        // the other control characters but the tab, and DEL) refuses the whole
+        // line, so such a byte can never become an argument separator and
+        // change which command runs. Quotes do not exempt raw control bytes
+        // (`"\x00"` spells one, and reaches the command like a RESP bulk would).
+        for i in 0..<line.count where isInlineControl(line[i]) {
+            return .refused(RESPProtocolError("control character \(printable(line[i])) at byte \(i + 1) of an inline request; only space and tab separate arguments (send binary data as a RESP bulk string)"))
+        }
+        if memchr(lineBase, 34, line.count) == nil && memchr(lineBase, 39, line.count) == nil {
             // Fast path, no quotes: arguments are spans of the buffer.
             let first = spans.count
             var i = 0
@@ -244,7 +275,7 @@ public struct RESPParser: Sendable {
                 while i < line.count && isInlineSpace(line[i]) { i += 1 }
                 if i >= line.count { break }
                 let s = i
-                while i < line.count && !isInlineSeparator(line[i]) { i += 1 }
+                while i < line.count && !isInlineSpace(line[i]) { i += 1 }
                 spans.append(ArgSpan(start: lineStart + s, end: lineStart + i))
             }
             let count = spans.count - first
@@ -267,14 +298,18 @@ public struct RESPParser: Sendable {
     }
 }
 
+/// The only argument separators of an inline line: space and tab (Redis'
+/// `sdssplitargs` also splits at the other `isspace` bytes, `\n \r \v \f`;
+/// here those are control characters and refuse the line).
 @inline(__always)
 private func isInlineSpace(_ c: UInt8) -> Bool {
-    c == 32 || c == 9 || c == 10 || c == 13 || c == 11 || c == 12 || c == 0
+    c == 32 || c == 9
 }
 
+/// Bytes a person cannot type on an inline line: C0 controls except the tab, and DEL.
 @inline(__always)
-private func isInlineSeparator(_ c: UInt8) -> Bool {
-    c == 32 || c == 9 || c == 10 || c == 13 || c == 0
+private func isInlineControl(_ c: UInt8) -> Bool {
+    (c < 32 && c != 9) || c == 127
 }
 
 private func hexValue(_ c: UInt8) -> UInt8? {
@@ -347,7 +382,7 @@ func splitInlineArguments(_ line: UnsafeBufferPointer<UInt8>) -> [[UInt8]]? {
                 if i >= n { break }
                 let c = line[i]
                 switch c {
-                case 32, 10, 13, 9, 0: done = true
+                case 32, 9: done = true
                 case 34: inDouble = true
                 case 39: inSingle = true
                 default: current.append(c)
