@@ -13,13 +13,13 @@ let package = Package(
         .library(name: "AllocationEngine", targets: ["AllocationEngine"]),
     ],
     targets: [
-        // Linux declarations Glibc does not export (epoll, eventfd, accept4, fallocate, mallinfo2).
+        // Linux declarations Glibc does not export (epoll, eventfd, accept4, fallocate, mallinfo2), the stop-signal handler.
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(name: "WAL", dependencies: ["CLinux"], path: "Sources/WAL"),
         .target(name: "Snapshot", dependencies: ["WAL"], path: "Sources/Snapshot"),
         .target(name: "AllocationEngine", dependencies: ["WAL", "Snapshot", "CLinux"], path: "Sources/AllocationEngine"),
         .target(name: "EngineServer", dependencies: ["AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/EngineServer"),
-        .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot"], path: "Sources/allocation-engine"),
+        .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/allocation-engine"),
         .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot", "CLinux"], path: "Benchmarks/engine-bench"),
         // The soak benchmark: drives a built `allocation-engine serve` over TCP (the engine runs in that
         // process; the soak borrows the load generator's reply parser and the process tests' RESP

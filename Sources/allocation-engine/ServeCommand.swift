@@ -1,4 +1,5 @@
 import AllocationEngine
+import CLinux
 import Dispatch
 import EngineServer
 import Foundation
@@ -58,6 +59,7 @@ enum ServeCommand {
             return 0
         }
         guard o.positional.isEmpty else { throw UsageError("unexpected argument '\(o.positional[0])'") }
+        let signals = StopSignals()
         var durable = DurableConfig(dataDir: o.string("data-dir") ?? "./data")
         let modeText = o.string("durability") ?? "strict"
         guard let mode = DurabilityMode(rawValue: modeText) else {
@@ -155,7 +157,7 @@ enum ServeCommand {
             }
         }
 
-        if case .durabilityFailure(let reason) = await waitForStop(engine) {
+        if case .durabilityFailure(let reason) = await waitForStop(engine, signals: signals) {
             // Fail-stop, as PostgreSQL PANICs after a failed fsync: memory may
             // hold changes the disk does not, and the kernel may have dropped
             // the failed pages, so retrying is no way back. Nothing is answered
@@ -193,17 +195,14 @@ enum ServeCommand {
         case durabilityFailure(String)
     }
 
-    /// Waits for SIGTERM/SIGINT or a durability failure of the engine,
-    /// whichever comes first.
-    static func waitForStop(_ engine: DurableEngine) async -> Stop {
+    /// Waits for SIGTERM/SIGINT (caught by `signals` since the start) or a
+    /// durability failure of the engine, whichever comes first.
+    static func waitForStop(_ engine: DurableEngine, signals: StopSignals) async -> Stop {
         let latch = StopLatch()
         return await withCheckedContinuation { (continuation: CheckedContinuation<Stop, Never>) in
             latch.arm(continuation)
             engine.onDurabilityFailure { latch.finish(.durabilityFailure($0)) }
-            Task {
-                await waitForStopSignal()
-                latch.finish(.signal)
-            }
+            signals.onFirst { latch.finish(.signal) }
         }
     }
 
@@ -219,33 +218,69 @@ enum ServeCommand {
             k?.resume(returning: stop)
         }
     }
+}
 
-    /// Waits for SIGTERM or SIGINT. A second signal exits at once: the log
-    /// makes that safe (nothing acknowledged is lost).
-    static func waitForStopSignal() async {
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
+/// SIGTERM and SIGINT, caught from the first line of `serve`, before recovery
+/// and long before the port listens: a signal that arrives while the server
+/// starts is remembered and stops it as soon as it is up. (They used to be
+/// dispatch sources installed after the port listened; a dispatch source
+/// registers asynchronously, so a SIGTERM sent as soon as the port answered
+/// could land while the signal was ignored and nobody listened: lost.)
+/// The handler is a plain `sigaction` in CLinux/shim.h writing the signal
+/// number to a pipe; a thread reads the pipe. A second signal exits at once:
+/// the log makes that safe (nothing acknowledged is lost).
+final class StopSignals: Sendable {
+    private struct State {
+        var count = 0
+        var waiter: (@Sendable () -> Void)?
+    }
+    private let state = Mutex(State())
+
+    init() {
         signal(SIGPIPE, SIG_IGN)
-        let count = Atomic<Int>(0)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let queue = DispatchQueue(label: "signals")
-            var sources: [DispatchSourceSignal] = []
-            for sig in [SIGTERM, SIGINT] {
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                source.setEventHandler {
-                    let n = count.add(1, ordering: .relaxed).newValue
-                    if n == 1 {
-                        continuation.resume()
-                    } else {
-                        logLine("second signal: exiting now")
-                        _exit(130)
-                    }
-                }
-                source.resume()
-                sources.append(source)
-            }
-            SignalSources.keep(sources)
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0, fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0,
+              ae_install_stop_signals(fds[1]) == 0 else {
+            // Without the handler the signals keep their default action: they
+            // still stop the process (not gracefully, and the log is safe).
+            logLine("WARNING: cannot install the SIGTERM/SIGINT handler: \(String(cString: strerror(errno))); a signal stops the server without a clean shutdown")
+            return
         }
+        let readEnd = fds[0]
+        let thread = Thread { [self] in
+            var b: UInt8 = 0
+            while true {
+                let n = read(readEnd, &b, 1)
+                if n == 1 { self.received(Int32(b)) } else if n < 0 && errno == EINTR { continue } else { return }
+            }
+        }
+        thread.name = "stop-signals"
+        thread.start()
+    }
+
+    private func received(_ sig: Int32) {
+        let (n, waiter) = state.withLock { s -> (Int, (@Sendable () -> Void)?) in
+            s.count += 1
+            defer { s.waiter = nil }
+            return (s.count, s.waiter)
+        }
+        if n == 1 {
+            logLine("signal \(sig == SIGINT ? "SIGINT" : "SIGTERM") received")
+            waiter?()
+        } else {
+            logLine("second signal: exiting now")
+            _exit(130)
+        }
+    }
+
+    /// Calls `body` once the first signal has arrived (at once if it already has).
+    func onFirst(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLock { s -> Bool in
+            if s.count > 0 { return true }
+            s.waiter = body
+            return false
+        }
+        if now { body() }
     }
 }
 
@@ -263,14 +298,6 @@ func raiseOpenFileLimit(wanted: Int) {
     }
     if Int(limit.rlim_cur) < wanted {
         logLine("WARNING: open-file limit \(limit.rlim_cur) is below --max-clients; raise it (ulimit -n) to serve that many clients")
-    }
-}
-
-/// Keeps the signal sources alive for the life of the process.
-enum SignalSources {
-    static func keep(_ s: [DispatchSourceSignal]) {
-        // Retained on purpose and never released: they must live until exit.
-        for source in s { _ = Unmanaged.passRetained(source as AnyObject) }
     }
 }
 

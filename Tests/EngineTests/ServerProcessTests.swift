@@ -85,6 +85,31 @@ import Testing
         }
     }
 
+    /// A SIGTERM at any moment of the start (during recovery, as the port
+    /// opens, just after) stops the server cleanly with status 0. It used to be
+    /// lost when it arrived just as the port listened (the handler was a
+    /// dispatch source registered afterwards, asynchronously), and the server
+    /// ran on until SIGKILL.
+    @Test func sigtermDuringStartStopsTheServerCleanly() async throws {
+        guard let bin = Self.binary() else { return }
+        let root = SrvHarness.newTempDir()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for (i, delayMicros) in [0, 20_000, 50_000, 100_000, 200_000, 400_000].enumerated() {
+            let s = try Served(binary: bin, args: ["--port", "0", "--data-dir", root + "/d\(i)"])
+            // Wait until the process has at least passed exec and set its
+            // handlers ("recovered" is logged after them), then a little more.
+            _ = await srvWait(60) { s.log.text.contains("recovered ") }
+            if delayMicros > 0 { usleep(UInt32(delayMicros)) }
+            kill(s.process.processIdentifier, SIGTERM)
+            let p = s.process
+            let exited = await srvWait(30) { !p.isRunning }
+            if !exited { kill(p.processIdentifier, SIGKILL) }
+            await srvBlocking { p.waitUntilExit() }
+            #expect(exited, "still running 30 s after SIGTERM (delay \(delayMicros) µs): \(s.log.text)")
+            #expect(p.terminationReason == .exit && p.terminationStatus == 0, "delay \(delayMicros) µs: \(p.terminationStatus) \(s.log.text)")
+        }
+    }
+
     @Test func serveBinaryLifecycle() async throws {
         guard let bin = Self.binary() else { return }
         let dir = SrvHarness.newTempDir()
