@@ -6,7 +6,8 @@
 # Targets: resp (RESP and inline parser), command (command parsers), log (log
 # segment and record decoder), snapshot (snapshot file and state decoder).
 # `runs` is libFuzzer's -runs (default 10000; 0 means no limit, use
-# -max_total_time=SECONDS then). Each target runs on a copy of its seed corpus
+# -max_total_time=SECONDS then). FUZZ_BUILD_DIR picks another build directory
+# than .build-fuzz. Each target runs on a copy of its seed corpus
 # Fuzz/corpus/<target>/ (new inputs go to .build-fuzz/corpus/<target>/, the
 # repository's corpus stays as committed); a crash, a hang (-timeout) or an
 # allocation over -malloc_limit_mb stops it with the input saved as
@@ -14,7 +15,7 @@
 #
 # Build: the engine's modules are compiled once with coverage instrumentation
 # (`swift build --build-path .build-fuzz -Xswiftc -sanitize=fuzzer`, a debug
-# build: about 1.5 minutes on 2 cores), then each target is linked with
+# build: about a minute on the reference machine), then each target is linked with
 # `swiftc -sanitize=fuzzer -parse-as-library` (libFuzzer provides main).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +24,11 @@ target="${1:-all}"
 runs="${2:-10000}"
 shift $(( $# > 2 ? 2 : $# )) || true
 extra=("$@")
+# libFuzzer's "no limit" is -runs=-1 (-runs=0 would run only the corpus).
+libfuzzer_runs="$runs"
+[[ "$runs" == 0 ]] && libfuzzer_runs=-1
 
-build=.build-fuzz
+build="${FUZZ_BUILD_DIR:-.build-fuzz}"
 bin="$build/fuzz-bin"
 mkdir -p "$bin"
 targets=(resp command log snapshot)
@@ -72,11 +76,11 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$artifacts"
   echo "fuzz: $t, $runs runs"
   set +e
-  "$bin/fuzz-$t" "$work" "$seeds" -runs="$runs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+  "$bin/fuzz-$t" "$work" "$seeds" -runs="$libfuzzer_runs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       -malloc_limit_mb=512 -artifact_prefix="$artifacts" -print_final_stats=1 "${extra[@]}" > "$build/$t.log" 2>&1
   code=$?
   set -e
-  grep -E "^Done|stat::number_of_executed_units|stat::average_exec_per_sec|ERROR|SUMMARY|crash-|timeout-|oom-|leak-|Fatal error|Precondition" "$build/$t.log" | head -20
+  grep -E "INITED|DONE|^Done|stat::number_of_executed_units|stat::average_exec_per_sec|ERROR|SUMMARY|crash-|timeout-|oom-|leak-|Fatal error|Precondition" "$build/$t.log" | head -20
   if [[ $code -ne 0 ]]; then status=1; echo "fuzz: $t FOUND A FAILURE (exit $code; input in $artifacts, log $build/$t.log)" >&2; fi
 done
 exit $status
