@@ -7,7 +7,7 @@
 # segment and record decoder), snapshot (snapshot file and state decoder).
 # `runs` is libFuzzer's -runs (default 10000; 0 means no limit, use
 # -max_total_time=SECONDS then). FUZZ_BUILD_DIR picks another build directory
-# than .build-fuzz. Each target runs on a copy of its seed corpus
+# than .build-fuzz. Each target reads its seed corpus
 # Fuzz/corpus/<target>/ (new inputs go to .build-fuzz/corpus/<target>/, the
 # repository's corpus stays as committed); a crash, a hang (-timeout) or an
 # allocation over -malloc_limit_mb stops it with the input saved as
