@@ -9,8 +9,8 @@ import WAL
 /// watchdog (SeedWatchdog.swift) that fails a seed which does not finish. A
 /// failure names its seed; rerun exactly that seed with
 /// `POWERLOSS_SEED=<seed> POWERLOSS_SEEDS=1` (add `POWERLOSS_TRACE=1` to see
-/// every batch). The long run (README): 10,000 seeds in release, in shards:
-/// `POWERLOSS_FIRST_SEED=1 POWERLOSS_SEEDS=2500 swift test -c release --filter PowerLossCampaign`.
+/// every batch). The long run (README): 10,000 seeds of the debug build, in
+/// shards: `POWERLOSS_FIRST_SEED=1 POWERLOSS_SEEDS=5000 swift test --filter acknowledgedChangesSurvive`.
 @Suite(.serialized) struct PowerLossCampaignTests {
     @Test func acknowledgedChangesSurvivePowerLossAtRandomPoints() async {
         let first = PowerLossSettings.firstSeed
