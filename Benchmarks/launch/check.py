@@ -116,6 +116,8 @@ class Checker:
                   "allocations": 0, "approved": 0, "rejected": 0, "settled": 0, "released": 0, "expired_replies": 0,
                   "other_errors": 0}
         self.attempts = {}    # caller id -> attempts seen
+        self.trail = {}       # hold id -> the journal lines that touched it (for diagnoses)
+        self.clock = []       # (wall, monotonic) pairs the driver wrote: a wall-clock step shows here
 
     def problem(self, text):
         if len(self.problems) < 200:
@@ -149,6 +151,8 @@ class Checker:
             self.downtime.append([e["t"], INF])
         elif e["ev"] == "up" and self.downtime:
             self.downtime[-1][1] = e["t"]
+        elif e["ev"] == "clock":
+            self.clock.append((e["t"], e["m"]))
 
     def request(self, rec):
         a = rec["a"]
@@ -160,6 +164,30 @@ class Checker:
         if rec.get("tag") == "drain":
             self.drains.setdefault(a[1], []).append(rec)
         getattr(self, "on_" + a[0].lower())(a, rec, r, err)
+        self.remember(a, rec, r)
+
+    def remember(self, a, rec, r):
+        """Keeps, per hold, a short line for each request about it (printed by diagnoses)."""
+        if a[0] == "HOLD":
+            key = r[0] if isinstance(r, list) else (a[a.index("ID") + 1] if "ID" in a else None)
+        elif a[0] in ("RELEASE", "ALLOCATE"):
+            key = a[1]
+        else:
+            al = self.allocs.get(a[1])
+            key = al.hold.id if al else None
+        if key is None:
+            return
+        reply = json.dumps(r, separators=(",", ":"))[:90] if "r" in rec else "no reply (%s)" % rec.get("nr")
+        self.trail.setdefault(key, []).append("%s %s t0=%.6f t1=%s -> %s" % (
+            a[0], " ".join(a[1:3]) if a[0] == "HOLD" else a[1], rec["t0"], "%.6f" % rec["t1"] if "t1" in rec else "-", reply))
+
+    def clock_steps(self):
+        """The largest change of (wall - monotonic) between the driver's clock samples:
+        the wall clock (the engine's and the journal's) stepped by that much."""
+        offs = [t - m for t, m in self.clock]
+        if len(offs) < 2:
+            return 0.0
+        return max(offs) - min(offs)
 
     def on_hold(self, a, rec, r, err):
         p = hold_params(a)
@@ -484,6 +512,7 @@ class Checker:
     def checkpoint(self, label, final):
         started = time.time()
         self.problems = []
+        self.diagnosis = []
         self.consume()
         db = self.connect()
         self.resolve(db, started)
@@ -529,7 +558,11 @@ class Checker:
         summary = "%d requests, %d answered, %d holds, %d allocations, %d refused, %d unanswered found whole / %d absent" % (
             self.n["requests"], self.n["replies"], len(self.holds), len(self.allocs), self.n["refused_insufficient"],
             self.n["unanswered_present"], self.n["unanswered_absent"])
-        return {"label": label, "ok": ok, "summary": summary, "problems": self.problems[:50], "figures": figures}
+        if self.diagnosis:
+            with open(self.path + ".diagnosis.txt", "a") as f:
+                f.write("== %s\n%s\n" % (label, "\n".join(self.diagnosis)))
+        return {"label": label, "ok": ok, "summary": summary, "problems": self.problems[:50], "figures": figures,
+                "diagnosis": self.diagnosis[:400]}
 
     def compare_lots(self, deals, inventory, flux):
         held = dict.fromkeys(self.lot_total, 0)
@@ -656,6 +689,17 @@ class Checker:
             if rem == 0 and sold != total:
                 self.problem("sell-out deal %s: %d of %d sold" % (deal, sold, total))
 
+    @staticmethod
+    def earliest_free(h):
+        """The earliest moment a hold's units may have come back: a RELEASE or REJECT
+        sent (answered or not), or, for a hold that was never allocated, its expiry,
+        whichever is first. (A RELEASE lost at a kill long after the expiry does not
+        move the expiry: the sweep freed the units then.)"""
+        early = h.end_early if h.end_early is not None else INF
+        if h.state in ("pending", "expired"):
+            early = min(early, h.exp / 1000 - 0.002)
+        return early
+
     def timeline(self):
         """Refusals and placements against the units certainly free / certainly taken,
         from the reply times alone.
@@ -681,10 +725,9 @@ class Checker:
             end = h.end_def
             if end is None and h.state in ("pending", "expired"):
                 end = self.free_time(h.exp / 1000)
-            early = h.end_early if h.end_early is not None else (h.exp / 1000 - 0.002 if h.state in ("pending", "expired") else INF)
+            early = self.earliest_free(h)
             if h.state == "allocated" and h.end_def is None:
                 end = INF
-                early = h.end_early if h.end_early is not None else INF
             per.setdefault(h.deal, []).append((h.t_first, INF if end is None else end, h.t_ack, early, h.filled))
         for deal, start, end, u in self.ghosts:
             per.setdefault(deal, []).append((start, end, INF, INF, u))
@@ -714,6 +757,40 @@ class Checker:
             certainly = upto(acks, t0, False) - upto(earlies, t1, True)
             return supply[deal] - possibly, supply[deal] - max(0, certainly)
 
+        explained = set()
+
+        def diagnose(deal, t0, t1, what):
+            """The holds the bound counts as certainly taken at [t0, t1]: acknowledged by
+            t0 and not possibly free before t1. When the bound is wrong, one of these
+            was free (its trail says what the replies knew of it)."""
+            if deal in explained or len(explained) >= 2:
+                return
+            explained.add(deal)
+            certain = []
+            for h in self.holds.values():
+                if h.deal != deal or h.t_ack > t0:
+                    continue
+                early = self.earliest_free(h)
+                if early >= t1:
+                    certain.append((early, h))
+            certain.sort(key=lambda x: (x[0], x[1].t_ack))
+            by_state = {}
+            for _, h in certain:
+                by_state[h.state] = by_state.get(h.state, 0) + h.filled
+            lines = ["timeline diagnosis, deal %s, %s in [%.6f, %.6f]: supply %s; certainly taken %s by state %s; wall clock moved %.1f ms against monotonic" % (
+                deal, what, t0, t1, Decimal(supply[deal]) / SCALE, Decimal(sum(h.filled for _, h in certain)) / SCALE,
+                {k: str(Decimal(v) / SCALE) for k, v in by_state.items()}, self.clock_steps() * 1000)]
+            for early, h in certain[:12] + ([] if len(certain) <= 24 else [(None, None)]) + certain[max(12, len(certain) - 12):]:
+                if h is None:
+                    lines.append("  ...")
+                    continue
+                lines.append("  hold %s %s units, %s, acked %.6f, free earliest %s, exp %.3f, alloc %s" % (
+                    h.id, Decimal(h.filled) / SCALE, h.state, h.t_ack, "never" if early == INF else "%.6f" % early, h.exp / 1000,
+                    "%s/%s" % (h.alloc, self.allocs[h.alloc].state) if h.alloc in self.allocs else h.alloc))
+                for t in self.trail.get(h.id, [])[:6]:
+                    lines.append("      " + t)
+            self.diagnosis.extend(lines)
+
         wrong = 0
         for deal, t0, t1, req, partial, avail in self.refusals:
             lo, hi = bounds(deal, t0, t1)
@@ -722,6 +799,7 @@ class Checker:
                 self.problem("refused while units remained: deal %s, %s units requested, at least %s free in [%.6f, %.6f]" % (
                     deal, Decimal(req) / SCALE, Decimal(lo) / SCALE, t0, t1))
             elif not lo <= avail <= hi:
+                diagnose(deal, t0, t1, "refusal saying %s available" % (Decimal(avail) / SCALE))
                 self.problem("refusal in deal %s says %s available; the replies bound it to [%s, %s]" % (
                     deal, Decimal(avail) / SCALE, Decimal(lo) / SCALE, Decimal(hi) / SCALE))
         oversold = 0
@@ -729,11 +807,12 @@ class Checker:
             lo, hi = bounds(h.deal, h.ack_t0, h.t_ack)
             if h.filled > hi:   # its own units are in neither bound's 'certainly taken'
                 oversold += 1
+                diagnose(h.deal, h.ack_t0, h.t_ack, "placement of %s (%s units)" % (h.id, Decimal(h.filled) / SCALE))
                 self.problem("hold %s of %s units placed when at most %s were free" % (h.id, Decimal(h.filled) / SCALE, Decimal(hi) / SCALE))
             if h.partial and h.filled < h.req and lo > 0:   # it should have taken everything left
                 self.problem("PARTIAL hold %s took %s, at least %s were free" % (h.id, Decimal(h.filled) / SCALE, Decimal(lo + h.filled) / SCALE))
         return {"refusals_judged": len(self.refusals), "refused_while_units_remained": wrong, "placements_judged": len(self.placements),
-                "oversold_placements": oversold}
+                "oversold_placements": oversold, "wall_clock_step_ms": round(self.clock_steps() * 1000, 3)}
 
 
 def main():

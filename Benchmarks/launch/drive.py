@@ -383,6 +383,8 @@ def say(v):
     print("[launch] check %-22s %s  %s" % (v["label"], flag, v.get("summary", "")), flush=True)
     for p in v.get("problems", [])[:20]:
         print("           - " + p, flush=True)
+    for line in v.get("diagnosis", [])[:150]:
+        print("           | " + line, flush=True)
 
 
 async def main_async(o):
@@ -397,6 +399,14 @@ async def main_async(o):
     checker = Checker(o, journal_path)
     started = time.time()
     tasks = [asyncio.ensure_future(launch.client(c)) for c in range(o.clients)]
+
+    async def clock_samples():
+        # Wall and monotonic time side by side: a step of the wall clock (which the
+        # engine's expiries and the journal's times both use) shows in the checker.
+        while not launch.stopping:
+            j.event(ev="clock", t=time.time(), m=time.monotonic())
+            await asyncio.sleep(0.1)
+    clock_task = asyncio.ensure_future(clock_samples())
     failed = False
     cycles = 0
     rng = launch.rng
@@ -443,7 +453,7 @@ async def main_async(o):
         await launch.quiesce()
         launch.stopping = True
         launch.gate.set()
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks, clock_task)
         elapsed = time.time() - started
         await asyncio.sleep(4.5)
         j.event(ev="drain", t=time.time())
@@ -545,6 +555,8 @@ def selftest(o, journal_path):
         first = json.loads(p.stdout)["problems"][:1] if p.stdout.strip().startswith("{") else [p.stderr[-300:]]
         print("[launch] selftest %-32s %s  %s" % (name, "caught" if caught else "MISSED", first[0] if first else ""), flush=True)
         os.remove(path)
+        if os.path.exists(path + ".diagnosis.txt"):
+            os.remove(path + ".diagnosis.txt")
     return ok
 
 

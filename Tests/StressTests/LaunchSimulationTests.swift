@@ -33,7 +33,7 @@ enum LaunchSimulation {
                    "needs the built allocation-engine and python3 with redis-py (pip install 'redis>=8')"))
     func launchWithKillNineAgreesWithTheIndependentChecker() throws {
         let dir = try makeTempDir("launch")
-        defer { removeTempTree(dir); removeTempTree(dir + "-data"); for suffix in [".journal.jsonl", ".server.log", ".summary.json"] { unlink(dir + "-data" + suffix) } }
+        defer { removeTempTree(dir); removeTempTree(dir + "-data"); for suffix in [".journal.jsonl", ".journal.jsonl.diagnosis.txt", ".server.log", ".summary.json"] { unlink(dir + "-data" + suffix) } }
         let data = dir + "-data"
         let script = EngineBinary.packageRoot.appendingPathComponent("Benchmarks/launch/drive.py").path
         let outPath = dir + "/out"
@@ -63,7 +63,10 @@ enum LaunchSimulation {
         // The run did something: checks after every kill, answered requests, a caught lie per self-test case.
         let summary = (try? Data(contentsOf: URL(fileURLWithPath: data + ".summary.json")))
             .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
-        #expect(summary["ok"] as? Bool == true, "summary: \(summary)")
+        // When the timeline bound fails, the checker writes which holds it counted as
+        // certainly taken and what the replies said of each: print it whole.
+        let diagnosis = (try? String(contentsOfFile: data + ".journal.jsonl.diagnosis.txt", encoding: .utf8)) ?? ""
+        #expect(summary["ok"] as? Bool == true, "summary: \(summary)\n\(diagnosis.prefix(20_000))")
         #expect((summary["kill_cycles"] as? Int ?? 0) == LaunchSimulation.env("LAUNCH_KILL_CYCLES", 3))
         #expect((summary["replies"] as? Int ?? 0) > 100, "too few answered requests: \(summary)")
         #expect(out.contains("selftest") && !out.contains("MISSED"), "the checker missed a falsified journal:\n\(out.suffix(3000))")
