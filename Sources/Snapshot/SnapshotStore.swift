@@ -13,6 +13,10 @@
 //
 // Written to a temp name, fsynced, renamed, directory fsynced: a reader sees
 // the old set of snapshots or the new one, never a partial file under a final name.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
 import WAL
 
 public struct SnapshotInfo: Sendable, Equatable {
@@ -65,6 +69,19 @@ public enum SnapshotFormat {
         let digits = name.dropFirst(prefix.count).dropLast(suffix.count)
         guard digits.count == nameDigits, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
         return UInt64(digits)
+    }
+
+    /// The header of a file whose payload has `payloadLength` bytes.
+    public static func header(lsn: UInt64, time: Int64, payloadLength: Int) -> [UInt8] {
+        var w = ByteWriter(capacity: headerBytes)
+        w.bytes(magic)
+        w.u16(version)
+        w.u16(0)
+        w.u32(0)
+        w.u64(lsn)
+        w.i64(time)
+        w.u64(UInt64(payloadLength))
+        return w.bytes
     }
 
     public static func encode(lsn: UInt64, time: Int64, payload: [UInt8]) -> [UInt8] {
@@ -148,6 +165,16 @@ public struct SnapshotStore: Sendable {
         return path
     }
 
+    /// Starts a snapshot whose payload is written piece by piece (`SnapshotStream`),
+    /// so the whole image never sits in memory at once.
+    public func begin() throws -> SnapshotStream {
+        try io.createDirectory(directory)
+        // A name no final snapshot has; a crash leaves it for `prune` as a temp file.
+        let temp = FilePath.join(directory, SnapshotFormat.prefix + "stream" + SnapshotFormat.tempSuffix)
+        if io.fileExists(temp) { try io.unlink(temp) }
+        return SnapshotStream(store: self, temp: temp, fd: try io.create(temp))
+    }
+
     /// Snapshots on disk, newest (highest LSN) first. Temp files are not listed.
     public func list() throws -> [SnapshotInfo] {
         guard io.fileExists(directory) else { return [] }
@@ -201,4 +228,109 @@ public struct SnapshotStore: Sendable {
         }
         if changed { try io.fsyncDirectory(directory) }
     }
+}
+
+/// A snapshot being written: the payload goes to a temp file as it is encoded
+/// (`append`), with its CRC kept as it goes; `finish` writes the header, now that
+/// the length is known, and the checksum of header and payload (combined, not
+/// read back), fsyncs the file, and `publish` renames it to its final name.
+/// Until `publish` nothing a reader or recovery looks at has changed: a crash or
+/// `abort` leaves only a temp file, which `prune` deletes. One writer at a time
+/// (the engine serializes snapshots); the lock only lets the stream move
+/// between the threads that encode its parts.
+public final class SnapshotStream: Sendable {
+    let store: SnapshotStore
+    let temp: String
+    private struct State {
+        var fd: FileHandleID?
+        /// Bytes appended: written ones plus `buffer`.
+        var payloadBytes = 0
+        var written = 0
+        var payloadCRC: UInt32 = 0
+        /// Small parts (a quiet deal is a few hundred bytes) gathered into one write.
+        var buffer: [UInt8] = []
+        var finished: (lsn: UInt64, time: Int64)?
+    }
+    /// Parts are gathered up to this before a write (so memory stays within it plus the largest part).
+    public static let bufferBytes = 1 << 20
+    private let state: Mutex<State>
+
+    init(store: SnapshotStore, temp: String, fd: FileHandleID) {
+        self.store = store
+        self.temp = temp
+        self.state = Mutex(State(fd: fd))
+    }
+
+    public var payloadBytes: Int { state.withLock { $0.payloadBytes } }
+
+    /// Appends payload bytes.
+    public func append(_ bytes: [UInt8]) throws {
+        try state.withLock { s throws in
+            guard let fd = s.fd, s.finished == nil else { throw IOError(errno: EBADF, op: "snapshot append (stream closed)", path: temp) }
+            guard !bytes.isEmpty else { return }
+            guard UInt64(s.payloadBytes + bytes.count) <= UInt64(SnapshotFormat.maxPayloadBytes) else {
+                throw IOError(errno: EFBIG, op: "snapshot append (payload over \(SnapshotFormat.maxPayloadBytes) bytes)", path: temp)
+            }
+            s.payloadCRC = CRC32C.checksum(bytes, seed: s.payloadCRC)
+            s.payloadBytes += bytes.count
+            if s.buffer.isEmpty && bytes.count >= Self.bufferBytes {
+                try write(bytes, &s, fd)
+            } else {
+                s.buffer.append(contentsOf: bytes)
+                if s.buffer.count >= Self.bufferBytes { try flush(&s, fd) }
+            }
+        }
+    }
+
+    private func write(_ bytes: [UInt8], _ s: inout State, _ fd: FileHandleID) throws {
+        try store.io.pwrite(fd, bytes, offset: SnapshotFormat.headerBytes + s.written)
+        s.written += bytes.count
+    }
+
+    private func flush(_ s: inout State, _ fd: FileHandleID) throws {
+        guard !s.buffer.isEmpty else { return }
+        try write(s.buffer, &s, fd)
+        s.buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes the header and checksum and makes the file durable (still under its temp name).
+    public func finish(lsn: UInt64, time: Int64) throws {
+        try state.withLock { s throws in
+            guard let fd = s.fd, s.finished == nil else { throw IOError(errno: EBADF, op: "snapshot finish (stream closed)", path: temp) }
+            try flush(&s, fd)
+            s.buffer = []
+            precondition(s.written == s.payloadBytes, "snapshot stream lost bytes")
+            let header = SnapshotFormat.header(lsn: lsn, time: time, payloadLength: s.payloadBytes)
+            let crc = CRC32C.combine(CRC32C.checksum(header), s.payloadCRC, lengthB: s.payloadBytes)
+            var trailer = ByteWriter(capacity: 4)
+            trailer.u32(crc)
+            try store.io.pwrite(fd, header, offset: 0)
+            try store.io.pwrite(fd, trailer.bytes, offset: SnapshotFormat.headerBytes + s.payloadBytes)
+            try store.io.fsync(fd)
+            s.finished = (lsn, time)
+        }
+    }
+
+    /// Renames the finished file to its final name; returns its path.
+    public func publish() throws -> String {
+        let (fd, lsn) = try state.withLock { s throws -> (FileHandleID, UInt64) in
+            guard let done = s.finished, let fd = s.fd else { throw IOError(errno: EINVAL, op: "snapshot publish (not finished)", path: temp) }
+            s.fd = nil
+            return (fd, done.lsn)
+        }
+        try store.io.close(fd)
+        let path = FilePath.join(store.directory, SnapshotFormat.name(lsn: lsn))
+        try store.io.rename(from: temp, to: path)
+        try store.io.fsyncDirectory(store.directory)
+        return path
+    }
+
+    /// Gives up: closes and deletes the temp file (nothing once published).
+    public func abort() {
+        guard let fd = state.withLock({ s -> FileHandleID? in defer { s.fd = nil }; return s.fd }) else { return }
+        try? store.io.close(fd)
+        try? store.io.unlink(temp)
+    }
+
+    deinit { abort() }
 }

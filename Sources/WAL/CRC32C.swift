@@ -70,3 +70,43 @@ public enum CRC32C {
         bytes.withUnsafeBytes { checksum($0, seed: seed) }
     }
 }
+
+extension CRC32C {
+    /// The CRC-32C of `a ‖ b` from `crcA` = CRC(a), `crcB` = CRC(b) and b's
+    /// length, without the bytes (zlib's `crc32_combine`: appending `lengthB`
+    /// zero bytes to `a` is a linear map, applied by repeated squaring of the
+    /// one-zero-bit matrix). A snapshot's checksum covers its header, which is
+    /// known only once the payload streamed to disk has been counted.
+    public static func combine(_ crcA: UInt32, _ crcB: UInt32, lengthB: Int) -> UInt32 {
+        precondition(lengthB >= 0, "a negative length")
+        if lengthB == 0 { return crcA }
+        func times(_ matrix: [UInt32], _ vector: UInt32) -> UInt32 {
+            var sum: UInt32 = 0, v = vector, i = 0
+            while v != 0 {
+                if v & 1 != 0 { sum ^= matrix[i] }
+                v >>= 1
+                i += 1
+            }
+            return sum
+        }
+        func square(_ matrix: [UInt32]) -> [UInt32] { (0..<32).map { times(matrix, matrix[$0]) } }
+        // The operator for one zero bit: the reflected polynomial, then shifts.
+        var odd = [UInt32](repeating: 0, count: 32)
+        odd[0] = 0x82F6_3B78
+        for n in 1..<32 { odd[n] = 1 << UInt32(n - 1) }
+        var even = square(odd)   // two zero bits
+        odd = square(even)       // four zero bits
+        var crc = crcA
+        var length = lengthB
+        repeat {
+            even = square(odd)   // the first pass: one zero byte
+            if length & 1 != 0 { crc = times(even, crc) }
+            length >>= 1
+            if length == 0 { break }
+            odd = square(even)
+            if length & 1 != 0 { crc = times(odd, crc) }
+            length >>= 1
+        } while length != 0
+        return crc ^ crcB
+    }
+}

@@ -68,3 +68,62 @@ import WAL
         #expect(throws: Never.self) { try SnapshotFormat.decode(bytes, path: "x") }
     }
 }
+
+/// The streamed writer (one deal at a time): the same file as the one-piece
+/// writer, the same atomicity, and nothing under a final name until published.
+@Suite struct SnapshotStreamTests {
+    @Test func crcCombineEqualsTheChecksumOfTheConcatenation() {
+        var rng = SystemRandomNumberGenerator()
+        for (a, b) in [(0, 0), (0, 7), (5, 0), (1, 1), (13, 1000), (40, 1 << 16), (3, 12345)] {
+            let x = (0..<a).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let y = (0..<b).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            #expect(CRC32C.combine(CRC32C.checksum(x), CRC32C.checksum(y), lengthB: y.count) == CRC32C.checksum(x + y), "lengths \(a), \(b)")
+        }
+    }
+
+    @Test func streamedFileIsByteForByteTheOnePieceFile() throws {
+        let io = SimulatedFileIO(seed: 51)
+        let store = SnapshotStore(directory: "/snap", io: io)
+        // Parts around the gathering threshold: small ones gathered, a large one written through.
+        let parts: [[UInt8]] = [[1, 2, 3], [UInt8](repeating: 7, count: 5000), [UInt8](repeating: 9, count: SnapshotStream.bufferBytes + 3),
+                                [], [UInt8](repeating: 4, count: SnapshotStream.bufferBytes - 1), [5]]
+        let stream = try store.begin()
+        for p in parts { try stream.append(p) }
+        try stream.finish(lsn: 77, time: 123)
+        // Finished but not published: recovery sees nothing.
+        #expect(try store.list().isEmpty)
+        let path = try stream.publish()
+        let payload = parts.flatMap { $0 }
+        #expect(try io.readAll(path) == SnapshotFormat.encode(lsn: 77, time: 123, payload: payload))
+        let loaded = try #require(try store.loadNewestValid())
+        #expect(loaded.lsn == 77 && loaded.time == 123 && loaded.payload == payload)
+        #expect(try io.listDirectory("/snap") == [SnapshotFormat.name(lsn: 77)])
+    }
+
+    @Test func abortOrCrashBeforePublishLeavesTheOldSnapshots() throws {
+        let io = SimulatedFileIO(seed: 52)
+        let store = SnapshotStore(directory: "/snap", io: io)
+        try store.write(lsn: 5, time: 0, payload: [5])
+        let aborted = try store.begin()
+        try aborted.append([1, 2, 3])
+        aborted.abort()
+        #expect(try io.listDirectory("/snap") == [SnapshotFormat.name(lsn: 5)])
+        #expect(throws: IOError.self) { try aborted.append([4]) }
+        // A crash after finish (fsynced temp) but before the rename: only a temp file, pruned.
+        let crashed = try store.begin()
+        try crashed.append([UInt8](repeating: 1, count: 100))
+        try crashed.finish(lsn: 9, time: 0)
+        io.crash(mode: .dropUnsynced)
+        #expect(try store.loadNewestValid()?.lsn == 5)
+        try store.prune()
+        #expect(try io.listDirectory("/snap") == [SnapshotFormat.name(lsn: 5)])
+        // A failed fsync fails finish; publish then refuses.
+        let failing = try store.begin()
+        try failing.append([6])
+        io.inject(.failFsync(nth: 1))
+        #expect(throws: IOError.self) { try failing.finish(lsn: 6, time: 0) }
+        #expect(throws: IOError.self) { _ = try failing.publish() }
+        failing.abort()
+        #expect(try store.loadNewestValid()?.lsn == 5)
+    }
+}

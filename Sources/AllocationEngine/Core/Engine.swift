@@ -261,13 +261,20 @@ public final class Engine: Sendable {
     /// `capture`, with the audit chain's head at the floor: the floor is the
     /// LSN of the seal that covers the head (a batch boundary), read with it.
     public func captureWithAudit() async -> (floor: UInt64, deals: [(state: DealState, lsn: UInt64)], audit: AuditHead?) {
-        let (floor, audit, actors) = creationLock.withLock { _ -> (UInt64, AuditHead?, [DealActor]) in
-            if let (head, lsn) = sink?.auditHeadAndLSN { return (lsn, head, allDeals) }
-            return (sink?.lastAppendedLSN ?? 0, nil, allDeals)
-        }
+        let (floor, audit, actors) = snapshotPlan()
         var out: [(DealState, UInt64)] = []
         for actor in actors { out.append(await actor.capture()) }
         return (floor, out, audit)
+    }
+
+    /// Where a snapshot starts: the LSN every record at or below is in what is
+    /// captured after it, the audit chain's head there, and the deals that
+    /// exist (each captured afterwards in its actor, at its own LSN >= floor).
+    public func snapshotPlan() -> (floor: UInt64, audit: AuditHead?, deals: [DealActor]) {
+        creationLock.withLock { _ -> (UInt64, AuditHead?, [DealActor]) in
+            if let (head, lsn) = sink?.auditHeadAndLSN { return (lsn, head, allDeals) }
+            return (sink?.lastAppendedLSN ?? 0, nil, allDeals)
+        }
     }
 
     public func digest() async -> String {

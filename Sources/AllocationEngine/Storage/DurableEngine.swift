@@ -67,6 +67,8 @@ public final class DurableEngine: Sendable {
     private let archiveStats = Mutex<ArchiveStats>(ArchiveStats())
     /// Encodes and writes history entries off the cooperative threads.
     private let historyQueue = DispatchQueue(label: "allocation-engine.history")
+    /// Encodes and writes snapshot parts (one hop per deal: a queue, not a thread each).
+    private let snapshotQueue = DispatchQueue(label: "allocation-engine.snapshot")
 
     public struct ArchiveStats: Sendable {
         public var entries = 0
@@ -351,53 +353,88 @@ public final class DurableEngine: Sendable {
         return stats
     }
 
+    /// Writes the image one deal at a time: each deal is copied in its actor
+    /// (copy-on-write: cheap, and only paid for by changes while the copy is
+    /// alive), encoded on the snapshot's own thread and appended to the file,
+    /// then dropped, so a snapshot holds at most one deal's copy and about a
+    /// MiB of encoded bytes at a time, not the whole image (and not its bytes twice).
     private func takeSnapshot() async throws -> SnapshotStats {
         try await snapshotGate.run { [self] in
             let started = monotonicSeconds()
-            let (floor, deals, audit) = await engine.captureWithAudit()
-            let (directory, directoryLSN) = engine.captureDirectory()
-            let image = EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN, audit: audit)
-            let lsn = image.replayFrom
+            let (floor, audit, actors) = engine.snapshotPlan()
             let time = engine.clock.nowMillis()
             do {
-                // The copies may hold changes whose records are not durable yet
-                // (appended, waiting for the group commit). A snapshot is a
-                // cache of a durable log prefix, never ahead of it: written
-                // first, a power loss would leave state the log lost, and the
-                // LSNs after the log's end would be handed out again (found by
-                // the power-loss campaign, seeds 43 and 112).
-                let newest = image.newestLSN
-                // Encoding and the blocking file work run on a thread of their own,
-                // so the cooperative threads keep serving holds meanwhile.
-                let (path, payloadBytes) = try await Self.offThread { [self] () throws -> (String, Int) in
-                    // (Waited for here, on the snapshot's own thread: no await while the copies are held.)
-                    if let failure = Self.waitDurable(writer, newest) {
-                        throw RecoveryError("snapshot not written: the log failed before its state was durable: \(failure)")
+                let stream = try await Self.on(snapshotQueue) { [store] () throws -> SnapshotStream in try store.begin() }
+                do {
+                    try await Self.on(snapshotQueue) { () throws -> Void in
+                        var w = ByteWriter(capacity: 32)
+                        StateCodec.encodeHead(floorLSN: floor, dealCount: actors.count, into: &w)
+                        try stream.append(w.bytes)
                     }
-                    var payload = StateCodec.encode(image)
-                    let path = try store.write(lsn: lsn, time: time, payload: payload)
-                    let payloadBytes = payload.count
-                    payload = []
-                    try store.prune()
-                    // Segments wholly covered by the oldest kept snapshot are history; deleted only with --prune-log.
-                    if config.pruneLog, let oldest = try store.list().last {
-                        let deleted = try writer.deleteSegments(coveredBy: oldest.lsn)
-                        if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
+                    var replayFrom = floor
+                    var newest = floor
+                    for actor in actors {
+                        let part = await actor.capture()
+                        replayFrom = min(replayFrom, part.lsn)
+                        newest = max(newest, part.lsn)
+                        try await Self.on(snapshotQueue) { () throws -> Void in
+                            var w = ByteWriter(capacity: 1 << 12)
+                            var failure: (any Error)?
+                            // A large deal goes out in pieces of about a MiB as it is encoded.
+                            StateCodec.encodeDeal(part.state, lsn: part.lsn, into: &w) { w in
+                                guard failure == nil, w.bytes.count >= SnapshotStream.bufferBytes else { return }
+                                do { try stream.append(w.bytes) } catch { failure = error }
+                                w.bytes.removeAll(keepingCapacity: true)
+                            }
+                            if let failure { throw failure }
+                            try stream.append(w.bytes)
+                        }
                     }
-                    return (path, payloadBytes)
-                }
-                let seconds = monotonicSeconds() - started
-                log("snapshot written: \(path), LSN \(lsn), \(deals.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s")
-                return snapshotStats.withLock { s in
-                    s.taken += 1
-                    s.lastLSN = lsn
-                    s.lastBytes = payloadBytes
-                    s.lastSeconds = seconds
-                    s.lastPath = path
-                    s.lastError = nil
-                    s.recordsAtLast = floor
-                    s.timeAtLast = monotonicSeconds()
-                    return s
+                    let (directory, directoryLSN) = engine.captureDirectory()
+                    replayFrom = min(replayFrom, directoryLSN)
+                    newest = max(newest, directoryLSN)
+                    let lsn = replayFrom
+                    let last = newest
+                    let (path, payloadBytes) = try await Self.on(snapshotQueue) { [self] () throws -> (String, Int) in
+                        var w = ByteWriter(capacity: 1 << 12)
+                        StateCodec.encodeTail(directory: directory, directoryLSN: directoryLSN, audit: audit, into: &w)
+                        try stream.append(w.bytes)
+                        // The copies may hold changes whose records are not durable yet
+                        // (appended, waiting for the group commit). A snapshot is a
+                        // cache of a durable log prefix, never ahead of it: published
+                        // first, a power loss would leave state the log lost, and the
+                        // LSNs after the log's end would be handed out again (found by
+                        // the power-loss campaign, seeds 43 and 112). Until `publish`
+                        // the file is only a temp file, which recovery never reads.
+                        if let failure = Self.waitDurable(self.writer, last) {
+                            throw RecoveryError("snapshot not written: the log failed before its state was durable: \(failure)")
+                        }
+                        try stream.finish(lsn: lsn, time: time)
+                        let path = try stream.publish()
+                        try store.prune()
+                        // Segments wholly covered by the oldest kept snapshot are history; deleted only with --prune-log.
+                        if config.pruneLog, let oldest = try store.list().last {
+                            let deleted = try self.writer.deleteSegments(coveredBy: oldest.lsn)
+                            if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
+                        }
+                        return (path, stream.payloadBytes)
+                    }
+                    let seconds = monotonicSeconds() - started
+                    log("snapshot written: \(path), LSN \(lsn), \(actors.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s")
+                    return snapshotStats.withLock { s in
+                        s.taken += 1
+                        s.lastLSN = lsn
+                        s.lastBytes = payloadBytes
+                        s.lastSeconds = seconds
+                        s.lastPath = path
+                        s.lastError = nil
+                        s.recordsAtLast = floor
+                        s.timeAtLast = monotonicSeconds()
+                        return s
+                    }
+                } catch {
+                    stream.abort()
+                    throw error
                 }
             } catch {
                 snapshotStats.withLock { $0.lastError = "\(error)" }
@@ -424,6 +461,13 @@ public final class DurableEngine: Sendable {
 
     /// Runs blocking work on a new thread and waits for it without holding a
     /// cooperative thread.
+    /// Runs blocking work on `queue`, off the cooperative threads.
+    static func on<T: Sendable>(_ queue: DispatchQueue, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
     static func offThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread { continuation.resume(with: Result { try work() }) }

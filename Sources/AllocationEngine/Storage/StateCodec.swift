@@ -43,22 +43,39 @@ public enum StateCodec {
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
-        w.u16(formatVersion)
-        w.varint(image.floorLSN)
-        w.varint(UInt64(image.deals.count))
-        for (state, lsn) in image.deals {
-            w.varint(lsn)
-            encode(state, into: &w)
-        }
-        w.varint(image.directoryLSN)
-        PeopleCodec.encode(image.directory, into: &w)
-        MoneyCodec.encode(image.directory.ledger, into: &w)
-        MoneyCodec.encode(image.directory.portfolio, into: &w)
-        if let a = image.audit { w.u8(1); w.u64(a.seq); w.bytes(a.hash.bytes) } else { w.u8(0) }
+        encodeHead(floorLSN: image.floorLSN, dealCount: image.deals.count, into: &w)
+        for (state, lsn) in image.deals { encodeDeal(state, lsn: lsn, into: &w) }
+        encodeTail(directory: image.directory, directoryLSN: image.directoryLSN, audit: image.audit, into: &w)
         return w.bytes
     }
 
-    static func encode(_ s: DealState, into w: inout ByteWriter) {
+    // The payload in three parts, so a snapshot can be written one deal at a
+    // time (DurableEngine.takeSnapshot): head, each deal, tail. `encode(_:)` is
+    // exactly their concatenation.
+
+    public static func encodeHead(floorLSN: UInt64, dealCount: Int, into w: inout ByteWriter) {
+        w.u16(formatVersion)
+        w.varint(floorLSN)
+        w.varint(UInt64(dealCount))
+    }
+
+    /// `drain` is called between parts of the deal (after each chunk of holds,
+    /// every 1024 allocations) so a caller streaming to a file can take the bytes
+    /// so far and empty the writer: one large deal then never sits in memory encoded whole.
+    public static func encodeDeal(_ state: DealState, lsn: UInt64, into w: inout ByteWriter, drain: (inout ByteWriter) -> Void = { _ in }) {
+        w.varint(lsn)
+        encode(state, into: &w, drain: drain)
+    }
+
+    public static func encodeTail(directory: Directory, directoryLSN: UInt64, audit: AuditHead?, into w: inout ByteWriter) {
+        w.varint(directoryLSN)
+        PeopleCodec.encode(directory, into: &w)
+        MoneyCodec.encode(directory.ledger, into: &w)
+        MoneyCodec.encode(directory.portfolio, into: &w)
+        if let a = audit { w.u8(1); w.u64(a.seq); w.bytes(a.hash.bytes) } else { w.u8(0) }
+    }
+
+    static func encode(_ s: DealState, into w: inout ByteWriter, drain: (inout ByteWriter) -> Void = { _ in }) {
         ChangeCodec.encode(.dealCreated(s.info), into: &w)
         w.varint(UInt64(s.lots.count))
         for l in s.lots {
@@ -87,6 +104,7 @@ public enum StateCodec {
             } else {
                 w.u8(0)
             }
+            drain(&w)
         }
         w.varint(UInt64(table.stragglers.count))
         for (slot, h) in table.stragglers { w.varint(UInt64(slot)); encodeHold(h, into: &w) }
@@ -102,7 +120,8 @@ public enum StateCodec {
             w.varint(UInt64(a.slot)); w.string(a.id); w.varint(UInt64(a.location.file)); w.varint(a.location.offset)
         }
         w.varint(UInt64(s.allocations.count))
-        for a in s.allocations {
+        for (i, a) in s.allocations.enumerated() {
+            if i & 1023 == 1023 { drain(&w) }
             w.string(a.id); w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw); w.zigzag(a.createdAt)
             w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.varint(UInt64(a.hold)); w.varint(UInt64(a.investor))
             w.u8(a.status.rawValue)
