@@ -117,6 +117,7 @@ class Checker:
                   "other_errors": 0}
         self.attempts = {}    # caller id -> attempts seen
         self.trail = {}       # hold id -> the journal lines that touched it (for diagnoses)
+        self.diagnosis = []   # lines explaining a failed timeline bound (per checkpoint)
         self.clock = []       # (wall, monotonic) pairs the driver wrote: a wall-clock step shows here
 
     def problem(self, text):

@@ -29,6 +29,24 @@ enum LaunchSimulation {
 }
 
 @Suite(.serialized) struct LaunchSimulationTests {
+    /// The checker's own tests (Benchmarks/launch/test_check.py): hand-made journals
+    /// for the timeline bound, the case that once made it report a false oversell
+    /// and the real oversells and refusals it must catch.
+    @Test(.enabled(if: LaunchSimulation.pythonReady, "needs python3 with redis-py (pip install 'redis>=8')"))
+    func checkerTimelineCases() throws {
+        let script = EngineBinary.packageRoot.appendingPathComponent("Benchmarks/launch/test_check.py").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-B", script]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "the checker's tests failed:\n\(out.suffix(4000))")
+    }
+
     @Test(.enabled(if: EngineBinary.path != nil && LaunchSimulation.pythonReady,
                    "needs the built allocation-engine and python3 with redis-py (pip install 'redis>=8')"))
     func launchWithKillNineAgreesWithTheIndependentChecker() throws {
