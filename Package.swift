@@ -24,9 +24,9 @@ let package = Package(
         // The soak benchmark: drives a built `allocation-engine serve` over TCP (the engine runs in that
         // process; the soak borrows the load generator's reply parser and the process tests' RESP
         // client; not run in CI).
-        .executableTarget(name: "soak", dependencies: ["EngineServer", "TestSupport"], path: "Benchmarks/soak"),
+        .executableTarget(name: "soak", dependencies: ["EngineServer", "TestSupport", "WAL"], path: "Benchmarks/soak"),
         // Helpers shared by both test targets (child server processes, a RESP client).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["WAL"], path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer", "TestSupport"], path: "Tests/EngineTests"),
         .testTarget(name: "StressTests", dependencies: ["AllocationEngine", "WAL", "Snapshot", "EngineServer", "TestSupport"], path: "Tests/StressTests"),
     ],

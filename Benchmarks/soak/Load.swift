@@ -9,6 +9,7 @@
 // bytes), the highest generated id acknowledged in each deal, and every hold
 // placed with a client id (1 hold in 97 carries `ID c<connection>-<n>`).
 
+import WAL
 import Dispatch
 import Foundation
 import Glibc
@@ -70,7 +71,7 @@ struct RecordedHolds: Sendable {
 final class LoadControl: Sendable {
     let stop = Atomic<Bool>(false)
     let group = DispatchGroup()
-    let results = Mutex<[RecordedHolds]>([])
+    let results = Locked<[RecordedHolds]>([])
 }
 
 /// Starts `config.threads` client threads; join with `control.group.wait()`.

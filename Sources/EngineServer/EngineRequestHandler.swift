@@ -1,3 +1,4 @@
+import WAL
 import AllocationEngine
 import Foundation
 import Synchronization
@@ -32,7 +33,7 @@ public final class EngineRequestHandler: RequestHandler {
     let holdsPlaced = Atomic<UInt64>(0)
     /// Hold outcomes and batch durations for `/metrics` (Metrics/RequestMetrics.swift).
     public let requestMetrics = RequestMetrics()
-    let statsSource = Mutex<(@Sendable () -> ServerStats)?>(nil)
+    let statsSource = Locked<(@Sendable () -> ServerStats)?>(nil)
     let boundPort = Atomic<Int>(0)
 
     public init(engine: Engine, durable: DurableEngine? = nil, settings: Settings = Settings(),

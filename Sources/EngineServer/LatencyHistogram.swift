@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 
 /// Latencies in microseconds, in log-linear buckets (8 per power of two, so a
@@ -6,7 +7,7 @@ import Synchronization
 public final class LatencyHistogram: Sendable {
     static let subBuckets = 8
     static let powers = 40
-    private let buckets = Mutex<[UInt64]>([UInt64](repeating: 0, count: 8 * 40))
+    private let buckets = Locked<[UInt64]>([UInt64](repeating: 0, count: 8 * 40))
 
     public init() {}
 

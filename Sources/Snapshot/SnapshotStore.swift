@@ -253,12 +253,12 @@ public final class SnapshotStream: Sendable {
     }
     /// Parts are gathered up to this before a write (so memory stays within it plus the largest part).
     public static let bufferBytes = 1 << 20
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(store: SnapshotStore, temp: String, fd: FileHandleID) {
         self.store = store
         self.temp = temp
-        self.state = Mutex(State(fd: fd))
+        self.state = Locked(State(fd: fd))
     }
 
     public var payloadBytes: Int { state.withLock { $0.payloadBytes } }

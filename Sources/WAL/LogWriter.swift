@@ -167,12 +167,12 @@ public final class LogWriter: Sendable {
     let finisher: (any ChunkFinisher)?
     let io: any FileIO
     let clock: @Sendable () -> UInt64
-    let state: Mutex<State>
-    let file: Mutex<FileState>
+    let state: Locked<State>
+    let file: Locked<FileState>
     let wakeup = DispatchSemaphore(value: 0)
     let exited = DispatchSemaphore(value: 0)
     /// Called once, on the thread that saw it, when the log fail-stops.
-    let failureObservers = Mutex<[@Sendable (String) -> Void]>([])
+    let failureObservers = Locked<[@Sendable (String) -> Void]>([])
 
     public static func monotonicNanos() -> UInt64 {
         var ts = timespec()
@@ -195,9 +195,9 @@ public final class LogWriter: Sendable {
         try io.createDirectory(config.directory)
 
         let resume = try LogWriter.openActiveSegment(config: config, io: io, nextLSN: nextLSN)
-        state = Mutex(State(nextLSN: nextLSN, salt: resume.salt, offset: resume.offset,
+        state = Locked(State(nextLSN: nextLSN, salt: resume.salt, offset: resume.offset,
                             fileFirstLSN: resume.firstLSN, chunkCapacity: min(config.maxBatchBytes, 1 << 16)))
-        file = Mutex(FileState(fd: resume.fd, path: resume.path, offset: resume.offset, salt: resume.salt))
+        file = Locked(FileState(fd: resume.fd, path: resume.path, offset: resume.offset, salt: resume.salt))
         state.withLock { s in
             s.stats.segmentsCreated = resume.created ? 1 : 0
             s.stats.nextLSN = nextLSN
@@ -420,7 +420,7 @@ public final class LogWriter: Sendable {
     }
 
     /// Monotonic time of the last fdatasync (writer thread only, plus stats).
-    let lastSyncNanos = Mutex<UInt64>(0)
+    let lastSyncNanos = Locked<UInt64>(0)
 
     func run() {
         lastSyncNanos.withLock { $0 = clock() }

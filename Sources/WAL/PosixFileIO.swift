@@ -15,7 +15,7 @@ public final class PosixFileIO: FileIO {
 
     /// Paths of open descriptors, so errors can name the file.
     /// Guarded by the mutex; `PosixFileIO` is otherwise stateless.
-    private let paths = Mutex<[Int32: String]>([:])
+    private let paths = Locked<[Int32: String]>([:])
 
     public init() {}
 

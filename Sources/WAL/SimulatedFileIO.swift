@@ -121,10 +121,10 @@ public final class SimulatedFileIO: FileIO {
         var poweredOff = false
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init(seed: UInt64 = 1) {
-        state = Mutex(State(rng: SplitMix64(seed: seed)))
+        state = Locked(State(rng: SplitMix64(seed: seed)))
     }
 
     // MARK: Test controls

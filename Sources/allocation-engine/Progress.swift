@@ -20,7 +20,7 @@ final class ProgressReporter: Sendable {
     /// Redraw in place (stderr is a terminal).
     let live: Bool
     private let emit: @Sendable (String) -> Void
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private struct State {
         var phase: String?

@@ -208,7 +208,7 @@ enum ServeCommand {
 
     /// Resumes the wait once, with whichever stop came first.
     final class StopLatch: Sendable {
-        private let continuation = Mutex<CheckedContinuation<Stop, Never>?>(nil)
+        private let continuation = Locked<CheckedContinuation<Stop, Never>?>(nil)
         func arm(_ k: CheckedContinuation<Stop, Never>) { continuation.withLock { $0 = k } }
         func finish(_ stop: Stop) {
             let k = continuation.withLock { k in
@@ -234,7 +234,7 @@ final class StopSignals: Sendable {
         var count = 0
         var waiter: (@Sendable () -> Void)?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init() {
         signal(SIGPIPE, SIG_IGN)

@@ -1,3 +1,4 @@
+import WAL
 import Dispatch
 import Foundation
 import Glibc
@@ -8,9 +9,9 @@ import Testing
 /// A toy handler: PING, ECHO, INCR, SLOW ms (completes later from another
 /// thread), BIG n (n-byte reply), QUIT, HELLO 3, WHO (session info).
 final class ToyHandler: RequestHandler {
-    let counters = Mutex<[String: Int]>([:])
+    let counters = Locked<[String: Int]>([:])
     /// Session ids with a batch outstanding: `handle` must never overlap for one.
-    let outstanding = Mutex<Set<UInt64>>([])
+    let outstanding = Locked<Set<UInt64>>([])
     let overlaps = Atomic<Int>(0)
 
     func handle(_ commands: [RESPCommand], session: Session,
@@ -223,7 +224,7 @@ private func waitUntil(_ seconds: Double = 3, _ condition: () -> Bool) -> Bool {
     }
 
     @Test func protocolErrorClosesOnlyThatConnection() throws {
-        let log = Mutex<[String]>([])
+        let log = Locked<[String]>([])
         let handler = ToyHandler()
         let server = try EventLoopServer(
             config: ServerConfig(port: 0, loops: 2, logger: { line in log.withLock { $0.append(line) } }),

@@ -38,14 +38,14 @@ final class CrashLedger: Sendable {
         var ackedApprovals: Set<String> = []
         var replies = 0
     }
-    let state = Mutex(State())
+    let state = Locked(State())
     func with<R: Sendable>(_ body: (inout State) -> R) -> R { state.withLock { body(&$0) } }
 }
 
 func unitsValue(_ s: String?) -> Double? { s.flatMap(Double.init) }
 
 final class StopFlag: Sendable {
-    private let flag = Mutex(false)
+    private let flag = Locked(false)
     var isSet: Bool { flag.withLock { $0 } }
     func set() { flag.withLock { $0 = true } }
 }

@@ -53,7 +53,7 @@ enum PowerLossSettings {
 
 /// One batch's replies, filled in by the handler's completion.
 final class ReplyBox: Sendable {
-    private let bytes = Mutex<[UInt8]?>(nil)
+    private let bytes = Locked<[UInt8]?>(nil)
     func set(_ b: [UInt8]) { bytes.withLock { $0 = b } }
     var value: [UInt8]? { bytes.withLock { $0 } }
 }

@@ -1,3 +1,4 @@
+import WAL
 import Dispatch
 import Foundation
 import Synchronization
@@ -51,8 +52,8 @@ enum SeedWatchdog {
 /// Resumes a continuation with whichever result comes first (the run or the
 /// watchdog's timer); later ones are dropped.
 final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<T, Never>?>
-    init(_ k: CheckedContinuation<T, Never>) { continuation = Mutex(k) }
+    private let continuation: Locked<CheckedContinuation<T, Never>?>
+    init(_ k: CheckedContinuation<T, Never>) { continuation = Locked(k) }
     func resume(_ value: T) {
         let k = continuation.withLock { k in
             defer { k = nil }
@@ -66,7 +67,7 @@ final class ResumeOnce<T: Sendable>: Sendable {
 /// hung seed can say where it stopped.
 final class RecentEvents: Sendable {
     static let kept = 12
-    private let ring = Mutex<[String]>([])
+    private let ring = Locked<[String]>([])
     /// Whether a watchdog may print the events (a bare `PowerLossRun` keeps none).
     let isWatched: Bool
     init(watched: Bool = true) { isWatched = watched }

@@ -203,7 +203,7 @@ struct StressRandomTests {
         await checkConservation(engine)
 
         // Every success is still visible.
-        let finalStatus = Mutex<[String: String]>([:])
+        let finalStatus = Locked<[String: String]>([:])
         func holdStatus(_ id: String) async -> String? {
             if let s = finalStatus.withLock({ $0["h:" + id] }) { return s }
             let s = try? await engine.holdFields(id)[field: "status"]

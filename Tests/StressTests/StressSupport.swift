@@ -41,7 +41,7 @@ func price(_ s: String) -> Price { try! Price.parse(s) }
 
 /// A thread-safe list shared by the tasks of one run.
 final class SharedList<T: Sendable>: Sendable {
-    private let items = Mutex<[T]>([])
+    private let items = Locked<[T]>([])
     func append(_ x: T) { items.withLock { $0.append(x) } }
     func random(_ rng: inout SplitMix64) -> T? {
         items.withLock { $0.isEmpty ? nil : $0[Int(rng.next() % UInt64($0.count))] }
@@ -51,7 +51,7 @@ final class SharedList<T: Sendable>: Sendable {
 
 /// Failures seen inside tasks, reported once at the end (with the seed).
 final class Problems: Sendable {
-    private let list = Mutex<[String]>([])
+    private let list = Locked<[String]>([])
     func add(_ s: String) { list.withLock { if $0.count < 50 { $0.append(s) } } }
     var all: [String] { list.withLock { $0 } }
 }
@@ -155,7 +155,7 @@ final class Flag: Sendable {
 
 /// A mutex-protected value in a class, so task closures can share it.
 final class Shared<T: Sendable>: Sendable {
-    private let mutex: Mutex<T>
-    init(_ v: T) { mutex = Mutex(v) }
+    private let mutex: Locked<T>
+    init(_ v: T) { mutex = Locked(v) }
     func withLock<R: Sendable>(_ body: (inout T) -> R) -> R { mutex.withLock { body(&$0) } }
 }

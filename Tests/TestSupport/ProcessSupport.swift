@@ -1,3 +1,4 @@
+import WAL
 import Foundation
 import Glibc
 import Synchronization
@@ -306,8 +307,8 @@ public final class ServerProcess: @unchecked Sendable {
 /// Every child still running, killed at exit of the test process even if a test
 /// forgot (or crashed past) its cleanup.
 public enum ChildProcesses {
-    private static let pids = Mutex<Set<Int32>>([])
-    private static let installed = Mutex<Bool>(false)
+    private static let pids = Locked<Set<Int32>>([])
+    private static let installed = Locked<Bool>(false)
     public static func register(_ pid: Int32) {
         pids.withLock { _ = $0.insert(pid) }
         installed.withLock { done in

@@ -72,10 +72,10 @@ public final class AuditSealer: ChunkFinisher {
         var recent: [UInt64: AuditHead] = [:]
         var recentOrder: [UInt64] = []
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
     static let recentSeals = 4_096
 
-    public init(head: AuditHead, sealLSN: UInt64) { state = Mutex(State(head: head, sealedHead: head, sealLSN: sealLSN)) }
+    public init(head: AuditHead, sealLSN: UInt64) { state = Locked(State(head: head, sealedHead: head, sealLSN: sealLSN)) }
 
     /// The head of the chain as of the last seal written, and that seal's LSN.
     public var headAndLSN: (AuditHead, UInt64) { state.withLock { ($0.sealedHead, $0.sealLSN) } }

@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -43,8 +44,8 @@ public struct SystemSecrets: SecretSource {
 
 /// A deterministic sequence from a seed (tests only: never for a real server).
 public final class SeededSecrets: SecretSource {
-    private let rng: Mutex<SplitMix64Tokens>
-    public init(seed: UInt64) { rng = Mutex(SplitMix64Tokens(state: seed)) }
+    private let rng: Locked<SplitMix64Tokens>
+    public init(seed: UInt64) { rng = Locked(SplitMix64Tokens(state: seed)) }
     public func token() -> String {
         rng.withLock { r in
             var s = ""

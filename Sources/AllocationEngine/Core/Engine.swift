@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 
 public struct EngineConfig: Sendable {
@@ -80,7 +81,7 @@ public final class Engine: Sendable {
     private let byID: [Locked<[String: DealActor]>]
     private let byNumber: [Locked<[UInt32: DealActor]>]
     private let nextNumber: Atomic<UInt32>
-    private let ticker = Mutex<Task<Void, Never>?>(nil)
+    private let ticker = Locked<Task<Void, Never>?>(nil)
     /// Held while a deal's creation is logged and registered, and while a
     /// snapshot reads its LSN floor and lists the deals, so a snapshot can never
     /// see a deal's creation in the log without seeing the deal (creations are

@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 
 /// Where a hold or allocation lives: its deal's number and its slot in that deal.

@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 
 /// Everything one deal owns: its lots, holds, allocations and positions, as plain
@@ -422,7 +423,7 @@ public final class EngineIndexes: Sendable {
 /// The history store, once the durable engine has opened it; an engine
 /// without a data directory never archives, so it never needs one.
 public final class HistoryAccess: Sendable {
-    private let box = Mutex<HistoryStore?>(nil)
+    private let box = Locked<HistoryStore?>(nil)
     public init() {}
     public var store: HistoryStore? { box.withLock { $0 } }
     public func attach(_ store: HistoryStore) { box.withLock { $0 = store } }

@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 
 /// One shared timer queue of (time, deal) for the whole engine: a deal enters it
@@ -10,7 +11,7 @@ public final class ExpiryScheduler: Sendable {
         var deal: UInt32
         var heapKey: Int64 { at }
     }
-    private let heap = Mutex(MinHeap<Entry>())
+    private let heap = Locked(MinHeap<Entry>())
 
     public init() {}
 

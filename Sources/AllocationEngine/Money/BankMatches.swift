@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 
 /// How much of each bank transaction is matched to invoices, summed over the
@@ -9,7 +10,7 @@ import Synchronization
 ///
 /// Memory: one entry per transaction with something matched.
 public final class BankMatches: Sendable {
-    private let matched = Mutex<[String: Int128]>([:])
+    private let matched = Locked<[String: Int128]>([:])
     public init() {}
 
     /// The matched sum of `txn`.

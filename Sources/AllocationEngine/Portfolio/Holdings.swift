@@ -1,3 +1,4 @@
+import WAL
 import Synchronization
 
 /// Which deals each investor has rows in (from its first hold there) and
@@ -14,8 +15,8 @@ import Synchronization
 public final class Holdings: Sendable {
     private static let shardCount = 16
     private let byInvestor: [Locked<[String: Set<UInt32>]>] = (0..<Holdings.shardCount).map { _ in Locked([:]) }
-    private let byIntroducer = Mutex<[String: Set<UInt32>]>([:])
-    private let byVehicle = Mutex<[String: [UInt32]]>([:])
+    private let byIntroducer = Locked<[String: Set<UInt32>]>([:])
+    private let byVehicle = Locked<[String: [UInt32]]>([:])
     public init() {}
 
     private func shard(_ id: String) -> Int {

@@ -68,9 +68,9 @@ public final class CallerIDRuns: Sendable {
         var runs: [Run] = []
         var nextNumber: UInt32 = 1
     }
-    private let place = Mutex<Place?>(nil)
+    private let place = Locked<Place?>(nil)
     /// Runs as readers see them (copied out under the lock, read without it).
-    private let published = Mutex<[Run]>([])
+    private let published = Locked<[Run]>([])
     /// Reads of the history rows that confirm a candidate.
     private let history: HistoryAccess
 
@@ -84,7 +84,7 @@ public final class CallerIDRuns: Sendable {
         public var lookupsOnDisk = 0
     }
     private let diskReads = Atomic<Int>(0)
-    private let mergeError = Mutex<String?>(nil)
+    private let mergeError = Locked<String?>(nil)
     public var lastMergeError: String? { mergeError.withLock { $0 } }
 
     public var stats: Stats {

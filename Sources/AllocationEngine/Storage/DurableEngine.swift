@@ -62,9 +62,9 @@ public final class DurableEngine: Sendable {
     let store: SnapshotStore
     let log: @Sendable (String) -> Void
     private let snapshotGate = SnapshotGate()
-    private let background = Mutex<Task<Void, Never>?>(nil)
-    private let archiver = Mutex<Task<Void, Never>?>(nil)
-    private let archiveStats = Mutex<ArchiveStats>(ArchiveStats())
+    private let background = Locked<Task<Void, Never>?>(nil)
+    private let archiver = Locked<Task<Void, Never>?>(nil)
+    private let archiveStats = Locked<ArchiveStats>(ArchiveStats())
     /// Encodes and writes history entries off the cooperative threads.
     private let historyQueue = DispatchQueue(label: "allocation-engine.history")
     /// Encodes and writes snapshot parts (one hop per deal: a queue, not a thread each).
@@ -77,7 +77,7 @@ public final class DurableEngine: Sendable {
         public var idsMoved = 0
         public var lastError: String?
     }
-    private let snapshotStats = Mutex<SnapshotStats>(SnapshotStats())
+    private let snapshotStats = Locked<SnapshotStats>(SnapshotStats())
 
     public struct SnapshotStats: Sendable {
         public var taken = 0
@@ -450,7 +450,7 @@ public final class DurableEngine: Sendable {
     static func waitDurable(_ writer: LogWriter, _ lsn: UInt64) -> LogError? {
         guard lsn > 0 else { return nil }
         let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<LogError?>(nil)
+        let outcome = Locked<LogError?>(nil)
         writer.whenDurable(lsn) { result in
             if case .failure(let e) = result { outcome.withLock { $0 = e } }
             done.signal()

@@ -36,9 +36,9 @@ public final class HistoryStore: Sendable {
         var size: Int
         var failed: String?
     }
-    private let tail: Mutex<Tail>
-    private let readers = Mutex<[UInt32: FileHandleID]>([:])
-    private let totalBytes = Mutex(0)
+    private let tail: Locked<Tail>
+    private let readers = Locked<[UInt32: FileHandleID]>([:])
+    private let totalBytes = Locked(0)
 
     public static func fileName(_ n: UInt32) -> String {
         let hex = String(n, radix: 16)
@@ -66,7 +66,7 @@ public final class HistoryStore: Sendable {
         let fd = try io.openForAppend(path)
         let size = try io.fileSize(fd)
         if files.isEmpty { try io.fsyncDirectory(directory) }
-        tail = Mutex(Tail(file: last, fd: fd, size: size, failed: nil))
+        tail = Locked(Tail(file: last, fd: fd, size: size, failed: nil))
         totalBytes.withLock { $0 = total }
     }
 

@@ -10,8 +10,8 @@ public final class WALChangeSink: ChangeSink {
     public let sealer: AuditSealer
     /// Set when an append fails after its batch was applied in memory: the log
     /// and memory now differ, so the engine must stop taking changes (fail-stop).
-    private let appendFailure = Mutex<String?>(nil)
-    private let appendFailureObservers = Mutex<[@Sendable (String) -> Void]>([])
+    private let appendFailure = Locked<String?>(nil)
+    private let appendFailureObservers = Locked<[@Sendable (String) -> Void]>([])
 
     /// Entries per seal: a seal is 8 + varint + 32 x (entries + 1) bytes and must fit in one record.
     let sealEntries: Int
@@ -109,8 +109,8 @@ public final class WALChangeSink: ChangeSink {
 
 /// A callback that runs at most once, whichever source reports first.
 final class Once: Sendable {
-    private let body: Mutex<(@Sendable (String) -> Void)?>
-    init(_ body: @escaping @Sendable (String) -> Void) { self.body = Mutex(body) }
+    private let body: Locked<(@Sendable (String) -> Void)?>
+    init(_ body: @escaping @Sendable (String) -> Void) { self.body = Locked(body) }
     func run(_ reason: String) {
         let b = body.withLock { b in
             defer { b = nil }

@@ -1,3 +1,4 @@
+import WAL
 import AllocationEngine
 
 /// The investments side: vehicles' valuations (the NAV periodic performance

@@ -2,6 +2,7 @@
 // listening socket and poll(2); never on the RESP event loops or the
 // engine's threads. See docs/metrics.md.
 
+import WAL
 import CLinux
 import Dispatch
 import Foundation
@@ -298,7 +299,7 @@ public final class MetricsHTTPServer: Sendable {
 
 /// The text a collecting task hands to the listener thread.
 private final class CollectedText: Sendable {
-    private let text = Mutex<String?>(nil)
+    private let text = Locked<String?>(nil)
     func set(_ s: String) { text.withLock { $0 = s } }
     func get() -> String? { text.withLock { $0 } }
 }

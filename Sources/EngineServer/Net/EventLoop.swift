@@ -2,6 +2,7 @@
 // the connections it owns. Level-triggered epoll; never blocks except in
 // epoll_wait.
 
+import WAL
 import CLinux
 import Dispatch
 import Glibc
@@ -88,7 +89,7 @@ final class Connection {
 
 /// `@unchecked Sendable` is safe here because the class has two kinds of state:
 /// (1) state shared across threads, which is only `let` constants, `Atomic`s and
-/// the `Mutex`-protected inbox; (2) everything declared `var` below the
+/// the `Locked` inbox; (2) everything declared `var` below the
 /// "loop-confined" mark, which is read and written only on this loop's thread:
 /// inside `run()` and in functions it calls, or in the completion callback
 /// after it checked `isOnLoopThread` (the other threads only use `enqueue`).
@@ -99,7 +100,7 @@ final class EventLoop: @unchecked Sendable {
     let wakeFD: Int32
     let shared: ServerShared
     let limits: NetLimits
-    private let inbox = Mutex<[LoopMessage]>([])
+    private let inbox = Locked<[LoopMessage]>([])
     private let threadID = Atomic<UInt>(0)
     let exited = DispatchSemaphore(value: 0)
 

@@ -1,5 +1,6 @@
 // The RESP server: a listener plus N event-loop threads. See docs/network.md.
 
+import WAL
 import Dispatch
 import Foundation
 import Glibc
@@ -17,7 +18,7 @@ public final class EventLoopServer: Sendable {
         var started = false
         var stopped = false
     }
-    private let state = Mutex<State>(State())
+    private let state = Locked<State>(State())
     private let port = Atomic<Int>(0)
 
     public init(config: ServerConfig, handler: any RequestHandler) throws {
