@@ -180,6 +180,19 @@ public final class SimulatedFileIO: FileIO {
     }
 
     /// Overwrites bytes of an existing file in both images (to simulate media corruption).
+    /// Inverts `count` bytes at `offset` (current and durable contents): damage
+    /// that is certain to change the file, unlike writing a fixed byte, which
+    /// changes nothing where the file already holds it (a CRC byte is 0xFF one
+    /// time in 256).
+    public func damage(_ path: String, at offset: Int, count: Int = 1) {
+        let current = state.withLock { s -> [UInt8] in
+            guard let id = s.namespace[path], let inode = s.inodes[id] else { preconditionFailure("no file \(path)") }
+            return inode.current
+        }
+        precondition(offset >= 0 && offset + count <= current.count, "damage past the end of \(path)")
+        corrupt(path, at: offset, with: current[offset..<(offset + count)].map { ~$0 })
+    }
+
     public func corrupt(_ path: String, at offset: Int, with bytes: [UInt8]) {
         state.withLock { s in
             guard let id = s.namespace[path], var inode = s.inodes[id] else { preconditionFailure("no file \(path)") }

@@ -82,7 +82,7 @@ import Testing
         try await d.close()
 
         let size = try #require(io.contents(newer)).count
-        io.corrupt(newer, at: SnapshotFormat.headerBytes + (size - SnapshotFormat.headerBytes) / 2, with: [0xA5, 0x5A, 0xA5])
+        io.damage(newer, at: SnapshotFormat.headerBytes + (size - SnapshotFormat.headerBytes) / 2, count: 3)
         let lines = LogLines()
         let r = try await openDurable(io, clock, log: lines)
         #expect(await r.engine.digest() == live)
@@ -95,7 +95,7 @@ import Testing
 
         // Both damaged and the log still complete from LSN 1 (one segment): full replay.
         let olderSize = try #require(io.contents(older)).count
-        io.corrupt(older, at: olderSize - 2, with: [0xFF])
+        io.damage(older, at: olderSize - 2)
         if try logRecords(io).first?.lsn == 1 {
             let r2 = try await openDurable(io, clock)
             #expect(await r2.engine.digest() == live)
@@ -126,7 +126,7 @@ import Testing
         let segments = try io.listDirectory("/data/wal").sorted()
         #expect(!segments.contains(LogFormat.segmentName(firstLSN: 1)), "old segments should have been deleted: \(segments)")
 
-        io.corrupt(newest, at: SnapshotFormat.headerBytes + 3, with: [0xEE])
+        io.damage(newest, at: SnapshotFormat.headerBytes + 3)
         let r = try await openDurable(io, clock, config)
         #expect(await r.engine.digest() == live)
         #expect(r.recovery.skippedSnapshots.count == 1)

@@ -155,7 +155,7 @@ import Testing
         let path = "/data/history/" + CallerIDRuns.fileName(1)
         #expect(try io.listDirectory("/data/history").contains(CallerIDRuns.fileName(1)), "\((try? io.listDirectory("/data/history")) ?? [])")
         // A damaged record block: the engine opens, but a retry is refused, not booked.
-        io.corrupt(path, at: CallerIDRuns.headerBytes + 5, with: [0xEE])
+        io.damage(path, at: CallerIDRuns.headerBytes + 5)
         let r = try await openDurable(io, clock, config())
         var refused = 0
         for i in 0..<Self.chunk where i % 97 == 0 {
@@ -166,7 +166,7 @@ import Testing
         try await r.close()
         // Damaged filter or fences: the engine refuses to start and names the file.
         let size = try io.fileSize(path: path)
-        io.corrupt(path, at: size - 3, with: [0x5A])
+        io.damage(path, at: size - 3)
         do {
             _ = try await openDurable(io, clock, config())
             Issue.record("opened with a damaged id run")

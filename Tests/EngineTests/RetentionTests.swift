@@ -251,9 +251,9 @@ import Testing
         #expect(throws: EngineError.self) { try store.hold(deal: 8, slot: 11, at: loc) }
         // A flipped byte in the row or the index is refused, never misread.
         let path = "/h/" + HistoryStore.fileName(loc.file)
-        io.corrupt(path, at: Int(loc.offset) + entry.count - 3, with: [0xFF])
+        io.damage(path, at: Int(loc.offset) + entry.count - 3)
         #expect(throws: EngineError.self) { try store.hold(deal: 7, slot: 11, at: loc) }
-        io.corrupt(path, at: Int(loc.offset) + HistoryStore.headerBytes + 1, with: [0x7F])
+        io.damage(path, at: Int(loc.offset) + HistoryStore.headerBytes + 1)
         #expect(throws: EngineError.self) { try store.hold(deal: 7, slot: 11, at: loc) }
     }
 }

@@ -197,7 +197,7 @@ func offsetOf(_ lsn: UInt64, first: UInt64 = 1) -> Int {
         try log.close()
         let path = try onlySegment(io)
         let offset = offsetOf(5)
-        io.corrupt(path, at: offset + LogFormat.recordHeaderBytes, with: [0xEE])
+        io.damage(path, at: offset + LogFormat.recordHeaderBytes)
         do {
             _ = try readLog("/wal", io)
             Issue.record("expected LogCorruption")
@@ -234,7 +234,7 @@ func offsetOf(_ lsn: UInt64, first: UInt64 = 1) -> Int {
         // in that file, but a later segment exists, so it is not a torn tail.
         let first = "/wal/" + segments[0].name
         let lastOffset = LogFormat.segmentHeaderBytes + Int(segments[1].firstLSN - 2) * 75
-        io.corrupt(first, at: lastOffset + 30, with: [0x55, 0x66])
+        io.damage(first, at: lastOffset + 30, count: 2)
         #expect(throws: LogCorruption.self) { try readLog("/wal", io) }
         let (records, summary) = try readLog("/wal", io, policy: .truncate)
         #expect(records.count == Int(segments[1].firstLSN - 2))
