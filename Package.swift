@@ -17,7 +17,9 @@ let package = Package(
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(name: "WAL", dependencies: ["CLinux"], path: "Sources/WAL"),
         .target(name: "Snapshot", dependencies: ["WAL"], path: "Sources/Snapshot"),
-        .target(name: "AllocationEngine", dependencies: ["WAL", "Snapshot", "CLinux"], path: "Sources/AllocationEngine"),
+        // SHA-256 block compression with the x86 SHA extensions (our own C; the audit chain's hashes).
+        .target(name: "CSHA256", path: "Sources/CSHA256"),
+        .target(name: "AllocationEngine", dependencies: ["WAL", "Snapshot", "CLinux", "CSHA256"], path: "Sources/AllocationEngine"),
         .target(name: "EngineServer", dependencies: ["AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/EngineServer"),
         .executableTarget(name: "allocation-engine", dependencies: ["EngineServer", "AllocationEngine", "WAL", "Snapshot", "CLinux"], path: "Sources/allocation-engine"),
         .executableTarget(name: "engine-bench", dependencies: ["AllocationEngine", "EngineServer", "WAL", "Snapshot", "CLinux"], path: "Benchmarks/engine-bench"),

@@ -42,8 +42,9 @@ if (( need_modules )); then
 fi
 
 flags=(-sanitize=fuzzer -parse-as-library -swift-version 6 -g -Onone)
-modules=(-I "$build/debug/Modules" -I Sources/CLinux)
-objects() { for m in "$@"; do ls "$build/debug/$m.build/"*.o "$build/debug/Modules/$m.o"; done; }
+modules=(-I "$build/debug/Modules" -I Sources/CLinux -I Sources/CSHA256/include)
+# A Swift module's objects and its module object; a C module (CSHA256) has only the first.
+objects() { for m in "$@"; do ls "$build/debug/$m.build/"*.o; [ -e "$build/debug/Modules/$m.o" ] && ls "$build/debug/Modules/$m.o"; done; }
 
 build_target() {
   local t="$1" out="$bin/fuzz-$t"
@@ -54,13 +55,13 @@ build_target() {
         Sources/EngineServer/Net/RESPParser.swift Sources/EngineServer/Net/RESPCommand.swift Sources/EngineServer/Net/NetConfig.swift ;;
     command)
       swiftc "${flags[@]}" "${modules[@]}" -module-name FuzzCommand -o "$out" Fuzz/CommandTarget.swift \
-        $(objects WAL Snapshot AllocationEngine EngineServer) ;;
+        $(objects WAL Snapshot CSHA256 AllocationEngine EngineServer) ;;
     log)
       swiftc "${flags[@]}" "${modules[@]}" -module-name FuzzLog -o "$out" Fuzz/LogTarget.swift Fuzz/FuzzSupport.swift \
-        $(objects WAL Snapshot AllocationEngine) ;;
+        $(objects WAL Snapshot CSHA256 AllocationEngine) ;;
     snapshot)
       swiftc "${flags[@]}" "${modules[@]}" -module-name FuzzSnapshot -o "$out" Fuzz/SnapshotTarget.swift Fuzz/FuzzSupport.swift \
-        $(objects WAL Snapshot AllocationEngine) ;;
+        $(objects WAL Snapshot CSHA256 AllocationEngine) ;;
     *) echo "unknown target $t (resp, command, log, snapshot, all)" >&2; exit 2 ;;
   esac
 }

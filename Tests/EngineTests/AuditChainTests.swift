@@ -65,6 +65,37 @@ private func rewrite(_ io: SimulatedFileIO, lsn: UInt64, find old: [UInt8], repl
         }
     }
 
+    /// The SHA-extension compression (when this CPU has it) and the portable one
+    /// agree on the FIPS 180-4 vectors and on random messages of every length up
+    /// to five blocks.
+    @Test func hardwareAndPortableDigestsAgree() {
+        let vectors: [(String, String)] = [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+        ]
+        for (text, hex) in vectors {
+            for hw in [false, true] where !hw || SHA256.hardware {
+                let d = Array(text.utf8).withUnsafeBytes { SHA256.digest($0, hardware: hw) }
+                #expect(d.description == hex, "\(hw ? "hardware" : "portable") digest of \"\(text)\"")
+            }
+        }
+        // On a CPU that has the extensions (Linux names the flag sha_ni) they are used.
+        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8), info.contains(" sha_ni") {
+            #expect(SHA256.hardware, "the CPU has sha_ni but the SHA extensions are not used")
+        }
+        let million = [UInt8](repeating: 0x61, count: 1_000_000)
+        #expect(million.withUnsafeBytes { SHA256.digest($0) }.description == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        guard SHA256.hardware else { return }
+        var rng = SystemRandomNumberGenerator()
+        for n in 0...320 {
+            let m = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let hw = m.withUnsafeBytes { SHA256.digest($0, hardware: true) }
+            let sw = m.withUnsafeBytes { SHA256.digest($0, hardware: false) }
+            #expect(hw == sw, "length \(n)")
+        }
+    }
+
     @Test func aCleanHistoryVerifiesAndRecoveryContinuesTheChain() async throws {
         let io = SimulatedFileIO(seed: 0xa0d1)
         let clock = ManualClock()

@@ -1,6 +1,8 @@
 /// SHA-256 (FIPS 180-4): access tokens are kept as hashes, and the audit
 /// chain hashes every change (`digest`, on the append path: no allocation,
 /// straight from the caller's buffer). Tested against the standard vectors.
+internal import CSHA256
+
 public enum SHA256 {
     /// A digest as its eight words (big-endian when written out).
     public struct Digest: Hashable, Sendable, CustomStringConvertible {
@@ -58,25 +60,50 @@ public enum SHA256 {
         s = (s.0 &+ a, s.1 &+ b, s.2 &+ c, s.3 &+ d, s.4 &+ e, s.5 &+ f, s.6 &+ g, s.7 &+ h)
     }
 
+    /// Whether this CPU has the x86 SHA extensions: then blocks are compressed
+    /// by `ae_sha256_ni_blocks` (Sources/CSHA256), several times faster than
+    /// the portable loop below. The audit chain hashes every record on the log
+    /// writer's thread, the one serial stage of the hot path, so this speed is
+    /// the hot path's. Both give the same digests (AuditChainTests).
+    public static let hardware: Bool = ae_sha256_ni_available() != 0
+
     /// The digest of `message`, read in place (no allocation).
-    public static func digest(_ message: UnsafeRawBufferPointer) -> Digest {
+    public static func digest(_ message: UnsafeRawBufferPointer) -> Digest { digest(message, hardware: hardware) }
+
+    /// `hardware: false` forces the portable compression (tests and
+    /// `engine-bench --only sha` compare the two); `true` needs `SHA256.hardware`.
+    public static func digest(_ message: UnsafeRawBufferPointer, hardware: Bool) -> Digest {
+        precondition(!hardware || Self.hardware, "this CPU has no SHA extensions")
         var s: State = (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
         k.withUnsafeBufferPointer { kb in withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64 + 32) { scratch in
             let kp = kb.baseAddress!
             let w = scratch.baseAddress!
+            // `blocks(p, n)`: n 64-byte blocks at p into the state.
+            func blocks(_ p: UnsafeRawPointer, _ n: Int) {
+                guard n > 0 else { return }
+                if hardware {
+                    // A tuple of eight UInt32 is laid out as eight consecutive
+                    // UInt32 (homogeneous tuples have C array layout), the
+                    // `uint32_t state[8]` the C routine reads and writes.
+                    withUnsafeMutableBytes(of: &s) { raw in
+                        ae_sha256_ni_blocks(raw.baseAddress!.assumingMemoryBound(to: UInt32.self), p.assumingMemoryBound(to: UInt8.self), n)
+                    }
+                } else {
+                    for i in 0..<n { compress(&s, p + i * 64, w, kp) }
+                }
+            }
             let n = message.count
             let whole = n / 64
-            if let base = message.baseAddress { for i in 0..<whole { compress(&s, base + i * 64, w, kp) } }
+            if let base = message.baseAddress { blocks(base, whole) }
             // The tail and the padding, in one or two blocks after the schedule.
             let tail = UnsafeMutableRawPointer(w + 64)
             tail.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
             let rest = n - whole * 64
             if rest > 0 { tail.copyMemory(from: message.baseAddress! + whole * 64, byteCount: rest) }
             tail.storeBytes(of: 0x80, toByteOffset: rest, as: UInt8.self)
-            let blocks = rest + 9 > 64 ? 2 : 1
-            tail.storeBytes(of: (UInt64(n) &* 8).bigEndian, toByteOffset: blocks * 64 - 8, as: UInt64.self)
-            compress(&s, tail, w, kp)
-            if blocks == 2 { compress(&s, tail + 64, w, kp) }
+            let count = rest + 9 > 64 ? 2 : 1
+            tail.storeBytes(of: (UInt64(n) &* 8).bigEndian, toByteOffset: count * 64 - 8, as: UInt64.self)
+            blocks(UnsafeRawPointer(tail), count)
         } }
         return Digest(h: s)
     }
