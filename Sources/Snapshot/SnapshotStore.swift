@@ -86,13 +86,7 @@ public enum SnapshotFormat {
 
     public static func encode(lsn: UInt64, time: Int64, payload: [UInt8]) -> [UInt8] {
         var w = ByteWriter(capacity: headerBytes + payload.count + trailerBytes)
-        w.bytes(magic)
-        w.u16(version)
-        w.u16(0)
-        w.u32(0)
-        w.u64(lsn)
-        w.i64(time)
-        w.u64(UInt64(payload.count))
+        w.bytes(header(lsn: lsn, time: time, payloadLength: payload.count))
         w.bytes(payload)
         w.u32(CRC32C.checksum(w.bytes))
         return w.bytes
