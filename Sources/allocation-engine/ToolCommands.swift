@@ -324,7 +324,8 @@ enum ReplayCommand {
             try io.createDirectory(out.path)
             try io.createDirectory(out.wal)
             let lsn = r.lastLSN
-            let image = EngineImage(floorLSN: lsn, deals: result.states.map { ($0, lsn) }, directory: result.directory, directoryLSN: lsn)
+            let image = EngineImage(floorLSN: lsn, deals: result.states.map { ($0, lsn) }, directory: result.directory, directoryLSN: lsn,
+                                    investorDeals: result.indexes.holdings.investorDeals())
             // The rebuilt state names rows in the history by file and offset: copy the files as they are.
             var copied = 0
             if io.fileExists(dir.history) {

@@ -25,8 +25,9 @@ extension DealState {
                 guard existing.deal == ref, Int(existing.slot) < holds.count else {
                     throw EngineError(.conflict, "hold id \(id) is already used in another deal")
                 }
-                let h = try holdRow(existing.slot, index: index)
-                guard investors[Int(h.investor)] == r.investor, h.requested == r.units, h.proposedUnitPrice == r.price,
+                let row = try holdRow(existing.slot, index: index)
+                let h = row.hold
+                guard row.investor == r.investor, h.requested == r.units, h.proposedUnitPrice == r.price,
                       h.partial == r.partial, h.expiresAt - h.createdAt == ttl
                 else { throw EngineError(.conflict, "hold id \(id) was used with different parameters") }
                 return .existing(receipt(of: h))
@@ -69,7 +70,7 @@ extension DealState {
 
     func decideRelease(_ id: String, now: Int64, index: EngineIndexes) throws(EngineError) -> (Change?, EngineError?) {
         let slot = try holdSlot(id, index: index)
-        let h = try holdRow(slot, index: index)
+        let h = try holdRow(slot, index: index).hold
         switch h.status {
         case .pending:
             if h.expiresAt <= now {
@@ -90,7 +91,7 @@ extension DealState {
 
     func decideAllocate(hold id: String, allocationID: String?, now: Int64, index: EngineIndexes, user: String?) throws(EngineError) -> AllocateDecision {
         let slot = try holdSlot(id, index: index)
-        let h = try holdRow(slot, index: index)
+        let h = try holdRow(slot, index: index).hold
         if let a = allocationID { try Validate.callerID(a, field: "allocation id") }
         switch h.status {
         case .approved:

@@ -50,6 +50,7 @@ extension DealState {
             problems.append("deal \(info.id): deal sums disagree with its lots")
         }
         if pending != pendingHolds { problems.append("deal \(info.id): \(pendingHolds) pending holds counted, \(pending) found") }
+        problems.append(contentsOf: investorTableViolations())
         var positionUnits = [Int128](repeating: 0, count: investors.count)
         for a in allocations where a.status == .approved || a.status == .settled { positionUnits[Int(a.investor)] += a.units.raw }
         for (i, p) in positions.enumerated() where p.units.raw != positionUnits[i] {

@@ -13,17 +13,20 @@ extension DealState {
 
     /// A hold's row, in memory or read back from the history.
     public func holdFields(_ slot: Int32, index: EngineIndexes) throws(EngineError) -> [Field] {
-        holdFields(try holdRow(slot, index: index))
+        let row = try holdRow(slot, index: index)
+        return holdFields(row.hold, investor: row.investor)
     }
 
-    func holdFields(_ h: Hold) -> [Field] {
+    /// `investor`: the id, for a row read from the history (its slot may name
+    /// another investor by now); a row in memory finds it by its slot.
+    func holdFields(_ h: Hold, investor: String? = nil) -> [Field] {
         var split = ""
         for p in [h.firstPart] + h.moreParts {
             if !split.isEmpty { split += "," }
             split += "\(lots[Int(p.lot)].id):\(p.units)"
         }
         return [
-            Field("id", h.id), Field("deal", info.id), Field("investor", investors[Int(h.investor)]),
+            Field("id", h.id), Field("deal", info.id), Field("investor", investor ?? investors[Int(h.investor)]),
             Field("units", h.filled.description), Field("requested_units", h.requested.description),
             Field("price", h.proposedUnitPrice.description), Field("proposed_unit_price", h.proposedUnitPrice.description),
             Field("status", h.status.name), Field("expires_at", String(h.expiresAt)), Field("created_at", String(h.createdAt)),

@@ -23,6 +23,10 @@ public struct DealState: Sendable {
     /// pipeline, a retry loop) skips the hash lookup and the id validation.
     var lastInvestor: (id: String, slot: Int32)?
     public internal(set) var positions: [Position] = []
+    /// Rows in memory naming each investor slot; freed slots (id "") are on
+    /// `freeInvestorSlots`, reused last freed first (DealState+Investors.swift).
+    var investorRefs: [Int32] = []
+    var freeInvestorSlots: [Int32] = []
     var expiry = ExpiryHeap()
     /// Members, invite links, commitments and approvals (People/).
     public internal(set) var people = DealPeople()
@@ -126,7 +130,8 @@ public struct DealState: Sendable {
         case .holdPlaced(_, let spec):
             return try applyHoldPlaced(spec, time: time, index: index, indexNew: indexNew)
         case .holdsArchived(_, let leaving, let location):
-            try holds.archive(leaving, at: location)
+            // The rows that leave memory let go of their investors' slots.
+            for investor in try holds.archive(leaving, at: location) { releaseInvestor(investor) }
             return -1
         case .holdIDsMoved(_, let count, _):
             // The run answers for these ids now; the id map forgets them.
@@ -167,6 +172,7 @@ public struct DealState: Sendable {
                                           status: .pendingReview, createdBy: by, decidedBy: nil))
             // Every allocation opens its approval (the same change: one never exists without the other).
             allocations[Int(slot)].approval = openApproval(.allocation, entitySlot: slot, requestedBy: by, time: time)
+            retainInvestor(holds[h].investor)
             holds[h].status = .approved
             holds[h].allocation = slot
             holds.ended(holdSlotValue, at: time)
@@ -214,10 +220,11 @@ public struct DealState: Sendable {
                 throw EngineError(.exists, "hold id \(spec.id) is already used or names another row")
             }
         }
-        let known = investors.count
-        let investor = internInvestor(spec.investor)
-        // A new investor of this deal: its statement and portfolio find the deal from now on.
-        if investors.count > known { index.holdings.add(spec.investor, deal: ref) }
+        let (investor, isNew) = internInvestor(spec.investor)
+        // An investor new to this deal (or back after its rows left memory):
+        // its statement and portfolio find the deal from now on.
+        if isNew { index.holdings.add(spec.investor, deal: ref) }
+        retainInvestor(investor)
         spec.forEachPart { p in
             lots[Int(p.lot)].unitsRemaining -= p.units
             lots[Int(p.lot)].unitsHeld += p.units
@@ -249,13 +256,13 @@ public struct DealState: Sendable {
 
     /// A hold's row, read from the history when it has left memory (a few
     /// `pread`s of page-cached files: only reads of ended holds pay it).
-    func holdRow(_ slot: Int32, index: EngineIndexes) throws(EngineError) -> Hold {
-        if holds.isInMemory(slot) { return holds[Int(slot)] }
+    func holdRow(_ slot: Int32, index: EngineIndexes) throws(EngineError) -> HoldRead {
+        if holds.isInMemory(slot) { let h = holds[Int(slot)]; return HoldRead(hold: h, investor: investors[Int(h.investor)]) }
         guard let store = index.history.store else {
             throw EngineError(.corrupt, "hold #\(slot) of deal \(info.id) left memory but the engine has no history")
         }
         for location in holds.locations(of: slot) {
-            if let a = try store.hold(deal: ref, slot: slot, at: location) { return a.hold }
+            if let a = try store.hold(deal: ref, slot: slot, at: location) { return HoldRead(hold: a.hold, investor: a.investorID) }
         }
         throw EngineError(.corrupt, "hold #\(slot) of deal \(info.id) left memory but is not in the history")
     }
@@ -317,22 +324,6 @@ public struct DealState: Sendable {
         }
         unitsAllocated -= a.units
         unitsRemaining += a.units
-    }
-
-    mutating func internInvestor(_ id: String) -> Int32 {
-        if let last = lastInvestor, last.id == id { return last.slot }
-        let key = IdKey(id)
-        let slot: Int32
-        if let existing = investorSlot[key] {
-            slot = existing
-        } else {
-            slot = Int32(investors.count)
-            investors.append(id)
-            investorSlot[key] = slot
-            positions.append(Position())
-        }
-        lastInvestor = (id, slot)
-        return slot
     }
 
     mutating func advanceCursor() {
@@ -427,6 +418,13 @@ public final class HistoryAccess: Sendable {
     public init() {}
     public var store: HistoryStore? { box.withLock { $0 } }
     public func attach(_ store: HistoryStore) { box.withLock { $0 = store } }
+}
+
+/// A hold's row as read, with its investor's id: the row of an archived hold
+/// keeps the slot it had, which may name another investor by now.
+struct HoldRead {
+    var hold: Hold
+    var investor: String
 }
 
 extension Allocation {

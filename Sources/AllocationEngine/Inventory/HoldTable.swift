@@ -241,7 +241,11 @@ public struct HoldTable: Sendable {
     /// Drops what a candidate named once its rows are durable in the history
     /// at `location`. Replay calls it with logged candidates, so it checks
     /// that every row leaving has ended and throws instead of trusting its input.
-    public mutating func archive(_ candidate: Candidate, at location: HistoryLocation) throws(EngineError) {
+    /// Returns the investor slot of every row that left (one per row), for the
+    /// deal to drop their references.
+    @discardableResult
+    public mutating func archive(_ candidate: Candidate, at location: HistoryLocation) throws(EngineError) -> [Int32] {
+        var investorsLeaving: [Int32] = []
         switch candidate {
         case .chunk(let c, let keep):
             let ci = Int(c)
@@ -262,8 +266,11 @@ public struct HoldTable: Sendable {
                     k += 1
                 } else if h.status == .pending {
                     throw EngineError(.corrupt, "hold \(h.id) is pending; its chunk cannot leave memory without it")
-                } else if GeneratedID.parse(h.id, prefix: UInt8(ascii: "h")) == nil {
-                    callerIDs.append(ArchivedCallerID(slot: Int32(s), id: h.id, location: location))
+                } else {
+                    investorsLeaving.append(h.investor)
+                    if GeneratedID.parse(h.id, prefix: UInt8(ascii: "h")) == nil {
+                        callerIDs.append(ArchivedCallerID(slot: Int32(s), id: h.id, location: location))
+                    }
                 }
             }
             guard k == keep.count else { throw EngineError(.corrupt, "hold chunk \(c): kept slots outside the chunk or unsorted") }
@@ -283,6 +290,10 @@ public struct HoldTable: Sendable {
             while Int(firstKept) < count >> Self.chunkShift && dropped[Int(firstKept)] { firstKept += 1 }
         case .stragglers(let slots):
             var byChunk: [Int32: Set<Int32>] = [:]
+            // Strictly ascending (as `candidate` makes them): a slot named twice would leave twice.
+            for (i, s) in slots.enumerated() where i > 0 && slots[i - 1] >= s {
+                throw EngineError(.corrupt, "straggler hold slots not in ascending order at \(s)")
+            }
             for s in slots {
                 guard isInMemory(s), dropped[Int(s) >> Self.chunkShift], self[Int(s)].status != .pending else {
                     throw EngineError(.corrupt, "straggler hold slot \(s) cannot leave memory: missing or pending")
@@ -291,6 +302,7 @@ public struct HoldTable: Sendable {
                     archivedCallerIDs.append(ArchivedCallerID(slot: s, id: self[Int(s)].id, location: location))
                 }
                 byChunk[Int32(Int(s) >> Self.chunkShift), default: []].insert(s)
+                investorsLeaving.append(self[Int(s)].investor)
             }
             for (c, leaving) in byChunk {
                 let ci = Int(c)
@@ -308,6 +320,7 @@ public struct HoldTable: Sendable {
             endedInMemory -= slots.count
             archivedRows += slots.count
         }
+        return investorsLeaving
     }
 
     /// Drops the first `n` archived caller ids (now answered by an id run) and

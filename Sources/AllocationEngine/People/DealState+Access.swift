@@ -83,7 +83,7 @@ extension DealState {
     /// investor's row or the row does not exist.
     func owner(of request: DealRequest, index: EngineIndexes) -> String? {
         func investor(ofHold id: String) -> String? {
-            (try? holdSlot(id, index: index)).flatMap { try? holdRow($0, index: index) }.map { investors[Int($0.investor)] }
+            (try? holdSlot(id, index: index)).flatMap { try? holdRow($0, index: index) }.map(\.investor)
         }
         func investor(ofAllocation id: String) -> String? {
             (try? allocationSlot(id, index: index)).map { investors[Int(allocations[Int($0)].investor)] }

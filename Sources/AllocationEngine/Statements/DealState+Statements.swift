@@ -33,10 +33,11 @@ extension DealState {
 
     /// A page of one part of an investor's rows in this deal (slots as the cursor).
     func investorPart(_ investor: String, _ part: StatementPart, cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
-        guard let slot = investorSlot[IdKey(investor)] else { return .page(cursor: "0", rows: []) }
+        // No slot: no row of the investor is in memory, but its holds may be in the history.
+        let slot = investorSlot[IdKey(investor)] ?? -1
         switch part {
         case .holds:
-            return try holdPage(investor: slot, from: cursor, count: count, index: index)
+            return try holdPage(investor: investor, slot: slot, from: cursor, count: count, index: index)
         case .allocations:
             return page(from: cursor, count: count, total: allocations.count) { allocations[$0].investor == slot ? allocationFields(Int32($0)) : nil }
         case .positions:
@@ -60,14 +61,15 @@ extension DealState {
     /// left memory read back whole from the history (one entry read per
     /// chunk, at most `maxHistoryChunksPerPage` per page, so a page of an old
     /// deal costs a bounded amount of disk and the cursor goes on from there).
-    func holdPage(investor: Int32, from cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
+    /// Rows in memory match by `slot` (-1: none can), rows from the history by the id.
+    func holdPage(investor: String, slot investorSlot: Int32, from cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
         var rows: [[Field]] = []
         let total = holds.count
         var slot = Int(min(cursor, UInt64(total)))
         var scanned = 0, chunksRead = 0
         while slot < total && rows.count < count && scanned < PeopleLimits.maxPageScan {
             if holds.isInMemory(Int32(slot)) {
-                if holds[slot].investor == investor { rows.append(holdFields(holds[slot])) }
+                if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot])) }
                 slot += 1
                 scanned += 1
                 continue
@@ -76,18 +78,18 @@ extension DealState {
             guard chunksRead < Self.maxHistoryChunksPerPage else { break }
             chunksRead += 1
             let chunkEnd = min(total, (slot >> HoldTable.chunkShift + 1) << HoldTable.chunkShift)
-            var archived: [Int32: Hold] = [:]
+            var archived: [Int32: ArchivedHold] = [:]
             if let store = index.history.store {
                 for location in holds.locations(of: Int32(slot)).reversed() {
-                    for (s, a) in try store.holds(at: location).rows where Int(s) >= slot && Int(s) < chunkEnd { archived[s] = a.hold }
+                    for (s, a) in try store.holds(at: location).rows where Int(s) >= slot && Int(s) < chunkEnd { archived[s] = a }
                 }
             }
             while slot < chunkEnd && rows.count < count {
                 let s = Int32(slot)
                 if holds.isInMemory(s) {
-                    if holds[slot].investor == investor { rows.append(holdFields(holds[slot])) }
-                } else if let h = archived[s], h.investor == investor {
-                    rows.append(holdFields(h))
+                    if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot])) }
+                } else if let a = archived[s], a.investorID == investor {
+                    rows.append(holdFields(a.hold, investor: a.investorID))
                 }
                 slot += 1
                 scanned += 1

@@ -398,6 +398,8 @@ public final class DurableEngine: Sendable {
                     let (path, payloadBytes) = try await Self.on(snapshotQueue) { [self] () throws -> (String, Int) in
                         var w = ByteWriter(capacity: 1 << 12)
                         StateCodec.encodeTail(directory: directory, directoryLSN: directoryLSN, audit: audit, into: &w)
+                        // After every deal's copy: a superset of the pairs each copy names (see Holdings).
+                        self.engine.indexes.holdings.encodeInvestors(into: &w)
                         try stream.append(w.bytes)
                         // The copies may hold changes whose records are not durable yet
                         // (appended, waiting for the group commit). A snapshot is a

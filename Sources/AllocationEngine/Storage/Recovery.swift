@@ -116,6 +116,8 @@ public enum Recovery {
                 }
                 let candidateIndexes = EngineIndexes(history: history, holdIDRuns: holdIDRuns)
                 try StateCodec.index(candidate, into: candidateIndexes)
+                // The investors the deals have forgotten (format 7).
+                if let pairs = image.investorDeals { candidateIndexes.holdings.add(investors: pairs) }
                 // Accepted.
                 states = candidate
                 for (i, entry) in image.deals.enumerated() {

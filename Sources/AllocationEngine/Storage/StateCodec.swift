@@ -13,9 +13,15 @@ public struct EngineImage: Sendable {
     public var directoryLSN: UInt64
     /// The audit chain's head at `floorLSN` (format 4; nil: not known, the chain anchors at the next seal).
     public var audit: AuditHead?
+    /// Which deals each investor has rows in (format 7; `Holdings`): a deal
+    /// forgets investors whose rows all left memory, so this is not derivable
+    /// from the deals. Nil: derive it from the deals (older formats, which
+    /// forgot no investor, and images built from states alone).
+    public var investorDeals: [(String, [UInt32])]?
     public init(floorLSN: UInt64, deals: [(state: DealState, lsn: UInt64)], directory: Directory = Directory(), directoryLSN: UInt64 = 0,
-                audit: AuditHead? = nil) {
+                audit: AuditHead? = nil, investorDeals: [(String, [UInt32])]? = nil) {
         self.audit = audit
+        self.investorDeals = investorDeals
         self.floorLSN = floorLSN
         self.deals = deals
         self.directory = directory
@@ -39,13 +45,17 @@ public enum StateCodec {
     /// 5: holds are stored by chunk, some of which may have left memory for
     /// the history (with where their rows went); allocations carry their
     /// hold's id and lot split.
-    public static let formatVersion: UInt16 = 6
+    /// 6: archived caller hold ids carry their history entry.
+    /// 7: a deal's investor table may have freed slots (empty ids) and lists
+    /// its free slots; the tail ends with every investor's deals (`Holdings`).
+    public static let formatVersion: UInt16 = 7
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
         encodeHead(floorLSN: image.floorLSN, dealCount: image.deals.count, into: &w)
         for (state, lsn) in image.deals { encodeDeal(state, lsn: lsn, into: &w) }
         encodeTail(directory: image.directory, directoryLSN: image.directoryLSN, audit: image.audit, into: &w)
+        Holdings.encode(image.investorDeals ?? derivedInvestorDeals(image.deals.map(\.state)), into: &w)
         return w.bytes
     }
 
@@ -67,6 +77,16 @@ public enum StateCodec {
         encode(state, into: &w, drain: drain)
     }
 
+    /// The pairs the deals' own investor tables name, for an image built from
+    /// states alone (which then must not have forgotten investors that matter).
+    static func derivedInvestorDeals(_ states: [DealState]) -> [(String, [UInt32])] {
+        var m: [String: [UInt32]] = [:]
+        for s in states { for inv in s.investors where !inv.isEmpty { m[inv, default: []].append(s.info.number) } }
+        return m.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// The tail without the investors' deals, which follow it: the streamed
+    /// writer writes them from `Holdings` (`encodeInvestors`), `encode(_:)` from the image.
     public static func encodeTail(directory: Directory, directoryLSN: UInt64, audit: AuditHead?, into w: inout ByteWriter) {
         w.varint(directoryLSN)
         PeopleCodec.encode(directory, into: &w)
@@ -90,6 +110,9 @@ public enum StateCodec {
             let p = s.positions[i]
             w.string(inv); w.varint128(UInt128(p.units.raw)); w.zigzag128(p.costBasis.raw); w.zigzag(p.lastUpdated)
         }
+        // Format 7: the freed slots (empty ids above), in the order they are reused from the end.
+        w.varint(UInt64(s.freeInvestorSlots.count))
+        for slot in s.freeInvestorSlots { w.varint(UInt64(slot)) }
         // Holds (format 5): the slot count, then per chunk whether it is in
         // memory (and its rows) and when its last row ended; the stragglers of
         // dropped chunks; where the dropped chunks' rows are in the history.
@@ -155,6 +178,7 @@ public enum StateCodec {
                 let directoryLSN = try r.varint()
                 var directory = Directory()
                 var audit: AuditHead?
+                var investorDeals: [(String, [UInt32])]?
                 if version >= 2 {
                     directory = try PeopleCodec.decodeDirectory(&r)
                     if version >= 4 {
@@ -165,6 +189,7 @@ public enum StateCodec {
                             guard let h = SHA256.Digest(bytes: try r.bytes(count: 32)) else { throw DecodeError("audit head") }
                             audit = AuditHead(seq: seq, hash: h)
                         }
+                        if version >= 7 { investorDeals = try Holdings.decodeInvestors(&r) }
                     }
                 } else {
                     // Version 1 kept only tokens, in the first token layout.
@@ -177,7 +202,8 @@ public enum StateCodec {
                     }
                 }
                 guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes in snapshot state") }
-                return .success(EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN, audit: audit))
+                return .success(EngineImage(floorLSN: floor, deals: deals, directory: directory, directoryLSN: directoryLSN, audit: audit,
+                                            investorDeals: investorDeals))
             } catch {
                 return .failure(error)
             }
@@ -259,12 +285,27 @@ public enum StateCodec {
         }
         s.rebuildLotOrder()
         let investorCount = try count(&r, "investor")
-        for _ in 0..<investorCount {
+        for slot in 0..<investorCount {
             let inv = try r.string()
-            let slot = s.internInvestor(inv)
-            guard Int(slot) == s.investors.count - 1 else { throw DecodeError("duplicate investor \(inv)") }
-            s.positions[Int(slot)] = Position(units: try ChangeCodec.units(&r), costBasis: ExactAmount(raw: try r.zigzag128()),
-                                              lastUpdated: try r.zigzag())
+            let p = Position(units: try ChangeCodec.units(&r), costBasis: ExactAmount(raw: try r.zigzag128()), lastUpdated: try r.zigzag())
+            s.investors.append(inv)
+            s.positions.append(p)
+            if inv.isEmpty {
+                // A freed slot (format 7): nothing may be left in it.
+                guard version >= 7, p == Position() else { throw DecodeError("investor slot \(slot) without an id") }
+            } else {
+                guard s.investorSlot.updateValue(Int32(slot), forKey: IdKey(inv)) == nil else { throw DecodeError("duplicate investor \(inv)") }
+            }
+        }
+        if version >= 7 {
+            let freeCount = try count(&r, "free investor slot")
+            var seen = Set<Int32>()
+            for _ in 0..<freeCount {
+                let slot = try index(&r, below: investorCount, "free investor slot")
+                guard s.investors[Int(slot)].isEmpty, seen.insert(slot).inserted else { throw DecodeError("free investor slot \(slot) is in use or listed twice") }
+                s.freeInvestorSlots.append(slot)
+            }
+            guard seen.count == s.investors.count - s.investorSlot.count else { throw DecodeError("freed investor slots missing from the free list") }
         }
         if version >= 5 {
             let slots = try r.varint()
@@ -380,6 +421,9 @@ public enum StateCodec {
             if h.allocation >= Int32(allocationTotal) { badHold = h.id }
         }
         if let badHold { throw DecodeError("hold \(badHold) names a missing allocation") }
+        // Before format 7 a deal kept every investor it ever had; now it keeps
+        // those its rows in memory name, and checks that it does.
+        try s.rebuildInvestorRefs(freeUnused: version < 7)
         return s
     }
 
@@ -430,7 +474,7 @@ public enum StateCodec {
             try claim(s.money.payments.lazy.map(\.id), indexes.payments, "payment id")
             try claim(s.money.introductions.lazy.map(\.id), indexes.introductions, "introduction id")
             // Which deals each investor and introducer has rows in (statements and PORTFOLIO visit only those).
-            for investor in s.investors { indexes.holdings.add(investor, deal: s.info.number) }
+            for investor in s.investors where !investor.isEmpty { indexes.holdings.add(investor, deal: s.info.number) }
             for n in s.money.introductions { indexes.holdings.add(introducer: n.introducer, deal: s.info.number) }
             // The matched sums of bank transactions, from the live reconciled payments.
             for p in s.money.payments where !p.refunded {

@@ -73,6 +73,9 @@ extension DealState {
         for (i, inv) in investors.enumerated() {
             h.string(inv); h.int128(positions[i].units.raw); h.int128(positions[i].costBasis.raw); h.int(positions[i].lastUpdated)
         }
+        // The free slots in reuse order: they decide the slot of the next new investor.
+        h.int(Int64(freeInvestorSlots.count))
+        for slot in freeInvestorSlots { h.int(Int64(slot)) }
         h.byte(info.kycRequired ? 1 : 0); h.string(info.createdBy)
         for a in allocations { h.int(Int64(a.approval)) }
         people.hash(into: &h)
