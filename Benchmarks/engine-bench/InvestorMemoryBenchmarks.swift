@@ -20,6 +20,26 @@ struct InvestorMemoryBenchmarks {
             report.row("heap, \(deals) deals x \(holds) holds, \(distinct ? "a new investor per hold" : "one investor per deal")",
                        String(format: "%.1f MB, %.0f B per hold", bytes / 1e6, bytes / Double(deals * holds)))
         }
+        // What outlives a freed slot: the investor's entry in Holdings, one
+        // deal number in a set per (investor, deal) pair.
+        let investors = options.quick ? 1_000 : 10_000
+        for _ in 0..<2 {
+            let bytes = holdingsBytes(investors: investors, deals: deals)
+            report.row("heap, Holdings of \(investors) investors x \(deals) deals",
+                       String(format: "%.1f MB, %.1f B per pair", bytes / 1e6, bytes / Double(investors * deals)))
+        }
+    }
+
+    func holdingsBytes(investors: Int, deals: Int) -> Double {
+        _ = malloc_trim(0)
+        let before = Self.heap()
+        var holdings: Holdings? = Holdings()
+        let allDeals = (0..<deals).map { UInt32($0) }
+        holdings!.add(investors: (0..<investors).map { ("inv-\($0)", allDeals) })
+        let bytes = Self.heap() - before
+        holdings = nil
+        _ = malloc_trim(0)
+        return bytes
     }
 
     static func heap() -> Double {

@@ -18,9 +18,11 @@ import Testing
         return c
     }
 
-    func hold(_ investor: String, id: String? = nil) -> DealRequest {
-        .hold(HoldRequest(investor: investor, units: Units.whole(1), price: Price.whole(10), ttlMillis: 3_600_000, id: id))
+    func holdRequest(_ investor: String, id: String? = nil) -> HoldRequest {
+        HoldRequest(investor: investor, units: Units.whole(1), price: Price.whole(10), ttlMillis: 3_600_000, id: id)
     }
+
+    func hold(_ investor: String, id: String? = nil) -> DealRequest { .hold(holdRequest(investor, id: id)) }
 
     func state(_ d: DurableEngine) async throws -> DealState {
         let actor = try #require(d.engine.deal("s1"))
@@ -90,13 +92,11 @@ import Testing
         #expect(d.engine.indexes.holdings.deals(of: "a5") == [s.info.number])
 
         // A retry of the archived caller id from its investor gets the original hold.
-        let retry = try await d.engine.hold(deal: "s1", HoldRequest(investor: "a5", units: Units.whole(1), price: Price.whole(10),
-                                                                   ttlMillis: 3_600_000, id: "client-a5"))
+        let retry = try await d.engine.hold(deal: "s1", holdRequest("a5", id: "client-a5"))
         #expect(retry.id == "client-a5")
         // ...and from another investor it is refused, not booked.
         await expectError(.conflict) {
-            try await d.engine.hold(deal: "s1", HoldRequest(investor: "c0", units: Units.whole(1), price: Price.whole(10),
-                                                          ttlMillis: 3_600_000, id: "client-a5"))
+            try await d.engine.hold(deal: "s1", holdRequest("c0", id: "client-a5"))
         }
 
         // Replay from the log alone, then snapshot + log: the same table, free list and reads.

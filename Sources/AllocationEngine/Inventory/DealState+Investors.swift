@@ -60,16 +60,24 @@ extension DealState {
         // Only an allocation adds to a position, and allocations stay in memory:
         // a slot without references has nothing in its position.
         precondition(positions[s].units.raw == 0, "investor \(investors[s]) of deal \(info.id) freed with a position")
-        investorSlot[IdKey(investors[s])] = nil
-        if lastInvestor?.slot == slot { lastInvestor = nil }
-        investors[s] = ""
-        positions[s] = Position()
-        freeInvestorSlots.append(slot)
+        freeInvestorSlot(s)
     }
 
-    /// Whether `slot` names an investor now (not a freed slot).
-    func isInvestorSlotInUse(_ slot: Int32) -> Bool {
-        slot >= 0 && Int(slot) < investors.count && !investors[Int(slot)].isEmpty
+    /// Clears slot `s` and puts it on the free list (its references are gone).
+    private mutating func freeInvestorSlot(_ s: Int) {
+        investorSlot[IdKey(investors[s])] = nil
+        if lastInvestor?.slot == Int32(s) { lastInvestor = nil }
+        investors[s] = ""
+        positions[s] = Position()
+        freeInvestorSlots.append(Int32(s))
+    }
+
+    /// The references the rows in memory make, per slot (a slot out of range is not counted).
+    private func countInvestorRefs() -> [Int32] {
+        var refs = [Int32](repeating: 0, count: investors.count)
+        holds.forEachInMemory { _, h in if Int(h.investor) < refs.count { refs[Int(h.investor)] += 1 } }
+        for a in allocations where Int(a.investor) < refs.count { refs[Int(a.investor)] += 1 }
+        return refs
     }
 
     /// Counts the references from the rows in memory (after a snapshot is
@@ -78,17 +86,13 @@ extension DealState {
     /// before slots were freed (format 6 and older) kept every investor; those
     /// without rows are freed now, lowest slot reused first.
     mutating func rebuildInvestorRefs(freeUnused: Bool) throws(DecodeError) {
-        var refs = [Int32](repeating: 0, count: investors.count)
-        holds.forEachInMemory { _, h in refs[Int(h.investor)] += 1 }
-        for a in allocations { refs[Int(a.investor)] += 1 }
+        // The decoder checked every row's slot against the table's size.
+        let refs = countInvestorRefs()
         investorRefs = refs
         if freeUnused {
             for s in investors.indices.reversed() where refs[s] == 0 && !investors[s].isEmpty {
                 guard positions[s].units.raw == 0 else { throw DecodeError("investor \(investors[s]) has a position but no allocation") }
-                investorSlot[IdKey(investors[s])] = nil
-                investors[s] = ""
-                positions[s] = Position()
-                freeInvestorSlots.append(Int32(s))
+                freeInvestorSlot(s)
             }
         }
         for s in investors.indices {
@@ -101,9 +105,7 @@ extension DealState {
     /// Problems with the investor table, for `invariantViolations`.
     func investorTableViolations() -> [String] {
         var problems: [String] = []
-        var refs = [Int32](repeating: 0, count: investors.count)
-        holds.forEachInMemory { _, h in if Int(h.investor) < refs.count { refs[Int(h.investor)] += 1 } }
-        for a in allocations where Int(a.investor) < refs.count { refs[Int(a.investor)] += 1 }
+        let refs = countInvestorRefs()
         if refs != investorRefs { problems.append("deal \(info.id): investor reference counts disagree with the rows") }
         let free = Set(freeInvestorSlots)
         if free.count != freeInvestorSlots.count { problems.append("deal \(info.id): a free investor slot is listed twice") }

@@ -106,7 +106,7 @@ public final class Holdings: Sendable {
     }
 
     /// Adds entries read from a snapshot.
-    func add(investors entries: [(String, [UInt32])]) {
+    public func add(investors entries: [(String, [UInt32])]) {
         for (investor, deals) in entries {
             byInvestor[shard(investor)].withLock { m in m[investor, default: []].formUnion(deals) }
         }

@@ -82,7 +82,7 @@ public enum StateCodec {
     static func derivedInvestorDeals(_ states: [DealState]) -> [(String, [UInt32])] {
         var m: [String: [UInt32]] = [:]
         for s in states { for inv in s.investors where !inv.isEmpty { m[inv, default: []].append(s.info.number) } }
-        return m.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return m.map { ($0.key, $0.value) }  // Holdings.encode puts them in its order
     }
 
     /// The tail without the investors' deals, which follow it: the streamed
