@@ -243,7 +243,6 @@ public struct HoldTable: Sendable {
     /// that every row leaving has ended and throws instead of trusting its input.
     /// Returns the investor slot of every row that left (one per row), for the
     /// deal to drop their references.
-    @discardableResult
     public mutating func archive(_ candidate: Candidate, at location: HistoryLocation) throws(EngineError) -> [Int32] {
         var investorsLeaving: [Int32] = []
         switch candidate {
