@@ -436,7 +436,7 @@ private let allIn = FeeComponent(id: "sub", kind: .subscription, method: .percen
             try Array(whole[0..<cut]).withUnsafeBytes { try cutIO.write(fd, $0) }
             let result = try Recovery.recover(DataDirectory("/data"), io: cutIO, now: { 0 })
             let s = try #require(result.states.first)
-            let approved = s.allocations.contains { $0.status == .approved }
+            let approved = s.allocations.inMemoryRows().contains { $0.status == .approved }
             #expect(approved == !s.money.commissions.isEmpty, "cut \(cut): approval and commission apart")
             if let inv = s.money.invoices.first {
                 #expect(inv.lines.allSatisfy { s.money.feeEvents[Int($0.event)].status == .invoiced }, "cut \(cut)")

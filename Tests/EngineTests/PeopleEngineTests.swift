@@ -1261,7 +1261,7 @@ struct PeopleEngineApprovalTests {
             var pages = 0
             while pages < 20 {
                 let after = ApprovalKey(cursor: cursor)
-                let part = await actor.read { $0.approvals(after: after, filter: ApprovalFilter(), count: 1, budget: 100, now: now) }
+                let part = await actor.read { $0.approvals(after: after, filter: ApprovalFilter(), count: 1, budget: 100, now: now, index: e.indexes) }
                 guard let row = part.rows.first else { break }
                 #expect(ApprovalKey(cursor: row.key.cursor) == row.key, "a key survives its cursor")
                 seen.append(row.fields[field: "id"] ?? "?")
@@ -1274,7 +1274,7 @@ struct PeopleEngineApprovalTests {
             var pending: [String] = []
             pages = 0
             while pages < 50 {
-                let part = await actor.read { $0.approvals(after: key, filter: ApprovalFilter(status: .pending), count: 10, budget: 1, now: now) }
+                let part = await actor.read { $0.approvals(after: key, filter: ApprovalFilter(status: .pending), count: 10, budget: 1, now: now, index: e.indexes) }
                 pending += part.rows.map { $0.fields[field: "id"] ?? "?" }
                 guard let next = part.rows.last?.key ?? part.frontier else { break }
                 if let last = part.rows.last?.key, let frontier = part.frontier { key = max(last, frontier) } else { key = next }

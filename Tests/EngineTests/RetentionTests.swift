@@ -194,7 +194,7 @@ import Testing
         let file = "/data/history/" + HistoryStore.fileName(1)
         let fd = try io.openForAppend(file)
         let end = try io.fileSize(fd)
-        let junk = HistoryStore.entry(deal: 1, rows: [])
+        let junk = HistoryStore.entry(deal: 1, rows: [(slot: Int32, hold: ArchivedHold)]())
         try io.pwrite(fd, junk + [UInt8](repeating: 0xAB, count: 3_000), offset: end)
         try io.close(fd)
         io.crash(mode: mode)
@@ -244,7 +244,7 @@ import Testing
         let h = Hold(requested: Units.whole(3), firstPart: LotPart(lot: 0, units: Units.whole(3)), id: "h7.12",
                      proposedUnitPrice: Price.whole(10), createdAt: 5, expiresAt: 9, moreParts: [], investor: 2, allocation: -1,
                      status: .expired, partial: false, createdBy: "u1")
-        let entry = HistoryStore.entry(deal: 7, rows: [(slot: 11, hold: ArchivedHold(hold: h, investorID: "inv-x", allocationID: nil))])
+        let entry = HistoryStore.entry(deal: 7, rows: [(slot: Int32(11), hold: ArchivedHold(hold: h, investorID: "inv-x", allocationID: nil))])
         let loc = try store.append([entry])[0]
         #expect(try store.hold(deal: 7, slot: 11, at: loc)?.hold == h)
         #expect(try store.hold(deal: 7, slot: 12, at: loc) == nil)

@@ -239,7 +239,7 @@ struct StressRandomTests {
             guard let s = finalDealStatus[state.info.id] else { continue }
             #expect(state.info.status.name == s)
             if s == "closed" || s == "cancelled" { #expect(state.pendingHolds == 0 && state.unitsHeld == .zero) }
-            if s == "cancelled" { #expect(!state.allocations.contains { $0.status == .pendingReview }) }
+            if s == "cancelled" { #expect(!state.allocations.inMemoryRows().contains { $0.status == .pendingReview }) }
         }
 
         // Let every hold run out: all units come back except the live allocations.
@@ -248,7 +248,7 @@ struct StressRandomTests {
         for actor in engine.allDeals {
             let state = await actor.read { $0 }
             #expect(state.pendingHolds == 0 && state.unitsHeld == .zero, "\(seedText): deal \(state.info.id) still holds units")
-            let live = state.allocations.filter { $0.status != .rejected }.reduce(Int128(0)) { $0 + $1.units.raw }
+            let live = state.allocations.inMemoryRows().filter { $0.status != .rejected }.reduce(Int128(0)) { $0 + $1.units.raw }
             #expect(state.unitsAllocated.raw == live)
             #expect(state.unitsRemaining.raw == state.unitsTotal.raw - live)
         }

@@ -97,7 +97,7 @@ func conservationProblems(_ engine: Engine) async -> [String] {
                 check(a.units == h.filled && a.holdID == h.id, "deal \(state.info.id) allocation \(a.id) differs from its hold")
             }
         }
-        for a in state.allocations where a.status != .rejected {
+        for a in state.allocations.inMemoryRows() where a.status != .rejected {
             a.forEachPart { lot, u in allocated[Int(lot)] += u.raw }
         }
         var totalSupply: Int128 = 0, totalAllocated: Int128 = 0
@@ -114,7 +114,7 @@ func conservationProblems(_ engine: Engine) async -> [String] {
         // Positions are exactly the approved and settled allocations.
         var posUnits = [Int128](repeating: 0, count: state.investors.count)
         var posCost = [Int128](repeating: 0, count: state.investors.count)
-        for a in state.allocations where a.status == .approved || a.status == .settled {
+        for a in state.allocations.inMemoryRows() where a.status == .approved || a.status == .settled {
             posUnits[Int(a.investor)] += a.units.raw
             posCost[Int(a.investor)] += a.units.raw * Int128(a.unitPrice.raw)
         }

@@ -120,30 +120,45 @@ public actor DealActor {
     public func archivePlans(endedBefore: Int64, maxEnded: Int, limit: Int) -> [ArchivePlan] {
         guard context.sink?.failureReason == nil else { return [] }
         var plans: [ArchivePlan] = []
-        var after: Int32 = -1
-        var stragglersTaken = false
-        while plans.count < limit, let c = state.holds.candidate(endedBefore: endedBefore, maxEnded: maxEnded, after: after) {
-            if case .chunk(let chunk, _) = c { after = chunk } else {
-                if stragglersTaken { break }
-                stragglersTaken = true
-            }
+        let indexes = context.indexes
+        for c in Self.candidates(state.holds, endedBefore: endedBefore, maxEnded: maxEnded, limit: limit) {
             let rows = state.holds.rowsLeaving(c)
             var allocationIDs: [String?] = []
             allocationIDs.reserveCapacity(rows.count)
-            for r in rows { allocationIDs.append(r.hold.allocation >= 0 ? state.allocations[Int(r.hold.allocation)].id : nil) }
-            plans.append(ArchivePlan(deal: self, candidate: c, rows: rows, investors: state.investors, allocationIDs: allocationIDs))
-            if case .stragglers = c { break }
+            for r in rows { allocationIDs.append(r.row.allocation >= 0 ? state.allocationID(r.row.allocation, index: indexes) : nil) }
+            plans.append(ArchivePlan(deal: self, candidate: c, rows: .holds(rows, allocationIDs: allocationIDs), investors: state.investors))
+        }
+        // Rejected allocations, by the same rule (a chunk of them is 64 rows).
+        for c in Self.candidates(state.allocations, endedBefore: endedBefore, maxEnded: maxEnded, limit: max(0, limit - plans.count)) {
+            plans.append(ArchivePlan(deal: self, candidate: c, rows: .allocations(state.allocations.rowsLeaving(c)), investors: state.investors))
         }
         return plans
     }
 
+    /// Up to `limit` candidates of one table: chunks oldest first, then at most one set of stragglers.
+    private static func candidates<Row>(_ table: RowTable<Row>, endedBefore: Int64, maxEnded: Int, limit: Int) -> [ArchiveCandidate] {
+        var out: [ArchiveCandidate] = []
+        var after: Int32 = -1
+        while out.count < limit, let c = table.candidate(endedBefore: endedBefore, maxEnded: maxEnded, after: after) {
+            out.append(c)
+            guard case .chunk(let chunk, _) = c else { break }
+            after = chunk
+        }
+        return out
+    }
+
     /// Drops what a plan named, now that its rows are durable in the history
-    /// at `location`: one logged `holds.archived` change. Returns its LSN (nil
-    /// when the log has failed: the rows then simply stay in memory).
-    public func commitArchive(_ candidate: HoldTable.Candidate, at location: HistoryLocation) -> UInt64? {
+    /// at `location`: one logged `holds.archived` (or `allocations.archived`)
+    /// change. Returns its LSN (nil when the log has failed: the rows then
+    /// simply stay in memory).
+    public func commitArchive(_ plan: ArchivePlan, at location: HistoryLocation) -> UInt64? {
         guard context.sink?.failureReason == nil else { return nil }
         let now = context.clock.nowMillis()
-        state.commit(.holdsArchived(deal: id, candidate, location: location), time: now, context: context, changes: &changes)
+        let change: Change = switch plan.rows {
+        case .holds: .holdsArchived(deal: id, plan.candidate, location: location)
+        case .allocations: .allocationsArchived(deal: id, plan.candidate, location: location)
+        }
+        state.commit(change, time: now, context: context, changes: &changes)
         var none: [DealReply] = []
         return flushChanges(time: now, replies: &none, changed: [])
     }
@@ -237,20 +252,34 @@ extension DealState {
 /// durable engine, then dropped from the deal by `commitArchive`.
 public struct ArchivePlan: Sendable {
     public let deal: DealActor
-    public let candidate: HoldTable.Candidate
-    let rows: [(slot: Int32, hold: Hold)]
+    public let candidate: ArchiveCandidate
+    enum Rows: Sendable {
+        case holds([(slot: Int32, row: Hold)], allocationIDs: [String?])
+        case allocations([(slot: Int32, row: Allocation)])
+    }
+    let rows: Rows
     let investors: [String]
-    let allocationIDs: [String?]
 
-    public var rowCount: Int { rows.count }
+    public var rowCount: Int {
+        switch rows {
+        case .holds(let r, _): r.count
+        case .allocations(let r): r.count
+        }
+    }
 
     /// The history entry (encoded off the actor: about 70 bytes a row).
     public func entry() -> [UInt8] {
-        var archived: [(slot: Int32, hold: ArchivedHold)] = []
-        archived.reserveCapacity(rows.count)
-        for (i, r) in rows.enumerated() {
-            archived.append((r.slot, ArchivedHold(hold: r.hold, investorID: investors[Int(r.hold.investor)], allocationID: allocationIDs[i])))
+        switch rows {
+        case .holds(let rows, let allocationIDs):
+            var archived: [(slot: Int32, hold: ArchivedHold)] = []
+            archived.reserveCapacity(rows.count)
+            for (i, r) in rows.enumerated() {
+                archived.append((r.slot, ArchivedHold(hold: r.row, investorID: investors[Int(r.row.investor)], allocationID: allocationIDs[i])))
+            }
+            return HistoryStore.entry(deal: deal.number, rows: archived)
+        case .allocations(let rows):
+            let archived = rows.map { (slot: $0.slot, hold: ArchivedAllocation(allocation: $0.row, investorID: investors[Int($0.row.investor)])) }
+            return HistoryStore.entry(deal: deal.number, rows: archived)
         }
-        return HistoryStore.entry(deal: deal.number, rows: archived)
     }
 }

@@ -95,7 +95,7 @@ extension DealState {
         if let a = allocationID { try Validate.callerID(a, field: "allocation id") }
         switch h.status {
         case .approved:
-            let existing = allocations[Int(h.allocation)].id
+            let existing = self.allocationID(h.allocation, index: index)
             guard allocationID == nil || allocationID == existing else {
                 throw EngineError(.conflict, "hold \(id) is already allocated as \(existing)")
             }
@@ -123,7 +123,7 @@ extension DealState {
     /// no-op (a retried request), any other move outside the state machine a conflict.
     func decideAllocationStatus(_ id: String, to target: AllocationStatus, index: EngineIndexes, user: String?) throws(EngineError) -> Change? {
         let slot = try allocationSlot(id, index: index)
-        let current = allocations[Int(slot)].status
+        let current = try allocationRow(slot, index: index).allocation.status
         if current == target { return nil }
         guard info.status != .draft && info.status != .cancelled else {
             throw EngineError(.closed, "deal \(info.id) is \(info.status.name)")

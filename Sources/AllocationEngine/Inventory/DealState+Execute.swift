@@ -49,7 +49,7 @@ extension DealState {
             case .getDeal: return .fields(dealFields())
             case .getHold(let h): return .fields(try holdFields(try holdSlot(h, index: context.indexes), index: context.indexes))
             case .getAllocation(let a):
-                return .fields(allocationFields(try allocationSlot(a, index: context.indexes)))
+                return .fields(try allocationFields(try allocationSlot(a, index: context.indexes), index: context.indexes))
             case .getLot(let l):
                 guard let f = lotFields(l) else { throw EngineError(.notFound, "lot \(l) not found in deal \(info.id)") }
                 return .fields(f)

@@ -20,11 +20,14 @@ extension DealState {
             if sum > h.requested.raw || (!h.partial && sum != h.requested.raw) {
                 problems.append("deal \(info.id) hold \(h.id): split \(sum) vs requested \(h.requested.raw)")
             }
-            if h.status == .approved && (h.allocation < 0 || Int(h.allocation) >= allocations.count || allocations[Int(h.allocation)].hold != slot) {
+            // An allocation that left memory (rejected) is checked by its own row only.
+            if h.status == .approved && (h.allocation < 0 || Int(h.allocation) >= allocations.count
+                                         || (allocations.isInMemory(h.allocation) && allocations[Int(h.allocation)].hold != slot)) {
                 problems.append("deal \(info.id) hold \(h.id): approved without its allocation")
             }
         }
-        for a in allocations {
+        // Every live allocation is in memory; rejected ones may have left.
+        allocations.forEachInMemory { _, a in
             var sum: Int128 = 0
             a.forEachPart { lot, u in
                 sum += u.raw
@@ -52,7 +55,9 @@ extension DealState {
         if pending != pendingHolds { problems.append("deal \(info.id): \(pendingHolds) pending holds counted, \(pending) found") }
         problems.append(contentsOf: investorTableViolations())
         var positionUnits = [Int128](repeating: 0, count: investors.count)
-        for a in allocations where a.status == .approved || a.status == .settled { positionUnits[Int(a.investor)] += a.units.raw }
+        allocations.forEachInMemory { _, a in
+            if a.status == .approved || a.status == .settled { positionUnits[Int(a.investor)] += a.units.raw }
+        }
         for (i, p) in positions.enumerated() where p.units.raw != positionUnits[i] {
             problems.append("deal \(info.id) investor \(investors[i]): position \(p.units) != approved allocations \(Units(raw: positionUnits[i]))")
         }

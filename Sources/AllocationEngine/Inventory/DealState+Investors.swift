@@ -57,8 +57,9 @@ extension DealState {
         precondition(investorRefs[s] > 0, "investor slot \(slot) of deal \(info.id) released more often than retained")
         investorRefs[s] -= 1
         guard investorRefs[s] == 0 else { return }
-        // Only an allocation adds to a position, and allocations stay in memory:
-        // a slot without references has nothing in its position.
+        // Only an approved allocation adds to a position, and approved (and
+        // settled) allocations stay in memory: a slot without references has
+        // nothing in its position.
         precondition(positions[s].units.raw == 0, "investor \(investors[s]) of deal \(info.id) freed with a position")
         freeInvestorSlot(s)
     }
@@ -76,7 +77,7 @@ extension DealState {
     private func countInvestorRefs() -> [Int32] {
         var refs = [Int32](repeating: 0, count: investors.count)
         holds.forEachInMemory { _, h in if Int(h.investor) < refs.count { refs[Int(h.investor)] += 1 } }
-        for a in allocations where Int(a.investor) < refs.count { refs[Int(a.investor)] += 1 }
+        allocations.forEachInMemory { _, a in if Int(a.investor) < refs.count { refs[Int(a.investor)] += 1 } }
         return refs
     }
 

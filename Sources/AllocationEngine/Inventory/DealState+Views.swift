@@ -14,12 +14,12 @@ extension DealState {
     /// A hold's row, in memory or read back from the history.
     public func holdFields(_ slot: Int32, index: EngineIndexes) throws(EngineError) -> [Field] {
         let row = try holdRow(slot, index: index)
-        return holdFields(row.hold, investor: row.investor)
+        return holdFields(row.hold, investor: row.investor, index: index)
     }
 
     /// `investor`: the id, for a row read from the history (its slot may name
     /// another investor by now); a row in memory finds it by its slot.
-    func holdFields(_ h: Hold, investor: String? = nil) -> [Field] {
+    func holdFields(_ h: Hold, investor: String? = nil, index: EngineIndexes) -> [Field] {
         var split = ""
         for p in [h.firstPart] + h.moreParts {
             if !split.isEmpty { split += "," }
@@ -31,16 +31,21 @@ extension DealState {
             Field("price", h.proposedUnitPrice.description), Field("proposed_unit_price", h.proposedUnitPrice.description),
             Field("status", h.status.name), Field("expires_at", String(h.expiresAt)), Field("created_at", String(h.createdAt)),
             Field("partial", h.partial ? "1" : "0"), Field("lots", split),
-            Field("allocation", h.allocation >= 0 ? allocations[Int(h.allocation)].id : nil),
+            Field("allocation", h.allocation >= 0 ? allocationID(h.allocation, index: index) : nil),
             Field("created_by", h.createdBy),
         ]
     }
 
-    public func allocationFields(_ slot: Int32) -> [Field] {
-        let a = allocations[Int(slot)]
-        return [
+    /// An allocation's row, in memory or read back from the history.
+    public func allocationFields(_ slot: Int32, index: EngineIndexes) throws(EngineError) -> [Field] {
+        let row = try allocationRow(slot, index: index)
+        return allocationFields(row.allocation, investor: row.investor)
+    }
+
+    func allocationFields(_ a: Allocation, investor: String) -> [Field] {
+        [
             Field("id", a.id), Field("deal", info.id), Field("hold", a.holdID),
-            Field("investor", investors[Int(a.investor)]), Field("units", a.units.description),
+            Field("investor", investor), Field("units", a.units.description),
             Field("unit_price", a.unitPrice.description), Field("status", a.status.name),
             Field("amount", ExactAmount(units: a.units, price: a.unitPrice).roundedToMoney.description),
             Field("created_at", String(a.createdAt)),

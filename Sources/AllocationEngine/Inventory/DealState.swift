@@ -16,7 +16,7 @@ public struct DealState: Sendable {
     /// Every position in `lotOrder` before the cursor has no remaining units.
     var cursor = 0
     public internal(set) var holds = HoldTable()
-    public internal(set) var allocations = ChunkedArray<Allocation>()
+    public internal(set) var allocations = AllocationTable()
     public internal(set) var investors: [String] = []
     var investorSlot: [IdKey: Int32] = [:]
     /// The last investor interned: a burst of holds for one investor (a
@@ -88,7 +88,8 @@ public struct DealState: Sendable {
                 }
             }
             if status == .cancelled {
-                for slot in allocations.indices where allocations[slot].status == .pendingReview {
+                // Every allocation under review is in memory (only rejected ones leave).
+                for slot in 0..<allocations.count where allocations.isInMemory(Int32(slot)) && allocations[slot].status == .pendingReview {
                     rejectAllocation(Int32(slot), time: time, by: nil)
                 }
             }
@@ -132,6 +133,9 @@ public struct DealState: Sendable {
         case .holdsArchived(_, let leaving, let location):
             // The rows that leave memory let go of their investors' slots.
             for investor in try holds.archive(leaving, at: location) { releaseInvestor(investor) }
+            return -1
+        case .allocationsArchived(_, let leaving, let location):
+            for investor in try allocations.archive(leaving, at: location) { releaseInvestor(investor) }
             return -1
         case .holdIDsMoved(_, let count, _):
             // The run answers for these ids now; the id map forgets them.
@@ -187,6 +191,10 @@ public struct DealState: Sendable {
             return slot
         case .allocationStatus(_, let id, let status, let by):
             let slot = Int(try allocationSlot(id, index: index))
+            // Only a rejected allocation leaves memory, and it cannot move again.
+            guard allocations.isInMemory(Int32(slot)) else {
+                throw EngineError(.conflict, "allocation \(id) is rejected; it cannot become \(status.name)")
+            }
             let current = allocations[slot].status
             switch (current, status) {
             case (.pendingReview, .approved):
@@ -269,7 +277,7 @@ public struct DealState: Sendable {
 
     func allocationSlot(_ id: String, index: EngineIndexes) throws(EngineError) -> Int32 {
         guard let r = index.allocations.lookup(id), r.deal == ref, r.slot >= 0, Int(r.slot) < allocations.count,
-              allocations[Int(r.slot)].id == id
+              !allocations.isInMemory(r.slot) || allocations[Int(r.slot)].id == id
         else { throw EngineError(.notFound, "allocation \(id) not found in deal \(info.id)") }
         return r.slot
     }
@@ -315,6 +323,7 @@ public struct DealState: Sendable {
         allocations[Int(slot)].status = .rejected
         allocations[Int(slot)].decidedAt = time
         allocations[Int(slot)].decidedBy = by
+        allocations.ended(slot, at: time)
         closeApproval(a.approval, .rejected, by: by, time: time, note: note)
         a.forEachPart { lot, u in
             lots[Int(lot)].unitsAllocated -= u

@@ -55,7 +55,8 @@ extension DealState {
                     throw EngineError(.invalid, "a commission names a missing introduction")
                 }
                 if c.basis == .investedAmount {
-                    guard c.source >= 0 && Int(c.source) < allocations.count else { throw EngineError(.invalid, "a commission names a missing allocation") }
+                    // Commissions on invested amounts are of approved allocations, which stay in memory.
+                    guard allocations.isInMemory(c.source) else { throw EngineError(.invalid, "a commission names a missing allocation") }
                 } else {
                     guard c.source >= 0 && Int(c.source) < money.feeEvents.count else { throw EngineError(.invalid, "a commission names a missing fee event") }
                 }

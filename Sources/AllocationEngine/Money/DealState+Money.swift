@@ -50,7 +50,8 @@ extension DealState {
             }
             var seen: Set<FeeKey> = []
             for e in events {
-                guard e.allocation >= 0 && Int(e.allocation) < allocations.count, e.plan >= 0 && Int(e.plan) < money.plans.count,
+                // Fees accrue on approved and settled allocations, which stay in memory.
+                guard allocations.isInMemory(e.allocation), e.plan >= 0 && Int(e.plan) < money.plans.count,
                       e.component >= 0 && Int(e.component) < money.plans[Int(e.plan)].components.count,
                       investors[Int(allocations[Int(e.allocation)].investor)] == e.investor else {
                     throw EngineError(.invalid, "fee event names a missing allocation, plan or component")
@@ -145,7 +146,8 @@ extension DealState {
         if !valuations.isEmpty {
             for e in money.feeEvents where e.status != .voided { if let n = e.navPerUnit { chargedNAV[e.key] = n.raw } }
         }
-        for slot in allocations.indices {
+        // Approved and settled allocations are in memory (only rejected ones leave).
+        for slot in 0..<allocations.count where allocations.isInMemory(Int32(slot)) {
             let a = allocations[slot]
             guard a.status == .approved || a.status == .settled else { continue }
             let inv = investors[Int(a.investor)]
@@ -220,7 +222,7 @@ extension DealState {
     /// simple hurdle on the invested amount, no catch-up).
     func decideExitFees(price: Price, on day: CivilDate) throws(EngineError) -> [FeeEvent] {
         var out: [FeeEvent] = []
-        for slot in allocations.indices {
+        for slot in 0..<allocations.count where allocations.isInMemory(Int32(slot)) {
             let a = allocations[slot]
             guard a.status == .approved || a.status == .settled else { continue }
             let inv = investors[Int(a.investor)]

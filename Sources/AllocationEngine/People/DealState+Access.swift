@@ -86,7 +86,7 @@ extension DealState {
             (try? holdSlot(id, index: index)).flatMap { try? holdRow($0, index: index) }.map(\.investor)
         }
         func investor(ofAllocation id: String) -> String? {
-            (try? allocationSlot(id, index: index)).map { investors[Int(allocations[Int($0)].investor)] }
+            (try? allocationSlot(id, index: index)).flatMap { try? allocationRow($0, index: index) }.map(\.investor)
         }
         switch request {
         case .hold(let r): return r.investor

@@ -96,7 +96,7 @@ extension DealState {
         case .allocationDecided(let slot, let approve, let by, let note):
             try checkPendingApproval(slot)
             let a = people.approvals[Int(slot)]
-            guard a.entity == .allocation, a.entitySlot >= 0, Int(a.entitySlot) < allocations.count,
+            guard a.entity == .allocation, allocations.isInMemory(a.entitySlot),
                   allocations[Int(a.entitySlot)].status == .pendingReview else {
                 throw EngineError(.conflict, "approval #\(slot) is not of an allocation under review")
             }
@@ -302,10 +302,10 @@ extension DealState {
             }
             return .ok
         case .getApproval(let id):
-            return .fields(approvalFields(try approvalSlot(id), now: now))
+            return .fields(approvalFields(try approvalSlot(id), now: now, index: context.indexes))
         case .listApprovals(let filter, let cursor, let count):
             return page(from: cursor, count: count, total: people.approvals.count) { slot in
-                filter.matches(people.approvals[slot], now: now) ? approvalFields(Int32(slot), now: now) : nil
+                filter.matches(people.approvals[slot], now: now) ? approvalFields(Int32(slot), now: now, index: context.indexes) : nil
             }
         case .setSLA(let entity, let seconds):
             guard seconds >= PeopleLimits.minSLASeconds && seconds <= PeopleLimits.maxSLASeconds else {

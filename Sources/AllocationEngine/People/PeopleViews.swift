@@ -28,9 +28,9 @@ extension DealState {
         ]
     }
 
-    public func approvalFields(_ slot: Int32, now: Int64) -> [Field] {
+    public func approvalFields(_ slot: Int32, now: Int64, index: EngineIndexes) -> [Field] {
         let a = people.approvals[Int(slot)]
-        let entityID: String = a.entity == .commitment ? people.commitments[Int(a.entitySlot)].id : allocations[Int(a.entitySlot)].id
+        let entityID: String = a.entity == .commitment ? people.commitments[Int(a.entitySlot)].id : allocationID(a.entitySlot, index: index)
         return [
             Field("id", approvalID(slot)), Field("deal", info.id), Field("entity_type", a.entity.name), Field("entity_id", entityID),
             Field("status", a.status.name), Field("priority", a.priority.name), Field("requested_by", a.requestedBy),
@@ -128,7 +128,7 @@ extension DealState {
     /// (nil when it was), so a merge across deals knows how far it is complete.
     /// Approvals are in creation-time order within a deal (`openApproval`
     /// never dates one before the one before it), so the start is a binary search.
-    public func approvals(after key: ApprovalKey, filter: ApprovalFilter, count: Int, budget: Int, now: Int64)
+    public func approvals(after key: ApprovalKey, filter: ApprovalFilter, count: Int, budget: Int, now: Int64, index: EngineIndexes)
         -> (rows: [(key: ApprovalKey, fields: [Field])], frontier: ApprovalKey?) {
         let n = people.approvals.count
         var lo = 0, hi = n
@@ -142,7 +142,7 @@ extension DealState {
         while slot < n && rows.count < count && scanned < budget {
             let a = people.approvals[slot]
             let k = ApprovalKey(createdAt: a.createdAt, deal: ref, slot: Int32(slot))
-            if filter.matches(a, now: now) { rows.append((k, approvalFields(Int32(slot), now: now))) }
+            if filter.matches(a, now: now) { rows.append((k, approvalFields(Int32(slot), now: now, index: index))) }
             slot += 1
             scanned += 1
         }

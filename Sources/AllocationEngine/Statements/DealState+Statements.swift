@@ -7,7 +7,9 @@ extension DealState {
         if let slot = investorSlot[IdKey(investor)] {
             // Every pending hold is in memory.
             holds.forEachInMemory { _, h in if h.investor == slot && h.status == .pending { heldCount += 1; held += h.filled } }
-            for a in allocations where a.investor == slot {
+            // Rows under review, approved or settled are all in memory.
+            allocations.forEachInMemory { _, a in
+                guard a.investor == slot else { return }
                 if a.status == .pendingReview { review += a.units }
                 if a.status == .approved || a.status == .settled { allocated += a.units }
             }
@@ -39,7 +41,7 @@ extension DealState {
         case .holds:
             return try holdPage(investor: investor, slot: slot, from: cursor, count: count, index: index)
         case .allocations:
-            return page(from: cursor, count: count, total: allocations.count) { allocations[$0].investor == slot ? allocationFields(Int32($0)) : nil }
+            return try allocationPage(investor: investor, slot: slot, from: cursor, count: count, index: index)
         case .positions:
             return .page(cursor: "0", rows: cursor == 0 ? [positionFields(investor: investor)] : [])
         case .fees:
@@ -69,7 +71,7 @@ extension DealState {
         var scanned = 0, chunksRead = 0
         while slot < total && rows.count < count && scanned < PeopleLimits.maxPageScan {
             if holds.isInMemory(Int32(slot)) {
-                if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot])) }
+                if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot], index: index)) }
                 slot += 1
                 scanned += 1
                 continue
@@ -87,9 +89,9 @@ extension DealState {
             while slot < chunkEnd && rows.count < count {
                 let s = Int32(slot)
                 if holds.isInMemory(s) {
-                    if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot])) }
+                    if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot], index: index)) }
                 } else if let a = archived[s], a.investorID == investor {
-                    rows.append(holdFields(a.hold, investor: a.investorID))
+                    rows.append(holdFields(a.hold, investor: a.investorID, index: index))
                 }
                 slot += 1
                 scanned += 1
@@ -99,6 +101,43 @@ extension DealState {
     }
 
     static var maxHistoryChunksPerPage: Int { 4 }
+
+    /// A page of an investor's allocations: rows in memory as they are,
+    /// rejected ones that left memory read back a chunk at a time (as `holdPage`).
+    func allocationPage(investor: String, slot investorSlot: Int32, from cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
+        var rows: [[Field]] = []
+        let total = allocations.count
+        var slot = Int(min(cursor, UInt64(total)))
+        var scanned = 0, chunksRead = 0
+        while slot < total && rows.count < count && scanned < PeopleLimits.maxPageScan {
+            if allocations.isInMemory(Int32(slot)) {
+                if allocations[slot].investor == investorSlot { rows.append(allocationFields(allocations[slot], investor: investor)) }
+                slot += 1
+                scanned += 1
+                continue
+            }
+            guard chunksRead < Self.maxHistoryChunksPerPage else { break }
+            chunksRead += 1
+            let chunkEnd = min(total, (slot >> AllocationTable.chunkShift + 1) << AllocationTable.chunkShift)
+            var archived: [Int32: ArchivedAllocation] = [:]
+            if let store = index.history.store {
+                for location in allocations.locations(of: Int32(slot)).reversed() {
+                    for (s, a) in try store.rows(ArchivedAllocation.self, at: location).rows where Int(s) >= slot && Int(s) < chunkEnd { archived[s] = a }
+                }
+            }
+            while slot < chunkEnd && rows.count < count {
+                let s = Int32(slot)
+                if allocations.isInMemory(s) {
+                    if allocations[slot].investor == investorSlot { rows.append(allocationFields(allocations[slot], investor: investor)) }
+                } else if let a = archived[s], a.investorID == investor {
+                    rows.append(allocationFields(a.allocation, investor: a.investorID))
+                }
+                slot += 1
+                scanned += 1
+            }
+        }
+        return .page(cursor: slot >= total ? "0" : String(slot), rows: rows)
+    }
 
     /// An introducer's counts and totals by status in this deal.
     func introducerTotals(_ introducer: String) -> [Field] {
@@ -122,7 +161,7 @@ extension DealState {
     mutating func executeStatement(_ request: StatementRequest, principal: Principal?, index: EngineIndexes) throws(EngineError) -> DealReply {
         switch request {
         case .summary:
-            return .fields(summaryFields(scope: principal.flatMap { $0.isStaff ? nil : $0.investors }))
+            return .fields(try summaryFields(scope: principal.flatMap { $0.isStaff ? nil : $0.investors }, index: index))
         case .investor(let investor, let part, let cursor, let count):
             try Validate.id(investor, field: "investor")
             guard let part else { return .fields(investorTotals(investor)) }

@@ -3,14 +3,31 @@
 /// sees the deal-wide inventory and members, and the allocations,
 /// commitments, fees and invoices of its own investors only.
 extension DealState {
-    func summaryFields(scope: [String: KYCStatus]?) -> [Field] {
+    func summaryFields(scope: [String: KYCStatus]?, index: EngineIndexes) throws(EngineError) -> [Field] {
         func mine(_ investor: String) -> Bool { scope.map { $0[investor] != nil } ?? true }
         let inv = inventory()
         var allocationCount = [Int](repeating: 0, count: AllocationStatus.allCases.count)
         var allocationUnits = [Units](repeating: .zero, count: AllocationStatus.allCases.count)
-        for a in allocations where mine(investors[Int(a.investor)]) {
+        allocations.forEachInMemory { _, a in
+            guard mine(investors[Int(a.investor)]) else { return }
             allocationCount[Int(a.status.rawValue)] += 1
             allocationUnits[Int(a.status.rawValue)] += a.units
+        }
+        // Rejected allocations that left memory, read back from the history
+        // (one entry per 64 rows; a deal that rejected none reads nothing).
+        if allocations.archivedRows > 0 {
+            guard let store = index.history.store else {
+                throw EngineError(.corrupt, "deal \(info.id) has allocations in the history but the engine has none")
+            }
+            // An entry of stragglers is listed under each chunk it has rows of: read it once.
+            var entries = Set<HistoryLocation>()
+            for locations in allocations.archived.values { entries.formUnion(locations) }
+            for location in entries {
+                for (_, a) in try store.rows(ArchivedAllocation.self, at: location).rows where mine(a.investorID) {
+                    allocationCount[Int(a.allocation.status.rawValue)] += 1
+                    allocationUnits[Int(a.allocation.status.rawValue)] += a.allocation.units
+                }
+            }
         }
         var roles: [String: Int] = [:]
         for m in people.members where !m.removed { roles[m.role.rawValue, default: 0] += 1 }

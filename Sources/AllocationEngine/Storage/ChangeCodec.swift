@@ -41,7 +41,7 @@ public enum ChangeCodec {
             w.string(deal); MoneyCodec.encode(c, into: &w)
         case .holdIDsMoved(let deal, let count, let run):
             w.string(deal); w.varint(UInt64(count)); w.varint(UInt64(run))
-        case .holdsArchived(let deal, let leaving, let location):
+        case .holdsArchived(let deal, let leaving, let location), .allocationsArchived(let deal, let leaving, let location):
             w.string(deal); w.varint(UInt64(location.file)); w.varint(location.offset)
             func slots(_ list: [Int32]) {
                 // Sorted, so as deltas they take a byte or two each.
@@ -114,7 +114,7 @@ public enum ChangeCodec {
         case 7: change = .holdExpired(deal: try r.string(), hold: try r.string())
         case 8:
             change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string(), by: try optionalString(&r))
-        case 101:
+        case 101, 103:
             let deal = try r.string()
             let file = try r.varint(), offset = try r.varint()
             guard file <= UInt64(UInt32.max) else { throw DecodeError("history file \(file)") }
@@ -133,16 +133,18 @@ public enum ChangeCodec {
                 return out
             }
             let kind = try r.u8()
-            let leaving: HoldTable.Candidate
+            let leaving: ArchiveCandidate
             switch kind {
             case 1:
                 let c = try r.varint()
-                guard c <= UInt64(Int32.max) else { throw DecodeError("hold chunk \(c)") }
+                guard c <= UInt64(Int32.max) else { throw DecodeError("archived chunk \(c)") }
                 leaving = .chunk(Int32(c), keep: try slots())
             case 2: leaving = .stragglers(try slots())
-            default: throw DecodeError("holds.archived kind \(kind)")
+            default: throw DecodeError("\(Change.typeNames[type] ?? "archive") kind \(kind)")
             }
-            change = .holdsArchived(deal: deal, leaving, location: HistoryLocation(file: UInt32(file), offset: offset))
+            let location = HistoryLocation(file: UInt32(file), offset: offset)
+            change = type == 101 ? .holdsArchived(deal: deal, leaving, location: location)
+                : .allocationsArchived(deal: deal, leaving, location: location)
         case 102:
             let deal = try r.string()
             let count = try r.varint(), run = try r.varint()

@@ -252,7 +252,7 @@ public final class DurableEngine: Sendable {
             return 0
         }
         var rows = 0
-        for (plan, location) in zip(plans, locations) where await plan.deal.commitArchive(plan.candidate, at: location) != nil {
+        for (plan, location) in zip(plans, locations) where await plan.deal.commitArchive(plan, at: location) != nil {
             rows += plan.rowCount
         }
         archiveStats.withLock { s in

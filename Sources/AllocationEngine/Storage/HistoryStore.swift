@@ -172,12 +172,12 @@ public final class HistoryStore: Sendable {
         return (deal, entries)
     }
 
-    private func row(_ e: IndexEntry, at loc: HistoryLocation) throws(EngineError) -> ArchivedHold {
+    private func row<T: HistoryRow>(_ e: IndexEntry, at loc: HistoryLocation, as _: T.Type) throws(EngineError) -> T {
         let bytes = try read(loc.file, offset: Int(loc.offset) + Int(e.offset), count: Int(e.length))
         guard CRC32C.checksum(bytes) == e.crc else { throw EngineError(.corrupt, "history entry at \(loc): row of slot \(e.slot) checksum mismatch") }
-        let decoded: Result<ArchivedHold, DecodeError> = bytes.withUnsafeBytes { raw in
+        let decoded: Result<T, DecodeError> = bytes.withUnsafeBytes { raw in
             var r = ByteReader(raw)
-            do throws(DecodeError) { return .success(try ArchivedHold.decode(&r)) } catch { return .failure(error) }
+            do throws(DecodeError) { return .success(try T.decode(&r)) } catch { return .failure(error) }
         }
         switch decoded {
         case .success(let a): return a
@@ -186,7 +186,7 @@ public final class HistoryStore: Sendable {
     }
 
     /// The archived row of `slot` of deal `deal` in the entry at `loc`, or nil if the entry does not hold it.
-    public func hold(deal: UInt32, slot: Int32, at loc: HistoryLocation) throws(EngineError) -> ArchivedHold? {
+    public func row<T: HistoryRow>(_: T.Type, deal: UInt32, slot: Int32, at loc: HistoryLocation) throws(EngineError) -> T? {
         let (entryDeal, entries) = try index(at: loc)
         guard entryDeal == deal else { throw EngineError(.corrupt, "history entry at \(loc) is of deal #\(entryDeal), not #\(deal)") }
         var lo = 0, hi = entries.count
@@ -195,20 +195,36 @@ public final class HistoryStore: Sendable {
             if entries[mid].slot < slot { lo = mid + 1 } else { hi = mid }
         }
         guard lo < entries.count, entries[lo].slot == slot else { return nil }
-        return try row(entries[lo], at: loc)
+        return try row(entries[lo], at: loc, as: T.self)
     }
 
     /// Every row of the entry at `loc`, in slot order.
-    public func holds(at loc: HistoryLocation) throws(EngineError) -> (deal: UInt32, rows: [(Int32, ArchivedHold)]) {
+    public func rows<T: HistoryRow>(_: T.Type, at loc: HistoryLocation) throws(EngineError) -> (deal: UInt32, rows: [(Int32, T)]) {
         let (deal, entries) = try index(at: loc)
-        var rows: [(Int32, ArchivedHold)] = []
+        var rows: [(Int32, T)] = []
         rows.reserveCapacity(entries.count)
-        for e in entries { rows.append((e.slot, try row(e, at: loc))) }
+        for e in entries { rows.append((e.slot, try row(e, at: loc, as: T.self))) }
         return (deal, rows)
     }
 
+    public func hold(deal: UInt32, slot: Int32, at loc: HistoryLocation) throws(EngineError) -> ArchivedHold? {
+        try row(ArchivedHold.self, deal: deal, slot: slot, at: loc)
+    }
+
+    public func holds(at loc: HistoryLocation) throws(EngineError) -> (deal: UInt32, rows: [(Int32, ArchivedHold)]) {
+        try rows(ArchivedHold.self, at: loc)
+    }
+
+    /// The kind byte of the first row of the entry at `loc` (hold 1, allocation 2), nil when it has none.
+    public func kind(at loc: HistoryLocation) throws(EngineError) -> UInt8? {
+        let (_, entries) = try index(at: loc)
+        guard let e = entries.first else { return nil }
+        let bytes = try read(loc.file, offset: Int(loc.offset) + Int(e.offset), count: min(1, Int(e.length)))
+        return bytes.first
+    }
+
     /// Encodes one entry: the rows of one deal, sorted by slot.
-    public static func entry(deal: UInt32, rows: [(slot: Int32, hold: ArchivedHold)]) -> [UInt8] {
+    public static func entry<T: HistoryRow>(deal: UInt32, rows: [(slot: Int32, hold: T)]) -> [UInt8] {
         var body = ByteWriter(capacity: rows.count * 72)
         var index = ByteWriter(capacity: rows.count * indexEntryBytes)
         let base = headerBytes + rows.count * indexEntryBytes
@@ -230,9 +246,15 @@ public final class HistoryStore: Sendable {
     }
 }
 
+/// A row as the history keeps it; its first byte names its kind.
+public protocol HistoryRow: Sendable {
+    func encode(into w: inout ByteWriter)
+    static func decode(_ r: inout ByteReader) throws(DecodeError) -> Self
+}
+
 /// An ended hold as the history keeps it: the row, with its investor's id
 /// (the deal's investor table is kept in memory, but the history reads alone).
-public struct ArchivedHold: Sendable, Hashable {
+public struct ArchivedHold: HistoryRow, Hashable {
     public var hold: Hold
     public var investorID: String
     public var allocationID: String?
@@ -245,7 +267,7 @@ public struct ArchivedHold: Sendable, Hashable {
 
     static let kindHold: UInt8 = 1
 
-    func encode(into w: inout ByteWriter) {
+    public func encode(into w: inout ByteWriter) {
         let h = hold
         w.u8(Self.kindHold)
         w.string(h.id); w.string(investorID); w.varint(UInt64(h.investor)); w.varint128(UInt128(h.requested.raw))
@@ -258,7 +280,7 @@ public struct ArchivedHold: Sendable, Hashable {
         ChangeCodec.optionalString(allocationID, &w)
     }
 
-    static func decode(_ r: inout ByteReader) throws(DecodeError) -> ArchivedHold {
+    public static func decode(_ r: inout ByteReader) throws(DecodeError) -> ArchivedHold {
         guard try r.u8() == kindHold else { throw DecodeError("not a hold row") }
         let id = try r.string(), investorID = try r.string()
         let investor = try r.varint()
@@ -284,5 +306,61 @@ public struct ArchivedHold: Sendable, Hashable {
                      moreParts: Array(parts.dropFirst()), investor: Int32(investor), allocation: Int32(allocation), status: status,
                      partial: partial, createdBy: createdBy)
         return ArchivedHold(hold: h, investorID: investorID, allocationID: allocationID)
+    }
+}
+
+/// A rejected allocation as the history keeps it, with its investor's id.
+public struct ArchivedAllocation: HistoryRow, Hashable {
+    public var allocation: Allocation
+    public var investorID: String
+
+    public init(allocation: Allocation, investorID: String) {
+        self.allocation = allocation
+        self.investorID = investorID
+    }
+
+    static let kindAllocation: UInt8 = 2
+
+    public func encode(into w: inout ByteWriter) {
+        let a = allocation
+        w.u8(Self.kindAllocation)
+        w.string(a.id); w.string(investorID); w.varint(UInt64(a.investor)); w.string(a.holdID); w.varint(UInt64(a.hold))
+        w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw)
+        w.zigzag(a.createdAt); w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.zigzag(Int64(a.approval)); w.u8(a.status.rawValue)
+        w.varint(UInt64(1 + a.moreParts.count))
+        w.varint(UInt64(a.firstPart.lot)); w.varint128(UInt128(a.firstPart.units.raw))
+        for p in a.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+        ChangeCodec.optionalString(a.createdBy, &w)
+        ChangeCodec.optionalString(a.decidedBy, &w)
+    }
+
+    public static func decode(_ r: inout ByteReader) throws(DecodeError) -> ArchivedAllocation {
+        guard try r.u8() == kindAllocation else { throw DecodeError("not an allocation row") }
+        let id = try r.string(), investorID = try r.string()
+        let investor = try r.varint()
+        guard investor <= UInt64(Int32.max) else { throw DecodeError("investor slot \(investor)") }
+        let holdID = try r.string()
+        let hold = try r.varint()
+        guard hold <= UInt64(Int32.max) else { throw DecodeError("allocation hold slot \(hold)") }
+        let units = try ChangeCodec.units(&r)
+        let price = Price(raw: try r.zigzag())
+        let createdAt = try r.zigzag(), decidedAt = try r.zigzag(), settledAt = try r.zigzag(), approval = try r.zigzag()
+        guard approval >= -1 && approval <= Int64(Int32.max) else { throw DecodeError("allocation approval \(approval)") }
+        let rawStatus = try r.u8()
+        guard let status = AllocationStatus(rawValue: rawStatus), status == .rejected else { throw DecodeError("archived allocation status \(rawStatus)") }
+        let n = try r.varint()
+        guard n >= 1 && n <= UInt64(EngineLimits.maxLotsPerDeal) else { throw DecodeError("allocation part count \(n)") }
+        var parts: [LotPart] = []
+        for _ in 0..<n {
+            let lot = try r.varint()
+            guard lot <= UInt64(Int32.max) else { throw DecodeError("lot index \(lot)") }
+            parts.append(LotPart(lot: Int32(lot), units: try ChangeCodec.units(&r)))
+        }
+        let createdBy = try ChangeCodec.optionalString(&r)
+        let decidedBy = try ChangeCodec.optionalString(&r)
+        let a = Allocation(units: units, firstPart: parts[0], id: id, holdID: holdID, moreParts: Array(parts.dropFirst()), unitPrice: price,
+                           createdAt: createdAt, decidedAt: decidedAt, settledAt: settledAt, hold: Int32(hold), investor: Int32(investor),
+                           approval: Int32(approval), status: status, createdBy: createdBy, decidedBy: decidedBy)
+        return ArchivedAllocation(allocation: a, investorID: investorID)
     }
 }

@@ -48,7 +48,9 @@ public enum StateCodec {
     /// 6: archived caller hold ids carry their history entry.
     /// 7: a deal's investor table may have freed slots (empty ids) and lists
     /// its free slots; the tail ends with every investor's deals (`Holdings`).
-    public static let formatVersion: UInt16 = 7
+    /// 8: allocations are stored by chunk like holds (rejected ones may have
+    /// left memory for the history).
+    public static let formatVersion: UInt16 = 8
 
     public static func encode(_ image: EngineImage) -> [UInt8] {
         var w = ByteWriter(capacity: 1 << 16)
@@ -116,46 +118,9 @@ public enum StateCodec {
         // Holds (format 5): the slot count, then per chunk whether it is in
         // memory (and its rows) and when its last row ended; the stragglers of
         // dropped chunks; where the dropped chunks' rows are in the history.
-        let table = s.holds.parts
-        w.varint(UInt64(table.count))
-        w.varint(UInt64(table.chunks.count))
-        for (c, chunk) in table.chunks.enumerated() {
-            w.zigzag(table.lastEnded[c])
-            if let chunk {
-                w.u8(1)
-                for h in chunk { encodeHold(h, into: &w) }
-            } else {
-                w.u8(0)
-            }
-            drain(&w)
-        }
-        w.varint(UInt64(table.stragglers.count))
-        for (slot, h) in table.stragglers { w.varint(UInt64(slot)); encodeHold(h, into: &w) }
-        w.varint(UInt64(table.archived.count))
-        for (chunk, locations) in table.archived {
-            w.varint(UInt64(chunk)); w.varint(UInt64(locations.count))
-            for l in locations { w.varint(UInt64(l.file)); w.varint(l.offset) }
-        }
-        w.varint(UInt64(table.archivedRows))
-        w.varint(UInt64(table.archivedCallerIDs.count))
-        // Format 6: each id with the history entry of its row.
-        for a in table.archivedCallerIDs {
-            w.varint(UInt64(a.slot)); w.string(a.id); w.varint(UInt64(a.location.file)); w.varint(a.location.offset)
-        }
-        w.varint(UInt64(s.allocations.count))
-        for (i, a) in s.allocations.enumerated() {
-            if i & 1023 == 1023 { drain(&w) }
-            w.string(a.id); w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw); w.zigzag(a.createdAt)
-            w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.varint(UInt64(a.hold)); w.varint(UInt64(a.investor))
-            w.u8(a.status.rawValue)
-            ChangeCodec.optionalString(a.createdBy, &w); ChangeCodec.optionalString(a.decidedBy, &w)
-            w.zigzag(Int64(a.approval))
-            // Format 5: the hold's id and the lot split, so the allocation stands without its hold row.
-            w.string(a.holdID)
-            w.varint(UInt64(1 + a.moreParts.count))
-            w.varint(UInt64(a.firstPart.lot)); w.varint128(UInt128(a.firstPart.units.raw))
-            for p in a.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
-        }
+        encodeTable(s.holds.parts, into: &w, drain: drain) { h, w in encodeHold(h, into: &w) }
+        // Allocations (format 8): the same layout, 64 rows a chunk.
+        encodeTable(s.allocations.parts, into: &w, drain: drain) { a, w in encodeAllocation(a, into: &w) }
         PeopleCodec.encode(s.people, into: &w)
         MoneyCodec.encode(s.money, into: &w)
     }
@@ -209,6 +174,146 @@ public enum StateCodec {
             }
         }
         return try result.get()
+    }
+
+    /// A row table: the slot count, then per chunk when its last row ended and
+    /// whether it is in memory (and its rows); the stragglers of dropped
+    /// chunks; where the dropped chunks' rows are in the history; the count of
+    /// rows that left; the caller ids of rows that left (format 6: each with
+    /// the history entry of its row; always none for allocations).
+    static func encodeTable<Row>(_ table: RowTable<Row>.Parts, into w: inout ByteWriter, drain: (inout ByteWriter) -> Void,
+                                 row encodeRow: (Row, inout ByteWriter) -> Void) {
+        w.varint(UInt64(table.count))
+        w.varint(UInt64(table.chunks.count))
+        for (c, chunk) in table.chunks.enumerated() {
+            w.zigzag(table.lastEnded[c])
+            if let chunk {
+                w.u8(1)
+                for h in chunk { encodeRow(h, &w) }
+            } else {
+                w.u8(0)
+            }
+            drain(&w)
+        }
+        w.varint(UInt64(table.stragglers.count))
+        for (slot, h) in table.stragglers { w.varint(UInt64(slot)); encodeRow(h, &w) }
+        w.varint(UInt64(table.archived.count))
+        for (chunk, locations) in table.archived {
+            w.varint(UInt64(chunk)); w.varint(UInt64(locations.count))
+            for l in locations { w.varint(UInt64(l.file)); w.varint(l.offset) }
+        }
+        w.varint(UInt64(table.archivedRows))
+        w.varint(UInt64(table.archivedCallerIDs.count))
+        for a in table.archivedCallerIDs {
+            w.varint(UInt64(a.slot)); w.string(a.id); w.varint(UInt64(a.location.file)); w.varint(a.location.offset)
+        }
+    }
+
+    /// Reads what `encodeTable` wrote (format 5 and later for holds, 8 for allocations).
+    static func decodeTable<Row>(_ r: inout ByteReader, version: UInt16,
+                                 row decodeRow: (inout ByteReader) throws(DecodeError) -> Row) throws(DecodeError) -> RowTable<Row> {
+        let name = Row.rowName
+        let slots = try r.varint()
+        guard slots <= UInt64(EngineLimits.maxRowsPerDeal) else { throw DecodeError("\(name) slot count \(slots)") }
+        let chunkCount = try count(&r, "\(name) chunk")
+        var chunks: [[Row]?] = []
+        var lastEnded: [Int64] = []
+        for c in 0..<chunkCount {
+            lastEnded.append(try r.zigzag())
+            switch try r.u8() {
+            case 0: chunks.append(nil)
+            case 1:
+                let rowsInChunk = c == chunkCount - 1 ? Int(slots) - (c << RowTable<Row>.chunkShift) : RowTable<Row>.chunkSize
+                guard rowsInChunk > 0 && rowsInChunk <= RowTable<Row>.chunkSize else { throw DecodeError("\(name) chunk \(c) of \(slots) slots") }
+                var rows: [Row] = []
+                rows.reserveCapacity(rowsInChunk)
+                for _ in 0..<rowsInChunk { rows.append(try decodeRow(&r)) }
+                chunks.append(rows)
+            case let b: throw DecodeError("\(name) chunk flag \(b)")
+            }
+        }
+        let stragglerCount = try count(&r, "straggler \(name)")
+        var stragglers: [(Int32, Row)] = []
+        for _ in 0..<stragglerCount {
+            let slot = try index(&r, below: Int(slots), "straggler \(name) slot")
+            stragglers.append((slot, try decodeRow(&r)))
+        }
+        let archivedCount = try count(&r, "archived \(name) chunk")
+        var archived: [(Int32, [HistoryLocation])] = []
+        for _ in 0..<archivedCount {
+            let chunk = try index(&r, below: chunkCount, "archived \(name) chunk")
+            let n = try count(&r, "history location")
+            var locations: [HistoryLocation] = []
+            for _ in 0..<n {
+                let file = try r.varint()
+                guard file <= UInt64(UInt32.max) else { throw DecodeError("history file \(file)") }
+                locations.append(HistoryLocation(file: UInt32(file), offset: try r.varint()))
+            }
+            archived.append((chunk, locations))
+        }
+        let archivedRows = try r.varint()
+        guard archivedRows <= slots else { throw DecodeError("archived rows \(archivedRows) of \(slots) slots") }
+        let idCount = try count(&r, "archived \(name) id")
+        var callerIDs: [ArchivedCallerID] = []
+        callerIDs.reserveCapacity(idCount)
+        for _ in 0..<idCount {
+            let slot = try index(&r, below: Int(slots), "archived \(name) id slot")
+            let id = try r.string()
+            var location = HistoryLocation(file: ArchivedCallerID.unknownFile, offset: 0)
+            if version >= 6 {
+                let file = try r.varint()
+                guard file < UInt64(ArchivedCallerID.unknownFile) else { throw DecodeError("history file \(file)") }
+                location = HistoryLocation(file: UInt32(file), offset: try r.varint())
+            }
+            callerIDs.append(ArchivedCallerID(slot: slot, id: id, location: location))
+        }
+        return try RowTable<Row>(RowTable<Row>.Parts(count: Int(slots), chunks: chunks, stragglers: stragglers, archived: archived,
+                                                     archivedRows: Int(archivedRows), lastEnded: lastEnded, archivedCallerIDs: callerIDs))
+    }
+
+    static func encodeAllocation(_ a: Allocation, into w: inout ByteWriter) {
+        w.string(a.id); w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw); w.zigzag(a.createdAt)
+        w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.varint(UInt64(a.hold)); w.varint(UInt64(a.investor))
+        w.u8(a.status.rawValue)
+        ChangeCodec.optionalString(a.createdBy, &w); ChangeCodec.optionalString(a.decidedBy, &w)
+        w.zigzag(Int64(a.approval))
+        // Format 5: the hold's id and the lot split, so the allocation stands without its hold row.
+        w.string(a.holdID)
+        w.varint(UInt64(1 + a.moreParts.count))
+        w.varint(UInt64(a.firstPart.lot)); w.varint128(UInt128(a.firstPart.units.raw))
+        for p in a.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+    }
+
+    static func decodeAllocation(_ r: inout ByteReader, version: UInt16, holds: HoldTable, lots: Int, investors: Int) throws(DecodeError) -> Allocation {
+        let id = try r.string()
+        let units = try ChangeCodec.units(&r)
+        let price = Price(raw: try r.zigzag())
+        let createdAt = try r.zigzag(), decidedAt = try r.zigzag(), settledAt = try r.zigzag()
+        let hold = try index(&r, below: holds.count, "allocation hold")
+        guard version >= 5 || holds.isInMemory(hold) else { throw DecodeError("allocation hold \(hold) missing") }
+        let investor = try index(&r, below: investors, "allocation investor")
+        let rawStatus = try r.u8()
+        guard let status = AllocationStatus(rawValue: rawStatus) else { throw DecodeError("allocation status \(rawStatus)") }
+        let createdBy = try ChangeCodec.optionalString(&r), decidedBy = try ChangeCodec.optionalString(&r)
+        var approval: Int64 = -1
+        if version >= 2 {
+            approval = try r.zigzag()
+            guard approval >= -1 && approval <= Int64(Int32.max) else { throw DecodeError("allocation approval \(approval)") }
+        }
+        var holdID: String, parts: [LotPart]
+        if version >= 5 {
+            holdID = try r.string()
+            parts = try decodeParts(&r, lots: lots, "allocation")
+        } else {
+            // Before format 5 every hold is in the image: the allocation's split is its hold's.
+            let h = holds[Int(hold)]
+            holdID = h.id
+            parts = h.parts
+        }
+        return Allocation(units: units, firstPart: parts[0], id: id, holdID: holdID, moreParts: Array(parts.dropFirst()),
+                          unitPrice: price, createdAt: createdAt, decidedAt: decidedAt,
+                          settledAt: settledAt, hold: hold, investor: investor, approval: Int32(approval), status: status,
+                          createdBy: createdBy, decidedBy: decidedBy)
     }
 
     static func encodeHold(_ h: Hold, into w: inout ByteWriter) {
@@ -308,62 +413,10 @@ public enum StateCodec {
             guard seen.count == s.investors.count - s.investorSlot.count else { throw DecodeError("freed investor slots missing from the free list") }
         }
         if version >= 5 {
-            let slots = try r.varint()
-            guard slots <= UInt64(EngineLimits.maxRowsPerDeal) else { throw DecodeError("hold slot count \(slots)") }
-            let chunkCount = try count(&r, "hold chunk")
-            var chunks: [[Hold]?] = []
-            var lastEnded: [Int64] = []
-            for c in 0..<chunkCount {
-                lastEnded.append(try r.zigzag())
-                switch try r.u8() {
-                case 0: chunks.append(nil)
-                case 1:
-                    let rowsInChunk = c == chunkCount - 1 ? Int(slots) - (c << HoldTable.chunkShift) : HoldTable.chunkSize
-                    guard rowsInChunk > 0 && rowsInChunk <= HoldTable.chunkSize else { throw DecodeError("hold chunk \(c) of \(slots) slots") }
-                    var rows: [Hold] = []
-                    rows.reserveCapacity(rowsInChunk)
-                    for _ in 0..<rowsInChunk { rows.append(try decodeHold(&r, lots: s.lots.count, investors: s.investors.count)) }
-                    chunks.append(rows)
-                case let b: throw DecodeError("hold chunk flag \(b)")
-                }
+            let (lots, investors) = (s.lots.count, s.investors.count)
+            s.holds = try decodeTable(&r, version: version) { (r: inout ByteReader) throws(DecodeError) -> Hold in
+                try decodeHold(&r, lots: lots, investors: investors)
             }
-            let stragglerCount = try count(&r, "straggler hold")
-            var stragglers: [(Int32, Hold)] = []
-            for _ in 0..<stragglerCount {
-                let slot = try index(&r, below: Int(slots), "straggler hold slot")
-                stragglers.append((slot, try decodeHold(&r, lots: s.lots.count, investors: s.investors.count)))
-            }
-            let archivedCount = try count(&r, "archived hold chunk")
-            var archived: [(Int32, [HistoryLocation])] = []
-            for _ in 0..<archivedCount {
-                let chunk = try index(&r, below: chunkCount, "archived hold chunk")
-                let n = try count(&r, "history location")
-                var locations: [HistoryLocation] = []
-                for _ in 0..<n {
-                    let file = try r.varint()
-                    guard file <= UInt64(UInt32.max) else { throw DecodeError("history file \(file)") }
-                    locations.append(HistoryLocation(file: UInt32(file), offset: try r.varint()))
-                }
-                archived.append((chunk, locations))
-            }
-            let archivedRows = try r.varint()
-            guard archivedRows <= slots else { throw DecodeError("archived rows \(archivedRows) of \(slots) slots") }
-            let idCount = try count(&r, "archived hold id")
-            var callerIDs: [ArchivedCallerID] = []
-            callerIDs.reserveCapacity(idCount)
-            for _ in 0..<idCount {
-                let slot = try index(&r, below: Int(slots), "archived hold id slot")
-                let id = try r.string()
-                var location = HistoryLocation(file: ArchivedCallerID.unknownFile, offset: 0)
-                if version >= 6 {
-                    let file = try r.varint()
-                    guard file < UInt64(ArchivedCallerID.unknownFile) else { throw DecodeError("history file \(file)") }
-                    location = HistoryLocation(file: UInt32(file), offset: try r.varint())
-                }
-                callerIDs.append(ArchivedCallerID(slot: slot, id: id, location: location))
-            }
-            s.holds = try HoldTable(HoldTable.Parts(count: Int(slots), chunks: chunks, stragglers: stragglers, archived: archived,
-                                                    archivedRows: Int(archivedRows), lastEnded: lastEnded, archivedCallerIDs: callerIDs))
         } else {
             let holdCount = try count(&r, "hold")
             for _ in 0..<holdCount { s.holds.append(try decodeHold(&r, lots: s.lots.count, investors: s.investors.count)) }
@@ -374,46 +427,33 @@ public enum StateCodec {
                 s.expiry.push(at: h.expiresAt, slot: slot)
             }
         }
-        let allocationCount = try count(&r, "allocation")
-        for _ in 0..<allocationCount {
-            let id = try r.string()
-            let units = try ChangeCodec.units(&r)
-            let price = Price(raw: try r.zigzag())
-            let createdAt = try r.zigzag(), decidedAt = try r.zigzag(), settledAt = try r.zigzag()
-            let hold = try index(&r, below: s.holds.count, "allocation hold")
-            guard version >= 5 || s.holds.isInMemory(hold) else { throw DecodeError("allocation hold \(hold) missing") }
-            let investor = try index(&r, below: s.investors.count, "allocation investor")
-            let rawStatus = try r.u8()
-            guard let status = AllocationStatus(rawValue: rawStatus) else { throw DecodeError("allocation status \(rawStatus)") }
-            let createdBy = try ChangeCodec.optionalString(&r), decidedBy = try ChangeCodec.optionalString(&r)
-            var approval: Int64 = -1
-            if version >= 2 {
-                approval = try r.zigzag()
-                guard approval >= -1 && approval <= Int64(Int32.max) else { throw DecodeError("allocation approval \(approval)") }
+        let (holds, lots, investors) = (s.holds, s.lots.count, s.investors.count)
+        if version >= 8 {
+            s.allocations = try decodeTable(&r, version: version) { (r: inout ByteReader) throws(DecodeError) -> Allocation in
+                try decodeAllocation(&r, version: version, holds: holds, lots: lots, investors: investors)
             }
-            var holdID: String, parts: [LotPart]
-            if version >= 5 {
-                holdID = try r.string()
-                parts = try decodeParts(&r, lots: s.lots.count, "allocation")
-            } else {
-                // Before format 5 every hold is in the image: the allocation's split is its hold's.
-                let h = s.holds[Int(hold)]
-                holdID = h.id
-                parts = h.parts
+        } else {
+            let allocationCount = try count(&r, "allocation")
+            for _ in 0..<allocationCount {
+                s.allocations.append(try decodeAllocation(&r, version: version, holds: holds, lots: lots, investors: investors))
             }
-            s.allocations.append(Allocation(units: units, firstPart: parts[0], id: id, holdID: holdID, moreParts: Array(parts.dropFirst()),
-                                            unitPrice: price, createdAt: createdAt, decidedAt: decidedAt,
-                                            settledAt: settledAt, hold: hold, investor: investor, approval: Int32(approval), status: status,
-                                            createdBy: createdBy, decidedBy: decidedBy))
         }
         if version >= 2 {
             s.people = try PeopleCodec.decodePeople(&r, allocations: s.allocations.count)
-            for a in s.allocations where a.approval >= s.people.approvals.count {
-                throw DecodeError("allocation \(a.id) names a missing approval")
-            }
+            var missing: String?
+            let approvalCount = s.people.approvals.count
+            s.allocations.forEachInMemory { _, a in if a.approval >= approvalCount { missing = a.id } }
+            if let missing { throw DecodeError("allocation \(missing) names a missing approval") }
         }
         if version >= 3 {
             s.money = try MoneyCodec.decodeMoney(&r, allocations: s.allocations.count, version: version)
+            // Fees and commissions name approved or settled allocations, which never leave memory.
+            for e in s.money.feeEvents where !s.allocations.isInMemory(e.allocation) {
+                throw DecodeError("fee event names allocation #\(e.allocation), which is not in memory")
+            }
+            for c in s.money.commissions where c.basis == .investedAmount && !s.allocations.isInMemory(c.source) {
+                throw DecodeError("commission names allocation #\(c.source), which is not in memory")
+            }
         }
         let allocationTotal = s.allocations.count
         var badHold: String?
@@ -466,7 +506,12 @@ public enum StateCodec {
             for (slot, id) in holdIDs where !indexes.holds.claim(id, RowRef(deal: s.info.number, slot: slot)) {
                 throw DecodeError("hold id \(id) appears twice or names another row")
             }
-            try claim(s.allocations.lazy.map(\.id), indexes.allocations, "allocation id")
+            var allocationIDs: [(Int32, String)] = []
+            s.allocations.forEachInMemory { slot, a in allocationIDs.append((slot, a.id)) }
+            allocationIDs.append(contentsOf: s.allocations.archivedCallerIDs.map { ($0.slot, $0.id) })
+            for (slot, id) in allocationIDs where !indexes.allocations.claim(id, RowRef(deal: s.info.number, slot: slot)) {
+                throw DecodeError("allocation id \(id) appears twice or names another row")
+            }
             try claim(s.people.commitments.lazy.map(\.id), indexes.commitments, "commitment id")
             try claim(s.people.invites.lazy.map(\.tokenHash), indexes.inviteTokens, "invite token")
             try claim(s.money.plans.lazy.map(\.id), indexes.feePlans, "fee plan id")

@@ -62,13 +62,19 @@ extension DealState {
         }
         for (slot, _) in holds.stragglers { h.int(Int64(slot)) }
         h.int(Int64(allocations.count))
-        for a in allocations {
+        allocations.forEachInMemory { _, a in
             h.string(a.id); h.int128(a.units.raw); h.int(a.unitPrice.raw); h.int(a.createdAt); h.int(a.decidedAt)
             h.int(a.settledAt); h.int(Int64(a.hold)); h.int(Int64(a.investor)); h.byte(a.status.rawValue)
             h.string(a.createdBy); h.string(a.decidedBy); h.string(a.holdID)
             h.int(Int64(a.firstPart.lot)); h.int128(a.firstPart.units.raw)
             for p in a.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
         }
+        // Rejected allocations that left memory (nothing for a deal that never archived any).
+        for (chunk, locations) in allocations.parts.archived {
+            h.int(Int64(chunk))
+            for l in locations { h.int(Int64(l.file)); h.int(Int64(l.offset)) }
+        }
+        for (slot, _) in allocations.stragglers { h.int(Int64(slot)) }
         h.int(Int64(investors.count))
         for (i, inv) in investors.enumerated() {
             h.string(inv); h.int128(positions[i].units.raw); h.int128(positions[i].costBasis.raw); h.int(positions[i].lastUpdated)
@@ -77,7 +83,7 @@ extension DealState {
         h.int(Int64(freeInvestorSlots.count))
         for slot in freeInvestorSlots { h.int(Int64(slot)) }
         h.byte(info.kycRequired ? 1 : 0); h.string(info.createdBy)
-        for a in allocations { h.int(Int64(a.approval)) }
+        allocations.forEachInMemory { _, a in h.int(Int64(a.approval)) }
         people.hash(into: &h)
         money.hash(into: &h)
     }

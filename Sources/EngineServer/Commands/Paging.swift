@@ -61,7 +61,8 @@ enum DealWalk {
         var rows: [(key: ApprovalKey, fields: [Field])] = []
         var frontier: ApprovalKey?  // nil: every deal examined to its end
         for actor in deals {
-            let part = await actor.read { $0.approvals(after: after, filter: filter, count: paging.count, budget: budget, now: now) }
+            let indexes = c.engine.indexes
+            let part = await actor.read { $0.approvals(after: after, filter: filter, count: paging.count, budget: budget, now: now, index: indexes) }
             rows += part.rows
             if let f = part.frontier { frontier = frontier.map { min($0, f) } ?? f }
         }

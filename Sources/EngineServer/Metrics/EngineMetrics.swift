@@ -40,7 +40,7 @@ public final class EngineMetrics: Sendable {
         var total = RowCounts()
         for actor in engine.allDeals {
             let (pending, holds, allocations, archived) = await actor.read { state in
-                (state.pendingHolds, state.holds.inMemory, state.allocations.count, state.holds.archivedRows)
+                (state.pendingHolds, state.holds.inMemory, state.allocations.inMemory, state.holds.archivedRows + state.allocations.archivedRows)
             }
             total.archivedHolds += archived
             total.deals += 1
@@ -98,7 +98,7 @@ public final class EngineMetrics: Sendable {
         w.family("allocation_engine_live_rows", .gauge, "Rows kept in memory by the deals, every status, by kind.")
         w.sample(labels: [("kind", "hold")], rows.holds)
         w.sample(labels: [("kind", "allocation")], rows.allocations)
-        w.single("allocation_engine_archived_rows", .gauge, "Ended holds that left memory for the on-disk history (read back from it by HOLD.GET and statements).", rows.archivedHolds + archivedRows())
+        w.single("allocation_engine_archived_rows", .gauge, "Ended holds and rejected allocations that left memory for the on-disk history (read back from it by HOLD.GET, ALLOCATION.GET and statements).", rows.archivedHolds + archivedRows())
         w.single("allocation_engine_read_only", .gauge,
                  "1 when the engine refuses changes after a durability failure (fail-stop; restart to recover), else 0.",
                  handler.engine.sink?.failureReason == nil ? 0 : 1)

@@ -1,6 +1,7 @@
 import WAL
 
-/// A deal's holds by slot, with the ended ones leaving memory for the history.
+/// A deal's rows of one kind by slot (holds, allocations), with the ended
+/// ones leaving memory for the history.
 ///
 /// Slots keep their numbers forever (generated ids name them), but rows are
 /// stored in chunks of 1024 and a chunk whose rows have all ended, the last of
@@ -12,23 +13,22 @@ import WAL
 /// rows. Which chunk is dropped, and which rows stay, is logged
 /// (`holds.archived`), so replay reproduces memory exactly.
 ///
+/// A row is live while it may still change (a pending hold, an allocation
+/// under review or approved: fees are computed from it); only ended rows leave.
+///
 /// Every access is one array element: `holds[i]` finds the chunk and the
 /// element (a binary search among a dropped chunk's stragglers) and yields it
 /// in place, so reading one field never copies the row.
 ///
-/// Memory: a chunk in memory costs 1024 x 112 bytes whatever its live count;
-/// a straggler 116 bytes; a dropped chunk about 60 bytes (its flags, empty
+/// Memory, for holds: a chunk in memory costs 1024 x 112 bytes whatever its
+/// live count; a straggler 116 bytes; a dropped chunk about 60 bytes (its flags, empty
 /// arrays and the history locations in `archived`).
-public struct HoldTable: Sendable {
-    /// 1024 rows (112 KiB) a chunk: small enough that a thousand quiet deals,
-    /// each with a chunk being filled and one waiting out the window, stay
-    /// within a few hundred MiB; large enough that a hot deal at 150k holds/s
-    /// writes about 150 history entries a second.
-    static var chunkShift: Int { 10 }
+public struct RowTable<Row: RetainedRow>: Sendable {
+    static var chunkShift: Int { Row.chunkShift }
     static var chunkSize: Int { 1 << chunkShift }
 
     /// Per chunk: its rows, or for a dropped chunk its stragglers (by slot).
-    private(set) var chunks: [[Hold]] = []
+    private(set) var chunks: [[Row]] = []
     /// Per chunk: whether it was dropped, and then the slots of `chunks[c]`, ascending.
     private(set) var dropped: [Bool] = []
     private(set) var stragglerSlots: [[Int32]] = []
@@ -96,7 +96,7 @@ public struct HoldTable: Sendable {
     /// The row of an in-memory slot (`isInMemory` first: a dropped slot traps).
     /// One yield of one array element, so the access stays in place.
     @inline(__always)
-    public subscript(slot: Int) -> Hold {
+    public subscript(slot: Int) -> Row {
         _read {
             let c = slot >> Self.chunkShift
             let e = dropped[c] ? stragglerIndex(c, Int32(slot))! : slot & (Self.chunkSize - 1)
@@ -111,21 +111,21 @@ public struct HoldTable: Sendable {
 
     /// The row of a slot known to be in a chunk in memory (a hold just placed).
     @inline(__always)
-    public subscript(present slot: Int) -> Hold {
+    public subscript(present slot: Int) -> Row {
         _read {
-            precondition(isPresent(slot), "hold slot not in a chunk in memory")
+            precondition(isPresent(slot), "\(Row.rowName) slot not in a chunk in memory")
             yield chunks[slot >> Self.chunkShift][slot & (Self.chunkSize - 1)]
         }
     }
 
     /// Takes the row by move (`__owned`), so appending does not copy it.
-    public mutating func append(_ h: __owned Hold) {
+    public mutating func append(_ h: __owned Row) {
         let c = count >> Self.chunkShift
         if count & (Self.chunkSize - 1) == 0 {
             // The first chunk grows on demand, so a deal with a handful of holds
             // stays small; once a deal has filled one, each next chunk is
             // reserved whole, sparing the copies (and unmaps) of growing it.
-            var chunk: [Hold] = []
+            var chunk: [Row] = []
             if !chunks.isEmpty { chunk.reserveCapacity(Self.chunkSize) }
             chunks.append(chunk)
             dropped.append(false)
@@ -133,7 +133,7 @@ public struct HoldTable: Sendable {
             live.append(0)
             lastEnded.append(0)
         }
-        if h.status == .pending { live[c] += 1 } else { endedInMemory += 1; lastEnded[c] = max(lastEnded[c], h.createdAt) }
+        if h.isLive { live[c] += 1 } else { endedInMemory += 1; lastEnded[c] = max(lastEnded[c], h.createdAt) }
         chunks[c].append(h)
         count += 1
     }
@@ -148,7 +148,7 @@ public struct HoldTable: Sendable {
     }
 
     /// Every row in memory, in slot order.
-    public func forEachInMemory(_ body: (Int32, Hold) throws -> Void) rethrows {
+    public func forEachInMemory(_ body: (Int32, Row) throws -> Void) rethrows {
         for c in 0..<chunks.count {
             if dropped[c] {
                 for (i, h) in chunks[c].enumerated() { try body(stragglerSlots[c][i], h) }
@@ -159,9 +159,16 @@ public struct HoldTable: Sendable {
         }
     }
 
+    /// Every row in memory, in slot order (a copy: for tools and tests).
+    public func inMemoryRows() -> [Row] {
+        var out: [Row] = []
+        forEachInMemory { _, r in out.append(r) }
+        return out
+    }
+
     /// The stragglers, in slot order.
-    public var stragglers: [(Int32, Hold)] {
-        var out: [(Int32, Hold)] = []
+    public var stragglers: [(Int32, Row)] {
+        var out: [(Int32, Row)] = []
         for c in stragglerChunks.sorted() {
             for (i, h) in chunks[Int(c)].enumerated() { out.append((stragglerSlots[Int(c)][i], h)) }
         }
@@ -171,23 +178,18 @@ public struct HoldTable: Sendable {
     /// The slots of pending rows in memory (all pending rows are).
     public func pendingSlots() -> [Int32] {
         var out: [Int32] = []
-        forEachInMemory { s, h in if h.status == .pending { out.append(s) } }
+        forEachInMemory { s, h in if h.isLive { out.append(s) } }
         return out
     }
 
     // MARK: - Leaving memory
 
-    /// What the retention rule lets leave memory now.
-    public enum Candidate: Hashable, Sendable {
-        /// A full chunk: its ended rows go to the history; `keep` (pending) stay as stragglers.
-        case chunk(Int32, keep: [Int32])
-        /// Stragglers that have ended since their chunk left.
-        case stragglers([Int32])
-    }
+    public typealias Candidate = ArchiveCandidate
 
     /// The oldest chunk that may leave memory: full, its last row ended at or
     /// before `endedBefore` (or the deal over `maxEnded` ended rows in memory),
-    /// and at most a quarter of it still pending. Else ended stragglers, if any.
+    /// and at most `Row.maxLiveToLeave` of it still live. Else ended
+    /// stragglers, once `Row.stragglerBatch` of them (or all) have ended.
     /// `after`: chunks up to it are already planned.
     public func candidate(endedBefore: Int64, maxEnded: Int, after: Int32 = -1) -> Candidate? {
         let fullChunks = count >> Self.chunkShift
@@ -197,11 +199,11 @@ public struct HoldTable: Sendable {
         var c = max(Int(firstKept), Int(after) + 1)
         while c < fullChunks {
             if !dropped[c] {
-                if (lastEnded[c] <= endedBefore || overCap) && Int(live[c]) <= Self.chunkSize / 4 {
+                if (lastEnded[c] <= endedBefore || overCap) && Int(live[c]) <= Row.maxLiveToLeave {
                     var keep: [Int32] = []
                     if live[c] > 0 {
                         let base = c << Self.chunkShift
-                        for (i, h) in chunks[c].enumerated() where h.status == .pending { keep.append(Int32(base + i)) }
+                        for (i, h) in chunks[c].enumerated() where h.isLive { keep.append(Int32(base + i)) }
                     }
                     return .chunk(Int32(c), keep: keep)
                 }
@@ -213,19 +215,19 @@ public struct HoldTable: Sendable {
         if stragglerCount > 0 {
             var ended: [Int32] = []
             for c in stragglerChunks {
-                for (i, h) in chunks[Int(c)].enumerated() where h.status != .pending { ended.append(stragglerSlots[Int(c)][i]) }
+                for (i, h) in chunks[Int(c)].enumerated() where !h.isLive { ended.append(stragglerSlots[Int(c)][i]) }
             }
-            if ended.count >= 1024 || (!ended.isEmpty && ended.count == stragglerCount) { return .stragglers(ended.sorted()) }
+            if ended.count >= Row.stragglerBatch || (!ended.isEmpty && ended.count == stragglerCount) { return .stragglers(ended.sorted()) }
         }
         return nil
     }
 
     /// The ended rows a candidate sends to the history, in slot order.
-    public func rowsLeaving(_ candidate: Candidate) -> [(slot: Int32, hold: Hold)] {
+    public func rowsLeaving(_ candidate: Candidate) -> [(slot: Int32, row: Row)] {
         switch candidate {
         case .chunk(let c, let keep):
             let base = Int(c) << Self.chunkShift
-            var out: [(slot: Int32, hold: Hold)] = []
+            var out: [(slot: Int32, row: Row)] = []
             out.reserveCapacity(Self.chunkSize - keep.count)
             var k = 0
             for (i, h) in chunks[Int(c)].enumerated() {
@@ -249,30 +251,30 @@ public struct HoldTable: Sendable {
         case .chunk(let c, let keep):
             let ci = Int(c)
             guard ci >= 0 && ci < count >> Self.chunkShift, !dropped[ci] else {
-                throw EngineError(.corrupt, "hold chunk \(c) cannot leave memory: not a full chunk in memory")
+                throw EngineError(.corrupt, "\(Row.rowName) chunk \(c) cannot leave memory: not a full chunk in memory")
             }
             let base = ci << Self.chunkShift
             var k = 0
             var callerIDs: [ArchivedCallerID] = []
-            var keepRows: [Hold] = []
+            var keepRows: [Row] = []
             keepRows.reserveCapacity(keep.count)
             var pendingKept: Int32 = 0
             for (i, h) in chunks[ci].enumerated() {
                 let s = base + i
                 if k < keep.count && keep[k] == Int32(s) {
                     keepRows.append(h)
-                    if h.status == .pending { pendingKept += 1 }
+                    if h.isLive { pendingKept += 1 }
                     k += 1
-                } else if h.status == .pending {
-                    throw EngineError(.corrupt, "hold \(h.id) is pending; its chunk cannot leave memory without it")
+                } else if h.isLive {
+                    throw EngineError(.corrupt, "\(Row.rowName) \(h.id) is live; its chunk cannot leave memory without it")
                 } else {
-                    investorsLeaving.append(h.investor)
-                    if GeneratedID.parse(h.id, prefix: UInt8(ascii: "h")) == nil {
+                    if h.investor >= 0 { investorsLeaving.append(h.investor) }
+                    if Row.keepsCallerIDs && GeneratedID.parse(h.id, prefix: Row.generatedPrefix) == nil {
                         callerIDs.append(ArchivedCallerID(slot: Int32(s), id: h.id, location: location))
                     }
                 }
             }
-            guard k == keep.count else { throw EngineError(.corrupt, "hold chunk \(c): kept slots outside the chunk or unsorted") }
+            guard k == keep.count else { throw EngineError(.corrupt, "\(Row.rowName) chunk \(c): kept slots outside the chunk or unsorted") }
             archivedCallerIDs.append(contentsOf: callerIDs)
             let leaving = Self.chunkSize - keepRows.count
             endedInMemory -= leaving
@@ -291,21 +293,21 @@ public struct HoldTable: Sendable {
             var byChunk: [Int32: Set<Int32>] = [:]
             // Strictly ascending (as `candidate` makes them): a slot named twice would leave twice.
             for (i, s) in slots.enumerated() where i > 0 && slots[i - 1] >= s {
-                throw EngineError(.corrupt, "straggler hold slots not in ascending order at \(s)")
+                throw EngineError(.corrupt, "straggler \(Row.rowName) slots not in ascending order at \(s)")
             }
             for s in slots {
-                guard isInMemory(s), dropped[Int(s) >> Self.chunkShift], self[Int(s)].status != .pending else {
-                    throw EngineError(.corrupt, "straggler hold slot \(s) cannot leave memory: missing or pending")
+                guard isInMemory(s), dropped[Int(s) >> Self.chunkShift], !self[Int(s)].isLive else {
+                    throw EngineError(.corrupt, "straggler \(Row.rowName) slot \(s) cannot leave memory: missing or live")
                 }
-                if GeneratedID.parse(self[Int(s)].id, prefix: UInt8(ascii: "h")) == nil {
+                if Row.keepsCallerIDs && GeneratedID.parse(self[Int(s)].id, prefix: Row.generatedPrefix) == nil {
                     archivedCallerIDs.append(ArchivedCallerID(slot: s, id: self[Int(s)].id, location: location))
                 }
                 byChunk[Int32(Int(s) >> Self.chunkShift), default: []].insert(s)
-                investorsLeaving.append(self[Int(s)].investor)
+                if self[Int(s)].investor >= 0 { investorsLeaving.append(self[Int(s)].investor) }
             }
             for (c, leaving) in byChunk {
                 let ci = Int(c)
-                var rows: [Hold] = [], kept: [Int32] = []
+                var rows: [Row] = [], kept: [Int32] = []
                 for (i, h) in chunks[ci].enumerated() where !leaving.contains(stragglerSlots[ci][i]) {
                     rows.append(h)
                     kept.append(stragglerSlots[ci][i])
@@ -327,13 +329,92 @@ public struct HoldTable: Sendable {
     /// count, so it checks instead of trusting it.
     public mutating func dropArchivedCallerIDs(first n: Int) throws(EngineError) -> ArraySlice<ArchivedCallerID> {
         guard n >= 0 && n <= archivedCallerIDs.count else {
-            throw EngineError(.corrupt, "\(n) archived hold ids cannot move to disk: \(archivedCallerIDs.count) are in memory")
+            throw EngineError(.corrupt, "\(n) archived \(Row.rowName) ids cannot move to disk: \(archivedCallerIDs.count) are in memory")
         }
         let gone = archivedCallerIDs[0..<n]
         archivedCallerIDs.removeFirst(n)
         return gone
     }
 
+    /// The history entries that may hold an archived slot, newest first.
+    public func locations(of slot: Int32) -> [HistoryLocation] {
+        (archived[Int32(Int(slot) >> Self.chunkShift)] ?? []).reversed()
+    }
+
+    // MARK: - Snapshots
+
+    /// The table's parts, for the snapshot codec and the digest.
+    public struct Parts: Sendable {
+        public var count: Int
+        public var chunks: [[Row]?]
+        public var stragglers: [(Int32, Row)]
+        public var archived: [(Int32, [HistoryLocation])]
+        public var archivedRows: Int
+        /// Per chunk, when its last row ended (the retention clock).
+        public var lastEnded: [Int64]
+        public var archivedCallerIDs: [ArchivedCallerID]
+    }
+
+    public var parts: Parts {
+        var parts: [[Row]?] = []
+        for c in 0..<chunks.count { parts.append(dropped[c] ? nil : chunks[c]) }
+        return Parts(count: count, chunks: parts, stragglers: stragglers,
+                     archived: archived.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, archivedRows: archivedRows,
+                     lastEnded: lastEnded, archivedCallerIDs: archivedCallerIDs)
+    }
+
+    /// Rebuilds a table (snapshot load), recomputing the per-chunk counters.
+    public init(_ p: Parts) throws(DecodeError) {
+        let expectedChunks = (p.count + Self.chunkSize - 1) >> Self.chunkShift
+        guard p.chunks.count == expectedChunks else { throw DecodeError("\(Row.rowName) table: \(p.chunks.count) chunks for \(p.count) slots") }
+        guard p.lastEnded.count == expectedChunks else { throw DecodeError("\(Row.rowName) table: \(p.lastEnded.count) chunk end times for \(expectedChunks) chunks") }
+        for (c, chunk) in p.chunks.enumerated() {
+            let want = c == expectedChunks - 1 ? p.count - (c << Self.chunkShift) : Self.chunkSize
+            if let chunk {
+                guard chunk.count == want else { throw DecodeError("\(Row.rowName) chunk \(c) has \(chunk.count) rows, not \(want)") }
+            } else {
+                guard want == Self.chunkSize else { throw DecodeError("\(Row.rowName) chunk \(c) is dropped but not full") }
+            }
+        }
+        count = p.count
+        chunks = p.chunks.map { $0 ?? [] }
+        dropped = p.chunks.map { $0 == nil }
+        stragglerSlots = Array(repeating: [], count: expectedChunks)
+        live = Array(repeating: 0, count: expectedChunks)
+        lastEnded = p.lastEnded
+        for (c, chunk) in p.chunks.enumerated() {
+            guard let chunk else { continue }
+            for h in chunk {
+                if h.isLive { live[c] += 1 } else { endedInMemory += 1 }
+            }
+        }
+        var previous: Int32 = -1
+        for (s, h) in p.stragglers {
+            guard s > previous, s >= 0 && Int(s) < p.count, p.chunks[Int(s) >> Self.chunkShift] == nil else {
+                throw DecodeError("straggler \(Row.rowName) slot \(s) is not in a dropped chunk, or out of order")
+            }
+            previous = s
+            let c = Int(s) >> Self.chunkShift
+            chunks[c].append(h)
+            stragglerSlots[c].append(s)
+            stragglerChunks.insert(Int32(c))
+            stragglerCount += 1
+            if h.isLive { live[c] += 1 } else { endedInMemory += 1 }
+        }
+        for (c, locs) in p.archived {
+            guard c >= 0 && Int(c) < expectedChunks, p.chunks[Int(c)] == nil else { throw DecodeError("archived \(Row.rowName) chunk \(c) is in memory") }
+            archived[c] = locs
+        }
+        archivedRows = p.archivedRows
+        for a in p.archivedCallerIDs where a.slot < 0 || Int(a.slot) >= p.count {
+            throw DecodeError("archived \(Row.rowName) id of slot \(a.slot) out of range")
+        }
+        archivedCallerIDs = p.archivedCallerIDs
+        while Int(firstKept) < p.count >> Self.chunkShift && dropped[Int(firstKept)] { firstKept += 1 }
+    }
+}
+
+extension RowTable where Row == Hold {
     /// Fills in where the history holds the rows of ids loaded from a format-5
     /// snapshot (which did not record it), by reading the candidate entries.
     public mutating func resolveCallerIDLocations(deal: UInt32, store: HistoryStore) {
@@ -347,84 +428,58 @@ public struct HoldTable: Sendable {
             }
         }
     }
-
-    /// The history entries that may hold an archived slot, newest first.
-    public func locations(of slot: Int32) -> [HistoryLocation] {
-        (archived[Int32(Int(slot) >> Self.chunkShift)] ?? []).reversed()
-    }
-
-    // MARK: - Snapshots
-
-    /// The table's parts, for the snapshot codec and the digest.
-    public struct Parts: Sendable {
-        public var count: Int
-        public var chunks: [[Hold]?]
-        public var stragglers: [(Int32, Hold)]
-        public var archived: [(Int32, [HistoryLocation])]
-        public var archivedRows: Int
-        /// Per chunk, when its last row ended (the retention clock).
-        public var lastEnded: [Int64]
-        public var archivedCallerIDs: [ArchivedCallerID]
-    }
-
-    public var parts: Parts {
-        var parts: [[Hold]?] = []
-        for c in 0..<chunks.count { parts.append(dropped[c] ? nil : chunks[c]) }
-        return Parts(count: count, chunks: parts, stragglers: stragglers,
-                     archived: archived.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, archivedRows: archivedRows,
-                     lastEnded: lastEnded, archivedCallerIDs: archivedCallerIDs)
-    }
-
-    /// Rebuilds a table (snapshot load), recomputing the per-chunk counters.
-    public init(_ p: Parts) throws(DecodeError) {
-        let expectedChunks = (p.count + Self.chunkSize - 1) >> Self.chunkShift
-        guard p.chunks.count == expectedChunks else { throw DecodeError("hold table: \(p.chunks.count) chunks for \(p.count) slots") }
-        guard p.lastEnded.count == expectedChunks else { throw DecodeError("hold table: \(p.lastEnded.count) chunk end times for \(expectedChunks) chunks") }
-        for (c, chunk) in p.chunks.enumerated() {
-            let want = c == expectedChunks - 1 ? p.count - (c << Self.chunkShift) : Self.chunkSize
-            if let chunk {
-                guard chunk.count == want else { throw DecodeError("hold chunk \(c) has \(chunk.count) rows, not \(want)") }
-            } else {
-                guard want == Self.chunkSize else { throw DecodeError("hold chunk \(c) is dropped but not full") }
-            }
-        }
-        count = p.count
-        chunks = p.chunks.map { $0 ?? [] }
-        dropped = p.chunks.map { $0 == nil }
-        stragglerSlots = Array(repeating: [], count: expectedChunks)
-        live = Array(repeating: 0, count: expectedChunks)
-        lastEnded = p.lastEnded
-        for (c, chunk) in p.chunks.enumerated() {
-            guard let chunk else { continue }
-            for h in chunk {
-                if h.status == .pending { live[c] += 1 } else { endedInMemory += 1 }
-            }
-        }
-        var previous: Int32 = -1
-        for (s, h) in p.stragglers {
-            guard s > previous, s >= 0 && Int(s) < p.count, p.chunks[Int(s) >> Self.chunkShift] == nil else {
-                throw DecodeError("straggler hold slot \(s) is not in a dropped chunk, or out of order")
-            }
-            previous = s
-            let c = Int(s) >> Self.chunkShift
-            chunks[c].append(h)
-            stragglerSlots[c].append(s)
-            stragglerChunks.insert(Int32(c))
-            stragglerCount += 1
-            if h.status == .pending { live[c] += 1 } else { endedInMemory += 1 }
-        }
-        for (c, locs) in p.archived {
-            guard c >= 0 && Int(c) < expectedChunks, p.chunks[Int(c)] == nil else { throw DecodeError("archived hold chunk \(c) is in memory") }
-            archived[c] = locs
-        }
-        archivedRows = p.archivedRows
-        for a in p.archivedCallerIDs where a.slot < 0 || Int(a.slot) >= p.count {
-            throw DecodeError("archived hold id of slot \(a.slot) out of range")
-        }
-        archivedCallerIDs = p.archivedCallerIDs
-        while Int(firstKept) < p.count >> Self.chunkShift && dropped[Int(firstKept)] { firstKept += 1 }
-    }
 }
+
+/// What the retention rule lets leave memory now (the same for every table).
+public enum ArchiveCandidate: Hashable, Sendable {
+    /// A full chunk: its ended rows go to the history; `keep` (live) stay as stragglers.
+    case chunk(Int32, keep: [Int32])
+    /// Stragglers that have ended since their chunk left.
+    case stragglers([Int32])
+}
+
+/// A row a `RowTable` keeps: it knows whether it may still change (`isLive`:
+/// then it never leaves memory) and which investor slot it names.
+public protocol RetainedRow: Sendable {
+    var isLive: Bool { get }
+    var investor: Int32 { get }
+    var id: String { get }
+    /// When the row was made: the retention clock of a row appended already ended.
+    var createdAt: Int64 { get }
+    /// log2 of the rows a chunk holds.
+    static var chunkShift: Int { get }
+    /// The first byte of the ids the engine generates for the row (`h`, `a`).
+    static var generatedPrefix: UInt8 { get }
+    /// Whether caller-chosen ids of rows that left are listed (`archivedCallerIDs`)
+    /// for the on-disk id runs; otherwise the id map keeps them.
+    static var keepsCallerIDs: Bool { get }
+    /// For messages.
+    static var rowName: String { get }
+    /// A full chunk leaves only with at most this many rows still live (they
+    /// stay as stragglers).
+    static var maxLiveToLeave: Int { get }
+    /// Ended stragglers leave in batches of this many (or when all have ended).
+    static var stragglerBatch: Int { get }
+}
+
+extension Hold: RetainedRow {
+    public var isLive: Bool { status == .pending }
+    /// 1024 rows (112 KiB) a chunk: small enough that a thousand quiet deals,
+    /// each with a chunk being filled and one waiting out the window, stay
+    /// within a few hundred MiB; large enough that a hot deal at 150k holds/s
+    /// writes about 150 history entries a second.
+    public static var chunkShift: Int { 10 }
+    public static var generatedPrefix: UInt8 { UInt8(ascii: "h") }
+    public static var keepsCallerIDs: Bool { true }
+    public static var rowName: String { "hold" }
+    /// A quarter: the pending holds of a chunk that left are found by a binary
+    /// search among its stragglers, so the hot path wants few of them.
+    public static var maxLiveToLeave: Int { 256 }
+    public static var stragglerBatch: Int { 1024 }
+}
+
+/// A deal's holds by slot (see `RowTable`).
+public typealias HoldTable = RowTable<Hold>
 
 /// A caller's id of a hold that left memory, with the history entry that has
 /// its row (where a lookup through the on-disk id runs confirms it).
