@@ -24,7 +24,8 @@ func describe(_ c: Change) -> String {
     case .directory(let c): return c.summary
     case .people(let d, let c): return "deal=\(d) " + c.summary
     case .money(let d, let c): return "deal=\(d) " + c.summary
-    case .holdsArchived(let d, let leaving, let location), .allocationsArchived(let d, let leaving, let location):
+    case .holdsArchived(let d, let leaving, let location), .allocationsArchived(let d, let leaving, let location),
+         .approvalsArchived(let d, let leaving, let location):
         switch leaving {
         case .chunk(let c, let keep): return "deal=\(d) chunk=\(c) history=\(location) kept=\(keep.count)"
         case .stragglers(let slots): return "deal=\(d) stragglers=\(slots.count) history=\(location)"
@@ -130,7 +131,7 @@ enum VerifyCommand {
                 print("invariant: holds for every lot")
             }
             // Every history entry the state names must read back whole (each row's CRC).
-            if result.states.contains(where: { $0.holds.archivedRows > 0 || $0.allocations.archivedRows > 0 }) {
+            if result.states.contains(where: { $0.holds.archivedRows > 0 || $0.allocations.archivedRows > 0 || $0.people.approvals.archivedRows > 0 }) {
                 let store = try HistoryStore(directory: dir.history, io: io)
                 var entries = 0, rows = 0, bad: [String] = []
                 // An entry of stragglers is named by each chunk it has rows of: read it once.
@@ -149,6 +150,7 @@ enum VerifyCommand {
                 for s in result.states {
                     check(s.holds.archived, ArchivedHold.self, of: s)
                     check(s.allocations.archived, ArchivedAllocation.self, of: s)
+                    check(s.people.approvals.archived, ArchivedApproval.self, of: s)
                 }
                 // The on-disk id runs: every block read back against its CRC.
                 if io.fileExists(dir.history) {
@@ -166,7 +168,7 @@ enum VerifyCommand {
                 }
                 store.close()
                 if bad.isEmpty {
-                    print("history: \(entries) entries, \(rows) archived rows (holds and rejected allocations), all readable")
+                    print("history: \(entries) entries, \(rows) archived rows (holds, rejected allocations, decided approvals), all readable")
                 } else {
                     damaged = true
                     print("history: DAMAGED: \(bad.prefix(5).joined(separator: "; "))")

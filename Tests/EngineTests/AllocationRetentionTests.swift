@@ -159,6 +159,70 @@ import Testing
         try await s.close()
     }
 
+    @Test func decidedApprovalsLeaveWithTheirAllocationsAndStayReadable() async throws {
+        let io = SimulatedFileIO(seed: 0xa14)
+        let clock = ManualClock()
+        let d = try await openDurable(io, clock, config())
+        let n = Self.chunk * 2
+        // The last five stay under review, so their approvals stay pending.
+        _ = try await d.engine.createDeal(DealSpec(id: "ap", offerUnitPrice: Price.whole(10)))
+        try await d.engine.addLot(deal: "ap", LotSpec(id: "ap-L1", unitsTotal: Units.whole(100_000), unitCost: Price.whole(5)))
+        var ids: [String] = []
+        for i in 0..<(n + 5) {
+            let h = try await d.engine.hold(deal: "ap", HoldRequest(investor: "inv\(i % 7)", units: Units.whole(1), price: Price.whole(10), ttlMillis: 3_600_000))
+            let a = try await d.engine.allocate(hold: h.id)
+            if i < n { if i % 4 == 0 { try await d.engine.approve(allocation: a) } else { try await d.engine.reject(allocation: a) } }
+            ids.append(a)
+        }
+        let actor = try #require(d.engine.deal("ap"))
+        func fields(_ r: DealReply) -> [Field] { if case .fields(let f) = r { return f }; Issue.record("\(r)"); return [] }
+        let approvalOf = try #require(try await d.engine.allocationFields(ids[1])[field: "approval"])
+        let approvedOne = try #require(try await d.engine.allocationFields(ids[0])[field: "approval"])
+        let listBefore = await actor.execute([.people(.listApprovals(ApprovalFilter(), cursor: 0, count: 1000))]).replies[0]
+        clock.advance(millis: 1_000)
+        _ = await d.archiveDue()
+        let archived = await actor.read { $0.people.approvals.archivedRows }
+        #expect(archived == n)  // every decided approval of the two full chunks
+        #expect(await actor.read { $0.people.approvals.inMemory } == 5)
+
+        // APPROVAL.GET of one that left memory, with its entity's id.
+        let got = fields(await actor.execute([.people(.getApproval(id: approvalOf))]).replies[0])
+        #expect(got[field: "status"] == "rejected" && got[field: "entity_id"] == ids[1] && got[field: "entity_type"] == "allocation")
+        // Deciding it again the same way is a no-op; the other way is refused.
+        #expect(await actor.execute([.people(.decideApproval(id: approvalOf, approve: false, note: nil))]).replies[0] == .ok)
+        guard case .failure(let e) = await actor.execute([.people(.decideApproval(id: approvedOne, approve: false, note: nil))]).replies[0] else {
+            Issue.record("deciding an archived approval the other way was not refused"); return
+        }
+        #expect(e.code == .conflict)
+        guard case .failure(let e2) = await actor.execute([.people(.prioritizeApproval(id: approvalOf, priority: .high))]).replies[0] else {
+            Issue.record("prioritising a decided approval was not refused"); return
+        }
+        #expect(e2.code == .conflict)
+        // The deal's list is the same as before the rows left; the engine-wide walk too.
+        #expect(await actor.execute([.people(.listApprovals(ApprovalFilter(), cursor: 0, count: 1000))]).replies[0] == listBefore)
+        let now = clock.nowMillis()
+        let indexes = d.engine.indexes
+        let walk = await actor.read { $0.approvals(after: ApprovalKey(cursor: "0"), filter: ApprovalFilter(status: .pending), count: 100, budget: 10_000, now: now, index: indexes) }
+        #expect(walk.error == nil)
+        #expect(walk.rows.map { $0.fields[field: "entity_id"] } == ids.suffix(5).map { Optional($0) })
+        // New approvals keep the queue's creation order after the rows before them left.
+        let h = try await d.engine.hold(deal: "ap", HoldRequest(investor: "inv1", units: Units.whole(1), price: Price.whole(10), ttlMillis: 3_600_000))
+        _ = try await d.engine.allocate(hold: h.id)
+
+        let live = await d.engine.digest()
+        try await d.close()
+        let r = try await openDurable(io, clock, config())
+        #expect(await r.engine.digest() == live)
+        try await r.snapshot()
+        try await r.close()
+        let s = try await openDurable(io, clock, config())
+        #expect(await s.engine.digest() == live)
+        let again = fields(await s.engine.deal("ap")!.execute([.people(.getApproval(id: approvalOf))]).replies[0])
+        #expect(again == got)
+        #expect(await s.engine.invariantViolations().isEmpty)
+        try await s.close()
+    }
+
     @Test func historyRowOfAnAllocationRoundTrips() throws {
         let a = Allocation(units: Units.whole(3), firstPart: LotPart(lot: 0, units: Units.whole(2)), id: "a1.7", holdID: "client-h",
                            moreParts: [LotPart(lot: 2, units: Units.whole(1))], unitPrice: Price.whole(12), createdAt: 5, decidedAt: 9,

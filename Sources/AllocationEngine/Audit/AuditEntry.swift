@@ -75,7 +75,8 @@ extension Change {
         case .allocationCreated(_, _, let a, let by): return ("allocation", a, by ?? "")
         case .allocationStatus(_, let a, _, let by): return ("allocation", a, by ?? "")
         case .group(let d, let changes): return changes.first?.auditSubject ?? ("deal", d, "")
-        case .holdsArchived(let d, _, let location), .allocationsArchived(let d, _, let location): return ("history", "\(d)@\(location)", "")
+        case .holdsArchived(let d, _, let location), .allocationsArchived(let d, _, let location),
+             .approvalsArchived(let d, _, let location): return ("history", "\(d)@\(location)", "")
         case .holdIDsMoved(let d, _, let run): return ("history", "\(d)@\(CallerIDRuns.fileName(run))", "")
         case .directory(let c):
             switch c {

@@ -132,6 +132,12 @@ public actor DealActor {
         for c in Self.candidates(state.allocations, endedBefore: endedBefore, maxEnded: maxEnded, limit: max(0, limit - plans.count)) {
             plans.append(ArchivePlan(deal: self, candidate: c, rows: .allocations(state.allocations.rowsLeaving(c)), investors: state.investors))
         }
+        // Decided approvals, with the ids of their commitments and allocations.
+        for c in Self.candidates(state.people.approvals, endedBefore: endedBefore, maxEnded: maxEnded, limit: max(0, limit - plans.count)) {
+            let rows = state.people.approvals.rowsLeaving(c)
+            let entityIDs = rows.map { state.approvalEntityID($0.row, index: indexes) }
+            plans.append(ArchivePlan(deal: self, candidate: c, rows: .approvals(rows, entityIDs: entityIDs), investors: []))
+        }
         return plans
     }
 
@@ -157,6 +163,7 @@ public actor DealActor {
         let change: Change = switch plan.rows {
         case .holds: .holdsArchived(deal: id, plan.candidate, location: location)
         case .allocations: .allocationsArchived(deal: id, plan.candidate, location: location)
+        case .approvals: .approvalsArchived(deal: id, plan.candidate, location: location)
         }
         state.commit(change, time: now, context: context, changes: &changes)
         var none: [DealReply] = []
@@ -256,6 +263,7 @@ public struct ArchivePlan: Sendable {
     enum Rows: Sendable {
         case holds([(slot: Int32, row: Hold)], allocationIDs: [String?])
         case allocations([(slot: Int32, row: Allocation)])
+        case approvals([(slot: Int32, row: Approval)], entityIDs: [String])
     }
     let rows: Rows
     let investors: [String]
@@ -264,6 +272,7 @@ public struct ArchivePlan: Sendable {
         switch rows {
         case .holds(let r, _): r.count
         case .allocations(let r): r.count
+        case .approvals(let r, _): r.count
         }
     }
 
@@ -279,6 +288,11 @@ public struct ArchivePlan: Sendable {
             return HistoryStore.entry(deal: deal.number, rows: archived)
         case .allocations(let rows):
             let archived = rows.map { (slot: $0.slot, hold: ArchivedAllocation(allocation: $0.row, investorID: investors[Int($0.row.investor)])) }
+            return HistoryStore.entry(deal: deal.number, rows: archived)
+        case .approvals(let rows, let entityIDs):
+            var archived: [(slot: Int32, hold: ArchivedApproval)] = []
+            archived.reserveCapacity(rows.count)
+            for (i, r) in rows.enumerated() { archived.append((r.slot, ArchivedApproval(approval: r.row, entityID: entityIDs[i]))) }
             return HistoryStore.entry(deal: deal.number, rows: archived)
         }
     }

@@ -137,6 +137,10 @@ public struct DealState: Sendable {
         case .allocationsArchived(_, let leaving, let location):
             for investor in try allocations.archive(leaving, at: location) { releaseInvestor(investor) }
             return -1
+        case .approvalsArchived(_, let leaving, let location):
+            // Approvals name no investor slot.
+            _ = try people.approvals.archive(leaving, at: location)
+            return -1
         case .holdIDsMoved(_, let count, _):
             // The run answers for these ids now; the id map forgets them.
             for gone in try holds.dropArchivedCallerIDs(first: count) {

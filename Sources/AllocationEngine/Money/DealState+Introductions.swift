@@ -143,6 +143,8 @@ extension DealState {
             guard let slot = try? allocationSlot(id, index: context.indexes) else { return [] }
             return followApproval(slot, context: context)
         case .people(_, .allocationDecided(let approval, true, _, _)):
+            // Just decided (applied in this batch), so still in memory.
+            guard people.approvals.isInMemory(approval) else { return [] }
             let a = people.approvals[Int(approval)]
             guard a.entity == .allocation else { return [] }
             return followApproval(a.entitySlot, context: context)

@@ -5,8 +5,9 @@
 /// member or revoked link keeps its slot), so a list cursor is a slot and a
 /// walk sees every row present during it exactly once.
 ///
-/// Memory: one row per membership, link, commitment and approval ever made in
-/// the deal, each bounded by `PeopleLimits`.
+/// Memory: one row per membership, link and commitment ever made in the deal,
+/// each bounded by `PeopleLimits`; approvals while pending (decided ones leave
+/// memory for the history, `ApprovalTable`).
 public struct DealPeople: Sendable {
     public internal(set) var members: [Membership] = []
     /// Active member -> slot.
@@ -15,7 +16,11 @@ public struct DealPeople: Sendable {
     /// Token hash -> invite slot.
     var inviteByHash: [String: Int32] = [:]
     public internal(set) var commitments = ChunkedArray<Commitment>()
-    public internal(set) var approvals = ChunkedArray<Approval>()
+    public internal(set) var approvals = ApprovalTable()
+    /// When the newest approval was created: the next is never dated before
+    /// it (the queue's order is creation order), even when that row has left
+    /// memory. In the snapshot from format 8.
+    var approvalClock: Int64 = 0
     /// Approval SLA per entity type, in seconds (`DEAL.SLA`).
     public internal(set) var slaSeconds: [Int64] = [PeopleLimits.defaultSLASeconds, PeopleLimits.defaultSLASeconds]
     public init() {}

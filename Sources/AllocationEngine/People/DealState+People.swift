@@ -121,6 +121,8 @@ extension DealState {
 
     private func checkPendingApproval(_ slot: Int32) throws(EngineError) {
         guard slot >= 0 && Int(slot) < people.approvals.count else { throw EngineError(.notFound, "approval #\(slot) not in deal \(info.id)") }
+        // Every pending approval is in memory; one that left has been decided.
+        guard people.approvals.isInMemory(slot) else { throw EngineError(.conflict, "approval \(approvalID(slot)) has been decided, not pending") }
         guard people.approvals[Int(slot)].status == .pending else {
             throw EngineError(.conflict, "approval \(approvalID(slot)) is \(people.approvals[Int(slot)].status.name), not pending")
         }
@@ -131,7 +133,8 @@ extension DealState {
         let slot = Int32(people.approvals.count)
         // Never dated before the approval before it (a clock stepping back):
         // the queue's order is creation order, which APPROVAL.LIST relies on.
-        let created = slot > 0 ? max(time, people.approvals[Int(slot) - 1].createdAt) : time
+        let created = slot > 0 ? max(time, people.approvalClock) : time
+        people.approvalClock = created
         people.approvals.append(Approval(entity: entity, entitySlot: entitySlot, requestedBy: requestedBy, createdAt: created,
                                          slaBreachAt: created + people.sla(entity) * 1000))
         return slot
@@ -145,6 +148,7 @@ extension DealState {
         people.approvals[Int(slot)].decidedBy = by
         people.approvals[Int(slot)].decidedAt = time
         if let note { people.approvals[Int(slot)].notes = note }
+        people.approvals.ended(slot, at: time)
     }
 
     // MARK: - Lookups
@@ -286,7 +290,7 @@ extension DealState {
         case .decideApproval(let id, let approve, let note):
             let slot = try approvalSlot(id)
             if let note { try Validate.text(note, field: "note") }
-            let a = people.approvals[Int(slot)]
+            let a = try approvalRow(slot, index: context.indexes).approval
             if a.status == (approve ? .approved : .rejected) { return .ok }
             try checkPendingApproval(slot)
             switch a.entity {
@@ -302,11 +306,21 @@ extension DealState {
             }
             return .ok
         case .getApproval(let id):
-            return .fields(approvalFields(try approvalSlot(id), now: now, index: context.indexes))
+            let read = try approvalRow(try approvalSlot(id), index: context.indexes)
+            return .fields(approvalFields(try approvalSlot(id), read, now: now))
         case .listApprovals(let filter, let cursor, let count):
-            return page(from: cursor, count: count, total: people.approvals.count) { slot in
-                filter.matches(people.approvals[slot], now: now) ? approvalFields(Int32(slot), now: now, index: context.indexes) : nil
+            var reader = ApprovalCursor()
+            var rows: [[Field]] = []
+            let total = people.approvals.count
+            var slot = Int(min(cursor, UInt64(total)))
+            var scanned = 0
+            while slot < total && rows.count < count && scanned < PeopleLimits.maxPageScan {
+                let read = try reader.row(Int32(slot), in: self, index: context.indexes)
+                if filter.matches(read.approval, now: now) { rows.append(approvalFields(Int32(slot), read, now: now)) }
+                slot += 1
+                scanned += 1
             }
+            return .page(cursor: slot >= total ? "0" : String(slot), rows: rows)
         case .setSLA(let entity, let seconds):
             guard seconds >= PeopleLimits.minSLASeconds && seconds <= PeopleLimits.maxSLASeconds else {
                 throw EngineError(.invalid, "SLA must be between \(PeopleLimits.minSLASeconds) and \(PeopleLimits.maxSLASeconds) seconds")

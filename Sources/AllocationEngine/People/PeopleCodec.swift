@@ -311,17 +311,33 @@ enum PeopleCodec: RecordFieldCoding {
         for c in p.commitments {
             encode(.commitmentCreated(c), into: &w); w.u8(c.status.rawValue); w.zigzag(c.createdAt); w.varint(UInt64(c.approval))
         }
-        w.varint(UInt64(p.approvals.count))
-        for a in p.approvals {
-            w.u8(a.entity.rawValue); w.varint(UInt64(a.entitySlot)); w.u8(a.status.rawValue); w.u8(a.priority.rawValue)
-            opt(a.requestedBy, &w); opt(a.assignedTo, &w); opt(a.decidedBy, &w); w.zigzag(a.decidedAt); opt(a.notes, &w)
-            w.zigzag(a.createdAt); w.zigzag(a.slaBreachAt)
-        }
+        // Format 8: the row-table layout (64 a chunk; decided ones may have
+        // left memory), then when the newest approval was created.
+        StateCodec.encodeTable(p.approvals.parts, into: &w, drain: { _ in }) { a, w in encodeApproval(a, &w) }
+        w.zigzag(p.approvalClock)
         w.varint(UInt64(p.slaSeconds.count)); for s in p.slaSeconds { w.zigzag(s) }
     }
 
+    static func encodeApproval(_ a: Approval, _ w: inout W) {
+        w.u8(a.entity.rawValue); w.varint(UInt64(a.entitySlot)); w.u8(a.status.rawValue); w.u8(a.priority.rawValue)
+        opt(a.requestedBy, &w); opt(a.assignedTo, &w); opt(a.decidedBy, &w); w.zigzag(a.decidedAt); opt(a.notes, &w)
+        w.zigzag(a.createdAt); w.zigzag(a.slaBreachAt)
+    }
+
+    static func decodeApproval(_ r: inout R, commitments: Int, allocations: Int) throws(DecodeError) -> Approval {
+        let entity = try code(&r, "approval entity", ApprovalEntity.init(rawValue:))
+        let entitySlot = try slot(&r)
+        guard Int(entitySlot) < (entity == .commitment ? commitments : allocations) else { throw DecodeError("approval of a missing row") }
+        var a = Approval(entity: entity, entitySlot: entitySlot, createdAt: 0, slaBreachAt: 0)
+        a.status = try code(&r, "approval status", ApprovalStatus.init(rawValue:))
+        a.priority = try code(&r, "priority", ApprovalPriority.init(rawValue:))
+        a.requestedBy = try opt(&r); a.assignedTo = try opt(&r); a.decidedBy = try opt(&r); a.decidedAt = try r.zigzag(); a.notes = try opt(&r)
+        a.createdAt = try r.zigzag(); a.slaBreachAt = try r.zigzag()
+        return a
+    }
+
     /// Decodes a deal's people section; `allocations` checks approval links.
-    static func decodePeople(_ r: inout R, allocations: Int) throws(DecodeError) -> DealPeople {
+    static func decodePeople(_ r: inout R, allocations: Int, version: UInt16) throws(DecodeError) -> DealPeople {
         var p = DealPeople()
         for _ in 0..<(try StateCodec.count(&r, "member")) {
             var m = try decodeMember(&r)
@@ -349,16 +365,18 @@ enum PeopleCodec: RecordFieldCoding {
             c.approval = try slot(&r)
             p.commitments.append(c)
         }
-        for _ in 0..<(try StateCodec.count(&r, "approval")) {
-            let entity = try code(&r, "approval entity", ApprovalEntity.init(rawValue:))
-            let entitySlot = try slot(&r)
-            guard Int(entitySlot) < (entity == .commitment ? p.commitments.count : allocations) else { throw DecodeError("approval of a missing row") }
-            var a = Approval(entity: entity, entitySlot: entitySlot, createdAt: 0, slaBreachAt: 0)
-            a.status = try code(&r, "approval status", ApprovalStatus.init(rawValue:))
-            a.priority = try code(&r, "priority", ApprovalPriority.init(rawValue:))
-            a.requestedBy = try opt(&r); a.assignedTo = try opt(&r); a.decidedBy = try opt(&r); a.decidedAt = try r.zigzag(); a.notes = try opt(&r)
-            a.createdAt = try r.zigzag(); a.slaBreachAt = try r.zigzag()
-            p.approvals.append(a)
+        let commitments = p.commitments.count
+        if version >= 8 {
+            p.approvals = try StateCodec.decodeTable(&r, version: version) { (r: inout ByteReader) throws(DecodeError) -> Approval in
+                try decodeApproval(&r, commitments: commitments, allocations: allocations)
+            }
+            p.approvalClock = try r.zigzag()
+        } else {
+            for _ in 0..<(try StateCodec.count(&r, "approval")) {
+                let a = try decodeApproval(&r, commitments: commitments, allocations: allocations)
+                p.approvals.append(a)
+                p.approvalClock = a.createdAt
+            }
         }
         for c in p.commitments { guard Int(c.approval) < p.approvals.count else { throw DecodeError("commitment \(c.id) names a missing approval") } }
         let n = try StateCodec.count(&r, "sla")

@@ -28,9 +28,8 @@ extension DealState {
         ]
     }
 
-    public func approvalFields(_ slot: Int32, now: Int64, index: EngineIndexes) -> [Field] {
-        let a = people.approvals[Int(slot)]
-        let entityID: String = a.entity == .commitment ? people.commitments[Int(a.entitySlot)].id : allocationID(a.entitySlot, index: index)
+    func approvalFields(_ slot: Int32, _ read: ApprovalRead, now: Int64) -> [Field] {
+        let a = read.approval, entityID = read.entityID
         return [
             Field("id", approvalID(slot)), Field("deal", info.id), Field("entity_type", a.entity.name), Field("entity_id", entityID),
             Field("status", a.status.name), Field("priority", a.priority.name), Field("requested_by", a.requestedBy),
@@ -128,28 +127,39 @@ extension DealState {
     /// (nil when it was), so a merge across deals knows how far it is complete.
     /// Approvals are in creation-time order within a deal (`openApproval`
     /// never dates one before the one before it), so the start is a binary search.
+    /// Decided approvals that left memory are read back from the history, a
+    /// chunk at a time (`ApprovalCursor`); a failed read is `error`, with no rows.
     public func approvals(after key: ApprovalKey, filter: ApprovalFilter, count: Int, budget: Int, now: Int64, index: EngineIndexes)
-        -> (rows: [(key: ApprovalKey, fields: [Field])], frontier: ApprovalKey?) {
-        let n = people.approvals.count
-        var lo = 0, hi = n
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if ApprovalKey(createdAt: people.approvals[mid].createdAt, deal: ref, slot: Int32(mid)) <= key { lo = mid + 1 } else { hi = mid }
+        -> (rows: [(key: ApprovalKey, fields: [Field])], frontier: ApprovalKey?, error: EngineError?) {
+        var reader = ApprovalCursor()
+        do throws(EngineError) {
+            let n = people.approvals.count
+            var lo = 0, hi = n
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                let created = try reader.row(Int32(mid), in: self, index: index).approval.createdAt
+                if ApprovalKey(createdAt: created, deal: ref, slot: Int32(mid)) <= key { lo = mid + 1 } else { hi = mid }
+            }
+            var rows: [(key: ApprovalKey, fields: [Field])] = []
+            var slot = lo
+            var scanned = 0
+            var lastCreated: Int64 = 0
+            while slot < n && rows.count < count && scanned < budget {
+                let read = try reader.row(Int32(slot), in: self, index: index)
+                let k = ApprovalKey(createdAt: read.approval.createdAt, deal: ref, slot: Int32(slot))
+                lastCreated = read.approval.createdAt
+                if filter.matches(read.approval, now: now) { rows.append((k, approvalFields(Int32(slot), read, now: now))) }
+                slot += 1
+                scanned += 1
+            }
+            guard slot < n else { return (rows, nil, nil) }
+            let last = slot - 1
+            let frontier = last >= lo ? ApprovalKey(createdAt: lastCreated, deal: ref, slot: Int32(last))
+                : last >= 0 ? ApprovalKey(createdAt: try reader.row(Int32(last), in: self, index: index).approval.createdAt, deal: ref, slot: Int32(last)) : key
+            return (rows, frontier, nil)
+        } catch {
+            return ([], nil, error)
         }
-        var rows: [(key: ApprovalKey, fields: [Field])] = []
-        var slot = lo
-        var scanned = 0
-        while slot < n && rows.count < count && scanned < budget {
-            let a = people.approvals[slot]
-            let k = ApprovalKey(createdAt: a.createdAt, deal: ref, slot: Int32(slot))
-            if filter.matches(a, now: now) { rows.append((k, approvalFields(Int32(slot), now: now, index: index))) }
-            slot += 1
-            scanned += 1
-        }
-        guard slot < n else { return (rows, nil) }
-        let last = slot - 1
-        let frontier = last >= 0 ? ApprovalKey(createdAt: people.approvals[last].createdAt, deal: ref, slot: Int32(last)) : key
-        return (rows, frontier)
     }
 }
 

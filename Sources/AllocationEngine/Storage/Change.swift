@@ -30,6 +30,8 @@ public enum Change: Hashable, Sendable {
     /// Rejected allocations left memory the same way (type 103; the payload
     /// of type 101).
     case allocationsArchived(deal: String, ArchiveCandidate, location: HistoryLocation)
+    /// Decided approvals left memory the same way (type 104).
+    case approvalsArchived(deal: String, ArchiveCandidate, location: HistoryLocation)
     /// The deal's first `count` archived caller ids are answered by the
     /// on-disk id run `run` (written and synced before this record), and leave
     /// memory (type 102). Replay drops the same ones.
@@ -40,7 +42,7 @@ public enum Change: Hashable, Sendable {
         switch self {
         case .directory: ""
         case .people(let d, _), .money(let d, _), .group(let d, _), .holdsArchived(let d, _, _),
-             .allocationsArchived(let d, _, _), .holdIDsMoved(let d, _, _): d
+             .allocationsArchived(let d, _, _), .approvalsArchived(let d, _, _), .holdIDsMoved(let d, _, _): d
         case .dealCreated(let info): info.id
         case .dealStatus(let d, _), .lotAdded(let d, _), .lotResized(let d, _, _), .holdPlaced(let d, _),
              .holdReleased(let d, _), .holdExpired(let d, _), .allocationCreated(let d, _, _, _),
@@ -67,12 +69,13 @@ public enum Change: Hashable, Sendable {
         case .holdsArchived: 101
         case .holdIDsMoved: 102
         case .allocationsArchived: 103
+        case .approvalsArchived: 104
         }
     }
 
     public static let typeNames: [UInt8: String] = [
         1: "deal.created", 2: "deal.status", 3: "lot.added", 4: "lot.resized", 5: "hold.placed",
-        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 100: "deal.group", 101: "holds.archived", 102: "hold_ids.moved", 103: "allocations.archived", 110: "audit.seal",
+        6: "hold.released", 7: "hold.expired", 8: "allocation.created", 9: "allocation.status", 100: "deal.group", 101: "holds.archived", 102: "hold_ids.moved", 103: "allocations.archived", 104: "approvals.archived", 110: "audit.seal",
     ].merging(DirectoryChange.typeNames) { a, _ in a }.merging(DealPeopleChange.typeNames) { a, _ in a }
         .merging(DealMoneyChange.typeNames) { a, _ in a }
 }

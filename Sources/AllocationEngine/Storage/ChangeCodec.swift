@@ -41,7 +41,8 @@ public enum ChangeCodec {
             w.string(deal); MoneyCodec.encode(c, into: &w)
         case .holdIDsMoved(let deal, let count, let run):
             w.string(deal); w.varint(UInt64(count)); w.varint(UInt64(run))
-        case .holdsArchived(let deal, let leaving, let location), .allocationsArchived(let deal, let leaving, let location):
+        case .holdsArchived(let deal, let leaving, let location), .allocationsArchived(let deal, let leaving, let location),
+             .approvalsArchived(let deal, let leaving, let location):
             w.string(deal); w.varint(UInt64(location.file)); w.varint(location.offset)
             func slots(_ list: [Int32]) {
                 // Sorted, so as deltas they take a byte or two each.
@@ -114,7 +115,7 @@ public enum ChangeCodec {
         case 7: change = .holdExpired(deal: try r.string(), hold: try r.string())
         case 8:
             change = .allocationCreated(deal: try r.string(), hold: try r.string(), allocation: try r.string(), by: try optionalString(&r))
-        case 101, 103:
+        case 101, 103, 104:
             let deal = try r.string()
             let file = try r.varint(), offset = try r.varint()
             guard file <= UInt64(UInt32.max) else { throw DecodeError("history file \(file)") }
@@ -144,7 +145,8 @@ public enum ChangeCodec {
             }
             let location = HistoryLocation(file: UInt32(file), offset: offset)
             change = type == 101 ? .holdsArchived(deal: deal, leaving, location: location)
-                : .allocationsArchived(deal: deal, leaving, location: location)
+                : type == 103 ? .allocationsArchived(deal: deal, leaving, location: location)
+                : .approvalsArchived(deal: deal, leaving, location: location)
         case 102:
             let deal = try r.string()
             let count = try r.varint(), run = try r.varint()

@@ -309,6 +309,47 @@ public struct ArchivedHold: HistoryRow, Hashable {
     }
 }
 
+/// A decided approval as the history keeps it, with the id of its commitment
+/// or allocation.
+public struct ArchivedApproval: HistoryRow, Hashable {
+    public var approval: Approval
+    public var entityID: String
+
+    public init(approval: Approval, entityID: String) {
+        self.approval = approval
+        self.entityID = entityID
+    }
+
+    static let kindApproval: UInt8 = 3
+
+    public func encode(into w: inout ByteWriter) {
+        let a = approval
+        w.u8(Self.kindApproval)
+        w.u8(a.entity.rawValue); w.varint(UInt64(a.entitySlot)); w.string(entityID); w.u8(a.status.rawValue); w.u8(a.priority.rawValue)
+        ChangeCodec.optionalString(a.requestedBy, &w); ChangeCodec.optionalString(a.assignedTo, &w); ChangeCodec.optionalString(a.decidedBy, &w)
+        w.zigzag(a.decidedAt); ChangeCodec.optionalString(a.notes, &w); w.zigzag(a.createdAt); w.zigzag(a.slaBreachAt)
+    }
+
+    public static func decode(_ r: inout ByteReader) throws(DecodeError) -> ArchivedApproval {
+        guard try r.u8() == kindApproval else { throw DecodeError("not an approval row") }
+        let rawEntity = try r.u8()
+        guard let entity = ApprovalEntity(rawValue: rawEntity) else { throw DecodeError("approval entity \(rawEntity)") }
+        let entitySlot = try r.varint()
+        guard entitySlot <= UInt64(Int32.max) else { throw DecodeError("approval entity slot \(entitySlot)") }
+        let entityID = try r.string()
+        let rawStatus = try r.u8(), rawPriority = try r.u8()
+        guard let status = ApprovalStatus(rawValue: rawStatus), status != .pending else { throw DecodeError("archived approval status \(rawStatus)") }
+        guard let priority = ApprovalPriority(rawValue: rawPriority) else { throw DecodeError("approval priority \(rawPriority)") }
+        var a = Approval(entity: entity, entitySlot: Int32(entitySlot), createdAt: 0, slaBreachAt: 0)
+        a.status = status
+        a.priority = priority
+        a.requestedBy = try ChangeCodec.optionalString(&r); a.assignedTo = try ChangeCodec.optionalString(&r)
+        a.decidedBy = try ChangeCodec.optionalString(&r)
+        a.decidedAt = try r.zigzag(); a.notes = try ChangeCodec.optionalString(&r); a.createdAt = try r.zigzag(); a.slaBreachAt = try r.zigzag()
+        return ArchivedApproval(approval: a, entityID: entityID)
+    }
+}
+
 /// A rejected allocation as the history keeps it, with its investor's id.
 public struct ArchivedAllocation: HistoryRow, Hashable {
     public var allocation: Allocation

@@ -439,7 +439,7 @@ public enum StateCodec {
             }
         }
         if version >= 2 {
-            s.people = try PeopleCodec.decodePeople(&r, allocations: s.allocations.count)
+            s.people = try PeopleCodec.decodePeople(&r, allocations: s.allocations.count, version: version)
             var missing: String?
             let approvalCount = s.people.approvals.count
             s.allocations.forEachInMemory { _, a in if a.approval >= approvalCount { missing = a.id } }

@@ -63,6 +63,7 @@ enum DealWalk {
         for actor in deals {
             let indexes = c.engine.indexes
             let part = await actor.read { $0.approvals(after: after, filter: filter, count: paging.count, budget: budget, now: now, index: indexes) }
+            if let error = part.error { return .failure(error) }
             rows += part.rows
             if let f = part.frontier { frontier = frontier.map { min($0, f) } ?? f }
         }
