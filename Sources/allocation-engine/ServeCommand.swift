@@ -59,6 +59,8 @@ enum ServeCommand {
             return 0
         }
         guard o.positional.isEmpty else { throw UsageError("unexpected argument '\(o.positional[0])'") }
+        // One malloc arena per core, before any thread allocates (HeapTrimmer.limitArenas).
+        HeapTrimmer.limitArenas(to: max(2, ProcessInfo.processInfo.activeProcessorCount))
         let signals = StopSignals()
         var durable = DurableConfig(dataDir: o.string("data-dir") ?? "./data")
         let modeText = o.string("durability") ?? "strict"

@@ -256,4 +256,12 @@ import Testing
         io.damage(path, at: Int(loc.offset) + HistoryStore.headerBytes + 1)
         #expect(throws: EngineError.self) { try store.hold(deal: 7, slot: 11, at: loc) }
     }
+
+    @Test func theHeapTrimmerRunsAtMostOncePerWindow() {
+        let t = HeapTrimmer(minimumSeconds: 2)
+        // glibc has malloc_trim: the first call runs, one within the window does not, one after it does.
+        #expect(t.trimIfDue(now: 100))
+        #expect(!t.trimIfDue(now: 101.5))
+        #expect(t.trimIfDue(now: 102))
+    }
 }

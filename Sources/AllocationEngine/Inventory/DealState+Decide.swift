@@ -123,7 +123,8 @@ extension DealState {
     /// no-op (a retried request), any other move outside the state machine a conflict.
     func decideAllocationStatus(_ id: String, to target: AllocationStatus, index: EngineIndexes, user: String?) throws(EngineError) -> Change? {
         let slot = try allocationSlot(id, index: index)
-        let current = try allocationRow(slot, index: index).allocation.status
+        // In place for a row in memory (the approve path); a rejected one that left is read back.
+        let current = allocations.isInMemory(slot) ? allocations[Int(slot)].status : try allocationRow(slot, index: index).allocation.status
         if current == target { return nil }
         guard info.status != .draft && info.status != .cancelled else {
             throw EngineError(.closed, "deal \(info.id) is \(info.status.name)")

@@ -290,7 +290,7 @@ extension DealState {
         case .decideApproval(let id, let approve, let note):
             let slot = try approvalSlot(id)
             if let note { try Validate.text(note, field: "note") }
-            let a = try approvalRow(slot, index: context.indexes).approval
+            let a = people.approvals.isInMemory(slot) ? people.approvals[Int(slot)] : try approvalRow(slot, index: context.indexes).approval
             if a.status == (approve ? .approved : .rejected) { return .ok }
             try checkPendingApproval(slot)
             switch a.entity {

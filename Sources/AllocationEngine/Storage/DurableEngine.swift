@@ -65,6 +65,8 @@ public final class DurableEngine: Sendable {
     private let background = Locked<Task<Void, Never>?>(nil)
     private let archiver = Locked<Task<Void, Never>?>(nil)
     private let archiveStats = Locked<ArchiveStats>(ArchiveStats())
+    /// Returns freed heap to the kernel after archive passes (at most every 2 s).
+    let heapTrimmer = HeapTrimmer()
     /// Encodes and writes history entries off the cooperative threads.
     private let historyQueue = DispatchQueue(label: "allocation-engine.history")
     /// Encodes and writes snapshot parts (one hop per deal: a queue, not a thread each).
@@ -185,7 +187,12 @@ public final class DurableEngine: Sendable {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(interval))
                         guard let self else { return }
-                        _ = await self.archiveDue()
+                        // Rows that left free their chunks: give the pages back (HeapTrimmer).
+                        // A blocking walk of malloc's arenas: on a queue, not a cooperative thread.
+                        if await self.archiveDue() > 0 {
+                            let trimmer = self.heapTrimmer
+                            DispatchQueue.global(qos: .utility).async { trimmer.trimIfDue(now: monotonicSeconds()) }
+                        }
                         // Ids are counted about once a second (a look at every deal).
                         pass += 1
                         if pass % 4 == 0 { _ = await self.moveHoldIDsDue() }
