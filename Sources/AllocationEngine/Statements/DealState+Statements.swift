@@ -60,18 +60,41 @@ extension DealState {
     }
 
     /// A page of an investor's holds: rows in memory as they are, chunks that
-    /// left memory read back whole from the history (one entry read per
-    /// chunk, at most `maxHistoryChunksPerPage` per page, so a page of an old
-    /// deal costs a bounded amount of disk and the cursor goes on from there).
-    /// Rows in memory match by `slot` (-1: none can), rows from the history by the id.
+    /// left memory read back whole from the history (`historyPage`).
     func holdPage(investor: String, slot investorSlot: Int32, from cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
+        try historyPage(holds, ArchivedHold.self, investor: investor, slot: investorSlot, from: cursor, count: count, index: index,
+                        archivedInvestor: { $0.investorID },
+                        inMemory: { holdFields($0, index: index) },
+                        archived: { holdFields($0.hold, investor: $0.investorID, index: index) })
+    }
+
+    static var maxHistoryChunksPerPage: Int { 4 }
+
+    /// A page of an investor's allocations, the same way (rejected ones may have left memory).
+    func allocationPage(investor: String, slot investorSlot: Int32, from cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
+        try historyPage(allocations, ArchivedAllocation.self, investor: investor, slot: investorSlot, from: cursor, count: count, index: index,
+                        archivedInvestor: { $0.investorID },
+                        inMemory: { allocationFields($0, investor: investor) },
+                        archived: { allocationFields($0.allocation, investor: $0.investorID) })
+    }
+
+    /// A page of one investor's rows of a table: rows in memory as they are,
+    /// chunks that left memory read back whole from the history (one entry
+    /// read per chunk, at most `maxHistoryChunksPerPage` per page, so a page
+    /// of an old deal costs a bounded amount of disk and the cursor goes on
+    /// from there). Rows in memory match by `slot` (-1: none can), rows from
+    /// the history by the id.
+    func historyPage<Row, Archived: HistoryRow>(
+        _ table: RowTable<Row>, _: Archived.Type, investor: String, slot investorSlot: Int32, from cursor: UInt64, count: Int,
+        index: EngineIndexes, archivedInvestor: (Archived) -> String, inMemory: (Row) -> [Field], archived fields: (Archived) -> [Field]
+    ) throws(EngineError) -> DealReply {
         var rows: [[Field]] = []
-        let total = holds.count
+        let total = table.count
         var slot = Int(min(cursor, UInt64(total)))
         var scanned = 0, chunksRead = 0
         while slot < total && rows.count < count && scanned < PeopleLimits.maxPageScan {
-            if holds.isInMemory(Int32(slot)) {
-                if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot], index: index)) }
+            if table.isInMemory(Int32(slot)) {
+                if table[slot].investor == investorSlot { rows.append(inMemory(table[slot])) }
                 slot += 1
                 scanned += 1
                 continue
@@ -79,58 +102,19 @@ extension DealState {
             // An archived slot: read the rest of its chunk from the history at once.
             guard chunksRead < Self.maxHistoryChunksPerPage else { break }
             chunksRead += 1
-            let chunkEnd = min(total, (slot >> HoldTable.chunkShift + 1) << HoldTable.chunkShift)
-            var archived: [Int32: ArchivedHold] = [:]
+            let chunkEnd = min(total, (slot >> RowTable<Row>.chunkShift + 1) << RowTable<Row>.chunkShift)
+            var archived: [Int32: Archived] = [:]
             if let store = index.history.store {
-                for location in holds.locations(of: Int32(slot)).reversed() {
-                    for (s, a) in try store.holds(at: location).rows where Int(s) >= slot && Int(s) < chunkEnd { archived[s] = a }
+                for location in table.locations(of: Int32(slot)).reversed() {
+                    for (s, a) in try store.rows(Archived.self, at: location).rows where Int(s) >= slot && Int(s) < chunkEnd { archived[s] = a }
                 }
             }
             while slot < chunkEnd && rows.count < count {
                 let s = Int32(slot)
-                if holds.isInMemory(s) {
-                    if holds[slot].investor == investorSlot { rows.append(holdFields(holds[slot], index: index)) }
-                } else if let a = archived[s], a.investorID == investor {
-                    rows.append(holdFields(a.hold, investor: a.investorID, index: index))
-                }
-                slot += 1
-                scanned += 1
-            }
-        }
-        return .page(cursor: slot >= total ? "0" : String(slot), rows: rows)
-    }
-
-    static var maxHistoryChunksPerPage: Int { 4 }
-
-    /// A page of an investor's allocations: rows in memory as they are,
-    /// rejected ones that left memory read back a chunk at a time (as `holdPage`).
-    func allocationPage(investor: String, slot investorSlot: Int32, from cursor: UInt64, count: Int, index: EngineIndexes) throws(EngineError) -> DealReply {
-        var rows: [[Field]] = []
-        let total = allocations.count
-        var slot = Int(min(cursor, UInt64(total)))
-        var scanned = 0, chunksRead = 0
-        while slot < total && rows.count < count && scanned < PeopleLimits.maxPageScan {
-            if allocations.isInMemory(Int32(slot)) {
-                if allocations[slot].investor == investorSlot { rows.append(allocationFields(allocations[slot], investor: investor)) }
-                slot += 1
-                scanned += 1
-                continue
-            }
-            guard chunksRead < Self.maxHistoryChunksPerPage else { break }
-            chunksRead += 1
-            let chunkEnd = min(total, (slot >> AllocationTable.chunkShift + 1) << AllocationTable.chunkShift)
-            var archived: [Int32: ArchivedAllocation] = [:]
-            if let store = index.history.store {
-                for location in allocations.locations(of: Int32(slot)).reversed() {
-                    for (s, a) in try store.rows(ArchivedAllocation.self, at: location).rows where Int(s) >= slot && Int(s) < chunkEnd { archived[s] = a }
-                }
-            }
-            while slot < chunkEnd && rows.count < count {
-                let s = Int32(slot)
-                if allocations.isInMemory(s) {
-                    if allocations[slot].investor == investorSlot { rows.append(allocationFields(allocations[slot], investor: investor)) }
-                } else if let a = archived[s], a.investorID == investor {
-                    rows.append(allocationFields(a.allocation, investor: a.investorID))
+                if table.isInMemory(s) {
+                    if table[slot].investor == investorSlot { rows.append(inMemory(table[slot])) }
+                } else if let a = archived[s], archivedInvestor(a) == investor {
+                    rows.append(fields(a))
                 }
                 slot += 1
                 scanned += 1

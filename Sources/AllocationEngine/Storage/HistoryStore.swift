@@ -246,6 +246,27 @@ public final class HistoryStore: Sendable {
     }
 }
 
+/// A row's lot split as history rows keep it: `var` count, then per part
+/// `var` lot position and `var128` units.
+func encodeHistoryParts(_ first: LotPart, _ more: [LotPart], _ w: inout ByteWriter) {
+    w.varint(UInt64(1 + more.count))
+    w.varint(UInt64(first.lot)); w.varint128(UInt128(first.units.raw))
+    for p in more { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+}
+
+/// Reads what `encodeHistoryParts` wrote (at least one part).
+func historyParts(_ r: inout ByteReader, _ what: String) throws(DecodeError) -> [LotPart] {
+    let n = try r.varint()
+    guard n >= 1 && n <= UInt64(EngineLimits.maxLotsPerDeal) else { throw DecodeError("\(what) part count \(n)") }
+    var parts: [LotPart] = []
+    for _ in 0..<n {
+        let lot = try r.varint()
+        guard lot <= UInt64(Int32.max) else { throw DecodeError("lot index \(lot)") }
+        parts.append(LotPart(lot: Int32(lot), units: try ChangeCodec.units(&r)))
+    }
+    return parts
+}
+
 /// A row as the history keeps it; its first byte names its kind.
 public protocol HistoryRow: Sendable {
     func encode(into w: inout ByteWriter)
@@ -273,9 +294,7 @@ public struct ArchivedHold: HistoryRow, Hashable {
         w.string(h.id); w.string(investorID); w.varint(UInt64(h.investor)); w.varint128(UInt128(h.requested.raw))
         w.zigzag(h.proposedUnitPrice.raw); w.zigzag(h.createdAt); w.zigzag(h.expiresAt); w.zigzag(Int64(h.allocation))
         w.u8(h.status.rawValue); w.u8(h.partial ? 1 : 0)
-        w.varint(UInt64(1 + h.moreParts.count))
-        w.varint(UInt64(h.firstPart.lot)); w.varint128(UInt128(h.firstPart.units.raw))
-        for p in h.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+        encodeHistoryParts(h.firstPart, h.moreParts, &w)
         ChangeCodec.optionalString(h.createdBy, &w)
         ChangeCodec.optionalString(allocationID, &w)
     }
@@ -292,14 +311,7 @@ public struct ArchivedHold: HistoryRow, Hashable {
         let rawStatus = try r.u8()
         guard let status = HoldStatus(rawValue: rawStatus), status != .pending else { throw DecodeError("archived hold status \(rawStatus)") }
         let partial = try r.u8() != 0
-        let n = try r.varint()
-        guard n >= 1 && n <= UInt64(EngineLimits.maxLotsPerDeal) else { throw DecodeError("hold part count \(n)") }
-        var parts: [LotPart] = []
-        for _ in 0..<n {
-            let lot = try r.varint()
-            guard lot <= UInt64(Int32.max) else { throw DecodeError("lot index \(lot)") }
-            parts.append(LotPart(lot: Int32(lot), units: try ChangeCodec.units(&r)))
-        }
+        let parts = try historyParts(&r, "hold")
         let createdBy = try ChangeCodec.optionalString(&r)
         let allocationID = try ChangeCodec.optionalString(&r)
         let h = Hold(requested: requested, firstPart: parts[0], id: id, proposedUnitPrice: price, createdAt: createdAt, expiresAt: expiresAt,
@@ -368,9 +380,7 @@ public struct ArchivedAllocation: HistoryRow, Hashable {
         w.string(a.id); w.string(investorID); w.varint(UInt64(a.investor)); w.string(a.holdID); w.varint(UInt64(a.hold))
         w.varint128(UInt128(a.units.raw)); w.zigzag(a.unitPrice.raw)
         w.zigzag(a.createdAt); w.zigzag(a.decidedAt); w.zigzag(a.settledAt); w.zigzag(Int64(a.approval)); w.u8(a.status.rawValue)
-        w.varint(UInt64(1 + a.moreParts.count))
-        w.varint(UInt64(a.firstPart.lot)); w.varint128(UInt128(a.firstPart.units.raw))
-        for p in a.moreParts { w.varint(UInt64(p.lot)); w.varint128(UInt128(p.units.raw)) }
+        encodeHistoryParts(a.firstPart, a.moreParts, &w)
         ChangeCodec.optionalString(a.createdBy, &w)
         ChangeCodec.optionalString(a.decidedBy, &w)
     }
@@ -389,14 +399,7 @@ public struct ArchivedAllocation: HistoryRow, Hashable {
         guard approval >= -1 && approval <= Int64(Int32.max) else { throw DecodeError("allocation approval \(approval)") }
         let rawStatus = try r.u8()
         guard let status = AllocationStatus(rawValue: rawStatus), status == .rejected else { throw DecodeError("archived allocation status \(rawStatus)") }
-        let n = try r.varint()
-        guard n >= 1 && n <= UInt64(EngineLimits.maxLotsPerDeal) else { throw DecodeError("allocation part count \(n)") }
-        var parts: [LotPart] = []
-        for _ in 0..<n {
-            let lot = try r.varint()
-            guard lot <= UInt64(Int32.max) else { throw DecodeError("lot index \(lot)") }
-            parts.append(LotPart(lot: Int32(lot), units: try ChangeCodec.units(&r)))
-        }
+        let parts = try historyParts(&r, "allocation")
         let createdBy = try ChangeCodec.optionalString(&r)
         let decidedBy = try ChangeCodec.optionalString(&r)
         let a = Allocation(units: units, firstPart: parts[0], id: id, holdID: holdID, moreParts: Array(parts.dropFirst()), unitPrice: price,
