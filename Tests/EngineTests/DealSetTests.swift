@@ -21,8 +21,10 @@ private func check(_ s: DealSet, _ model: Set<UInt32>, sourceLocation: SourceLoc
     } else {
         #expect(!s.isBitmap, sourceLocation: sourceLocation)
     }
-    // At most 4 B a member plus a constant, growth slack allowed for (2x).
-    #expect(s.memoryBytes <= MemoryLayout<DealSet>.size + 2 * 4 * max(model.count, 16), "\(s.memoryBytes) B for \(model.count)", sourceLocation: sourceLocation)
+    // At most 4 B a member plus a constant, growth slack allowed for (2x),
+    // and malloc's rounding: an array's capacity is what malloc_usable_size
+    // gives its buffer, which varies from run to run by a few elements.
+    #expect(s.memoryBytes <= MemoryLayout<DealSet>.size + 2 * 4 * max(model.count, 16) + 64, "\(s.memoryBytes) B for \(model.count)", sourceLocation: sourceLocation)
 }
 
 @Suite struct DealSetTests {
