@@ -32,8 +32,8 @@ public final class HeapTrimmer: Sendable {
     /// wins). glibc's default is 8 per core: each thread that allocates gets
     /// an arena of its own, and memory freed by a deal actor on one thread
     /// into another thread's arena stays there, fragmented. With one arena
-    /// per core the 1-deal soak's resident memory stayed within 30-65 MB of
-    /// the heap in use over 4 minutes, against 40-140 MB with the default.
+    /// per core the 1-deal soak's resident memory stayed within 26-67 MB of
+    /// the heap in use over 4 minutes, against 41-141 MB with the default.
     /// Returns whether the limit was set.
     @discardableResult
     public static func limitArenas(to count: Int) -> Bool {
