@@ -223,6 +223,13 @@ import Testing
         try await s.close()
     }
 
+    /// The row sizes the memory bound in docs/architecture.md and the tables' comments quote.
+    @Test func rowSizesAreTheOnesTheBoundQuotes() {
+        #expect(MemoryLayout<Allocation>.stride == 160)
+        #expect(MemoryLayout<Approval>.stride == 104)
+        #expect(MemoryLayout<Hold>.stride == 112)
+    }
+
     @Test func historyRowOfAnAllocationRoundTrips() throws {
         let a = Allocation(units: Units.whole(3), firstPart: LotPart(lot: 0, units: Units.whole(2)), id: "a1.7", holdID: "client-h",
                            moreParts: [LotPart(lot: 2, units: Units.whole(1))], unitPrice: Price.whole(12), createdAt: 5, decidedAt: 9,

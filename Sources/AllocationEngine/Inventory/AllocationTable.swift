@@ -7,8 +7,8 @@
 /// (`decideFees`, `decideExitFees`), so they are live state, at most one per
 /// hold that was allocated.
 ///
-/// Memory: a chunk in memory costs 64 x 176 bytes (11 KiB) whatever its live
-/// count; a straggler (an approved row of a chunk that left) 180 bytes; a
+/// Memory: a chunk in memory costs 64 x 160 bytes (10 KiB) whatever its live
+/// count; a straggler (an approved row of a chunk that left) 164 bytes; a
 /// dropped chunk about 60 bytes. 64 rows a chunk, not the holds' 1024: a deal
 /// of a launch makes hundreds of allocations, not millions, and a chunk only
 /// leaves once it is full.

@@ -3,8 +3,8 @@
 /// stays (it is what the queue is for). Approval ids are generated
 /// (`p<deal>.<slot>`), so none has a caller's id to keep.
 ///
-/// Memory: a chunk in memory costs 64 x 96 bytes (6 KiB) whatever its live
-/// count; a pending straggler 100 bytes; a dropped chunk about 60 bytes.
+/// Memory: a chunk in memory costs 64 x 104 bytes (6.5 KiB) whatever its live
+/// count; a pending straggler 108 bytes; a dropped chunk about 60 bytes.
 public typealias ApprovalTable = RowTable<Approval>
 
 extension Approval: RetainedRow {

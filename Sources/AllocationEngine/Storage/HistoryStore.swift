@@ -215,13 +215,6 @@ public final class HistoryStore: Sendable {
         try rows(ArchivedHold.self, at: loc)
     }
 
-    /// The kind byte of the first row of the entry at `loc` (hold 1, allocation 2), nil when it has none.
-    public func kind(at loc: HistoryLocation) throws(EngineError) -> UInt8? {
-        let (_, entries) = try index(at: loc)
-        guard let e = entries.first else { return nil }
-        let bytes = try read(loc.file, offset: Int(loc.offset) + Int(e.offset), count: min(1, Int(e.length)))
-        return bytes.first
-    }
 
     /// Encodes one entry: the rows of one deal, sorted by slot.
     public static func entry<T: HistoryRow>(deal: UInt32, rows: [(slot: Int32, hold: T)]) -> [UInt8] {

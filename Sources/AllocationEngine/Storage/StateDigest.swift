@@ -56,7 +56,7 @@ extension DealState {
             h.string(x.createdBy)
         }
         // Which rows left memory, and where they went (nothing for a deal that never archived).
-        for (chunk, locations) in holds.parts.archived {
+        for (chunk, locations) in holds.archived.sorted(by: { $0.key < $1.key }) {
             h.int(Int64(chunk))
             for l in locations { h.int(Int64(l.file)); h.int(Int64(l.offset)) }
         }
@@ -70,7 +70,7 @@ extension DealState {
             for p in a.moreParts { h.int(Int64(p.lot)); h.int128(p.units.raw) }
         }
         // Rejected allocations that left memory (nothing for a deal that never archived any).
-        for (chunk, locations) in allocations.parts.archived {
+        for (chunk, locations) in allocations.archived.sorted(by: { $0.key < $1.key }) {
             h.int(Int64(chunk))
             for l in locations { h.int(Int64(l.file)); h.int(Int64(l.offset)) }
         }
