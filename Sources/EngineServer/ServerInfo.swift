@@ -67,6 +67,7 @@ extension EngineRequestHandler {
                 ("retention_enabled", durable.config.retention.enabled ? "1" : "0"),
                 ("retain_ended_seconds", String(durable.config.retention.endedMillis / 1000)),
                 ("retain_ended_rows", String(durable.config.retention.maxEndedPerDeal)),
+                ("retain_ended_rows_total", String(durable.config.retention.maxEndedTotal)),
                 ("holds_archived_since_start", String(a.rows)), ("history_entries_since_start", String(a.entries)),
                 ("history_bytes", String(durable.history.bytes)), ("history_last_error", a.lastError ?? ""),
                 ("log_pruned", durable.config.pruneLog ? "1" : "0"),

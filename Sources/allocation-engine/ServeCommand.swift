@@ -24,6 +24,7 @@ enum ServeCommand {
         .init(name: "segment-mb", value: "N", help: "log segment size in MiB (default 64)"),
         .init(name: "retain-ended-seconds", value: "S", help: "ended holds stay in memory S seconds, then leave for the on-disk history (default 10, 0 = keep all in memory)"),
         .init(name: "retain-ended-rows", value: "N", help: "... or sooner once a deal has N ended holds in memory (default 65536)"),
+        .init(name: "retain-ended-rows-total", value: "N", help: "... or once all deals together have N (each then keeps its fair share; default 262144, about 28 MiB)"),
         .init(name: "hold-ids-in-memory", value: "N", help: "caller hold ids of ended holds kept in memory before they move to an on-disk id run (default 65536)"),
         .init(name: "prune-log", value: nil, help: "delete log segments covered by the oldest kept snapshot (default: keep them as history)"),
         .init(name: "hold-ttl-seconds", value: "S", help: "TTL of a hold without TTL (default 1800)"),
@@ -79,6 +80,7 @@ enum ServeCommand {
         durable.retention.enabled = retainSeconds > 0
         durable.retention.endedMillis = Int64(retainSeconds) * 1000
         durable.retention.maxEndedPerDeal = try o.int("retain-ended-rows", default: 65_536, range: 1024...1 << 30)
+        durable.retention.maxEndedTotal = try o.int("retain-ended-rows-total", default: 262_144, range: 1024...1 << 34)
         durable.retention.callerIDsInMemory = try o.int("hold-ids-in-memory", default: 65_536, range: 1...1 << 30)
         durable.pruneLog = o.flag("prune-log")
 

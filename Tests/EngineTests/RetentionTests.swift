@@ -132,6 +132,56 @@ import Testing
         try await d2.close()
     }
 
+    @Test func theFairShareCutsOnlyTheDealsOverIt() {
+        // All fit: no engine-wide cut.
+        #expect(RetentionPolicy.fairShare([10, 20, 30], total: 60) == nil)
+        #expect(RetentionPolicy.fairShare([], total: 0) == nil)
+        // One hot deal over: the quiet ones keep theirs, the hot one gets the rest.
+        #expect(RetentionPolicy.fairShare([10, 20, 1000], total: 100) == 70)
+        // All over: an even split.
+        #expect(RetentionPolicy.fairShare([500, 500, 500, 500], total: 100) == 25)
+        // The share always fits the total and is the largest that does.
+        var rng = SplitMix64(seed: 0xfa1)
+        for _ in 0..<500 {
+            let counts = (0..<Int(rng.next() % 20 + 1)).map { _ in Int(rng.next() % 5000) }
+            let total = Int(rng.next() % 20_000)
+            guard let c = RetentionPolicy.fairShare(counts, total: total) else {
+                #expect(counts.reduce(0, +) <= total); continue
+            }
+            #expect(counts.reduce(0) { $0 + min($1, c) } <= total)
+            #expect(counts.reduce(0) { $0 + min($1, c + 1) } > total)
+        }
+    }
+
+    @Test func theEngineWideCapSendsChunksOutBeforeTheWindow() async throws {
+        let io = SimulatedFileIO(seed: 0x7f0)
+        let clock = ManualClock()
+        var config = retentionConfig(window: 3_600_000)
+        config.retention.maxEndedTotal = Self.chunk
+        let d = try await openDurable(io, clock, config)
+        // Deal r1: a full chunk released (1024 ended), one more hold pending.
+        _ = try await fill(d, count: Self.chunk + 1, keepPending: 0)
+        // Deal r2: a few ended holds, under its share.
+        _ = try await d.engine.createDeal(DealSpec(id: "r2", offerUnitPrice: Price.whole(10)))
+        try await d.engine.addLot(deal: "r2", LotSpec(id: "r2-L1", unitsTotal: Units.whole(1000), unitCost: Price.whole(5)))
+        for i in 0..<8 {
+            let h = try await d.engine.hold(deal: "r2", HoldRequest(investor: "q\(i)", units: Units.whole(1), price: Price.whole(10), ttlMillis: 60_000))
+            try await d.engine.release(hold: h.id)
+        }
+        // 1032 ended in memory against a cap of 1024: r1 is cut to 1016, so its chunk leaves; r2 keeps its 8.
+        #expect(await d.archiveDue() == Self.chunk)
+        #expect(await d.engine.deal("r1")!.endedHoldsInMemory == 0)
+        #expect(await d.engine.deal("r2")!.endedHoldsInMemory == 8)
+        // Under the cap now: nothing more leaves before the window.
+        #expect(await d.archiveDue() == 0)
+        #expect(await d.engine.invariantViolations().isEmpty)
+        let live = await d.engine.digest()
+        try await d.close()
+        let r = try await openDurable(io, clock, config)
+        #expect(await r.engine.digest() == live)
+        try await r.close()
+    }
+
     @Test func stragglersLeaveOnceEnded() async throws {
         let io = SimulatedFileIO(seed: 0x7ea)
         let clock = ManualClock()

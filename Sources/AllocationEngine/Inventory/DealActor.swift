@@ -116,12 +116,13 @@ public actor DealActor {
     /// What the retention rule lets leave memory now, at most `limit` parts:
     /// each a chunk (or a set of stragglers) with its rows to write to the
     /// history. The rows are copy-on-write copies; the entry is encoded by the
-    /// caller, off this actor.
-    public func archivePlans(endedBefore: Int64, maxEnded: Int, limit: Int) -> [ArchivePlan] {
+    /// caller, off this actor. `maxEndedHolds`: this deal's share of the
+    /// engine-wide cap on ended holds in memory (`maxEnded` when it has none).
+    public func archivePlans(endedBefore: Int64, maxEnded: Int, maxEndedHolds: Int? = nil, limit: Int) -> [ArchivePlan] {
         guard context.sink?.failureReason == nil else { return [] }
         var plans: [ArchivePlan] = []
         let indexes = context.indexes
-        for c in Self.candidates(state.holds, endedBefore: endedBefore, maxEnded: maxEnded, limit: limit) {
+        for c in Self.candidates(state.holds, endedBefore: endedBefore, maxEnded: min(maxEnded, maxEndedHolds ?? maxEnded), limit: limit) {
             let rows = state.holds.rowsLeaving(c)
             var allocationIDs: [String?] = []
             allocationIDs.reserveCapacity(rows.count)
@@ -192,6 +193,9 @@ public actor DealActor {
         var none: [DealReply] = []
         return flushChanges(time: now, replies: &none, changed: [])
     }
+
+    /// Ended holds in memory (the retention rule's engine-wide cap counts them).
+    public var endedHoldsInMemory: Int { state.holds.endedInMemory }
 
     /// Rows in memory and in the history, for INFO and metrics.
     public func retentionCounts() -> (holdsInMemory: Int, endedInMemory: Int, archived: Int, pending: Int) {

@@ -54,6 +54,10 @@ extension DealState {
         }
         if pending != pendingHolds { problems.append("deal \(info.id): \(pendingHolds) pending holds counted, \(pending) found") }
         problems.append(contentsOf: investorTableViolations())
+        for (name, problem) in [("holds", holds.counterMismatch()), ("allocations", allocations.counterMismatch()),
+                                ("approvals", people.approvals.counterMismatch())] {
+            if let problem { problems.append("deal \(info.id) \(name) table: \(problem)") }
+        }
         var positionUnits = [Int128](repeating: 0, count: investors.count)
         allocations.forEachInMemory { _, a in
             if a.status == .approved || a.status == .settled { positionUnits[Int(a.investor)] += a.units.raw }

@@ -30,13 +30,24 @@ public struct DurableConfig: Sendable {
 }
 
 /// When an ended hold (released, expired, cancelled, allocated) leaves memory
-/// for the on-disk history: once its chunk of 8192 rows has ended and the last
+/// for the on-disk history: once its chunk of 1024 rows has ended and the last
 /// of them ended `endedMillis` ago, or sooner when its deal keeps more than
-/// `maxEndedPerDeal` ended holds in memory. Reads of it then go to the history.
+/// `maxEndedPerDeal` ended holds in memory, or when all deals together keep
+/// more than `maxEndedTotal` (then each deal keeps at most its fair share, see
+/// `fairShare`). Reads of it then go to the history.
+///
+/// The engine-wide cap is what makes memory independent of the hold rate:
+/// with only the time window, the ended rows inside it are rate x window, so
+/// a launch that speeds up from 80k to 120k holds/s would hold half as many
+/// again. With it, ended holds in memory stay at most `maxEndedTotal` plus
+/// what no rule can move (per deal, the chunk being filled and chunks with
+/// more than a quarter still pending).
 public struct RetentionPolicy: Sendable {
     public var enabled = true
     public var endedMillis: Int64 = 10_000
     public var maxEndedPerDeal = 65_536
+    /// Ended holds in memory across all deals (about 112 B each).
+    public var maxEndedTotal = 262_144
     /// How often the archiver looks (ms).
     public var intervalMillis = 250
     /// Caller ids of holds that left memory kept in memory (engine-wide)
@@ -44,6 +55,23 @@ public struct RetentionPolicy: Sendable {
     /// bytes each while in memory, 1.3 once on disk.
     public var callerIDsInMemory = 65_536
     public init() {}
+
+    /// The largest per-deal cap `c` with `sum(min(n, c)) <= total` over the
+    /// deals' ended rows `counts` (water-filling): deals under it keep all
+    /// theirs, the rest are cut to it. nil when all fit (no engine-wide cut).
+    public static func fairShare(_ counts: [Int], total: Int) -> Int? {
+        var sum = 0
+        for n in counts { sum += n }
+        guard sum > total else { return nil }
+        let sorted = counts.sorted()
+        var remaining = total
+        for (i, n) in sorted.enumerated() {
+            let k = sorted.count - i
+            if n * k > remaining { return remaining / k }
+            remaining -= n
+        }
+        return remaining  // not reached: sum > total means some n * k > remaining
+    }
 }
 
 /// An engine with its data directory: recovered on open, logging every change,
@@ -235,8 +263,14 @@ public final class DurableEngine: Sendable {
         let policy = config.retention
         let now = engine.clock.nowMillis()
         var plans: [ArchivePlan] = []
-        for deal in engine.allDeals {
-            plans += await deal.archivePlans(endedBefore: now - policy.endedMillis, maxEnded: policy.maxEndedPerDeal, limit: 64)
+        let deals = engine.allDeals
+        var ended: [Int] = []
+        ended.reserveCapacity(deals.count)
+        for deal in deals { ended.append(await deal.endedHoldsInMemory) }
+        let share = RetentionPolicy.fairShare(ended, total: policy.maxEndedTotal)
+        for deal in deals {
+            plans += await deal.archivePlans(endedBefore: now - policy.endedMillis, maxEnded: policy.maxEndedPerDeal,
+                                             maxEndedHolds: share, limit: 64)
             // A pass holds at most this many chunks' rows (copy-on-write references, written within the pass).
             if plans.count >= 256 { break }
         }

@@ -35,6 +35,10 @@ public struct RowTable<Row: RetainedRow>: Sendable {
     /// Dropped chunks that still hold stragglers.
     private(set) var stragglerChunks = Set<Int32>()
     public private(set) var stragglerCount = 0
+    /// Stragglers that have ended (and wait for their batch), so an archive
+    /// pass does not scan every straggler to learn there is nothing to do:
+    /// approved allocations stay as stragglers for the life of the deal.
+    public private(set) var endedStragglers = 0
     /// Slots ever used (the next hold's slot).
     public private(set) var count = 0
     /// Per chunk: rows not yet ended, and the time the last one ended.
@@ -145,6 +149,7 @@ public struct RowTable<Row: RetainedRow>: Sendable {
         live[c] -= 1
         if time > lastEnded[c] { lastEnded[c] = time }
         endedInMemory += 1
+        if dropped[c] { endedStragglers += 1 }
     }
 
     /// Every row in memory, in slot order.
@@ -157,6 +162,24 @@ public struct RowTable<Row: RetainedRow>: Sendable {
                 for (i, h) in chunks[c].enumerated() { try body(Int32(base + i), h) }
             }
         }
+    }
+
+    /// The retention counters recounted from the rows (for the invariant
+    /// check): nil when they agree, else what differs.
+    public func counterMismatch() -> String? {
+        var ended = 0, endedStraggling = 0, straggling = 0
+        for c in 0..<chunks.count {
+            var liveHere: Int32 = 0
+            for h in chunks[c] {
+                if h.isLive { liveHere += 1 } else { ended += 1; if dropped[c] { endedStraggling += 1 } }
+            }
+            if dropped[c] { straggling += chunks[c].count }
+            if liveHere != live[c] { return "chunk \(c): \(live[c]) live counted, \(liveHere) found" }
+        }
+        if ended != endedInMemory { return "\(endedInMemory) ended rows in memory counted, \(ended) found" }
+        if straggling != stragglerCount { return "\(stragglerCount) stragglers counted, \(straggling) found" }
+        if endedStraggling != endedStragglers { return "\(endedStragglers) ended stragglers counted, \(endedStraggling) found" }
+        return nil
     }
 
     /// Every row in memory, in slot order (a copy: for tools and tests).
@@ -212,7 +235,7 @@ public struct RowTable<Row: RetainedRow>: Sendable {
             }
             c += 1
         }
-        if stragglerCount > 0 {
+        if endedStragglers >= Row.stragglerBatch || (endedStragglers > 0 && endedStragglers == stragglerCount) {
             var ended: [Int32] = []
             for c in stragglerChunks {
                 for (i, h) in chunks[Int(c)].enumerated() where !h.isLive { ended.append(stragglerSlots[Int(c)][i]) }
@@ -263,7 +286,7 @@ public struct RowTable<Row: RetainedRow>: Sendable {
                 let s = base + i
                 if k < keep.count && keep[k] == Int32(s) {
                     keepRows.append(h)
-                    if h.isLive { pendingKept += 1 }
+                    if h.isLive { pendingKept += 1 } else { endedStragglers += 1 }
                     k += 1
                 } else if h.isLive {
                     throw EngineError(.corrupt, "\(Row.rowName) \(h.id) is live; its chunk cannot leave memory without it")
@@ -319,6 +342,7 @@ public struct RowTable<Row: RetainedRow>: Sendable {
                 archived[c, default: []].append(location)
             }
             endedInMemory -= slots.count
+            endedStragglers -= slots.count
             archivedRows += slots.count
         }
         return investorsLeaving
@@ -399,7 +423,7 @@ public struct RowTable<Row: RetainedRow>: Sendable {
             stragglerSlots[c].append(s)
             stragglerChunks.insert(Int32(c))
             stragglerCount += 1
-            if h.isLive { live[c] += 1 } else { endedInMemory += 1 }
+            if h.isLive { live[c] += 1 } else { endedInMemory += 1; endedStragglers += 1 }
         }
         for (c, locs) in p.archived {
             guard c >= 0 && Int(c) < expectedChunks, p.chunks[Int(c)] == nil else { throw DecodeError("archived \(Row.rowName) chunk \(c) is in memory") }
