@@ -3,7 +3,7 @@ import Foundation
 
 // engine-bench: measures the engine as the issues ask, prints a table (or one
 // JSON object with --json). Usage:
-//   swift run -c release engine-bench [--json] [--quick] [--only engine|wal|net|hot|snapmem|invmem|sha]
+//   swift run -c release engine-bench [--json] [--quick] [--only engine|wal|net|hot|snapmem|invmem|rowmem|sha]
 //   swift run -c release engine-bench --load --port P ... -- CMD ...   (LoadCommand.swift)
 func runBenchmarks() async -> BenchReport {
     let options = BenchOptions(CommandLine.arguments.dropFirst())
@@ -26,6 +26,9 @@ func runBenchmarks() async -> BenchReport {
     }
     if options.only.contains("snapmem") {
         await SnapshotMemoryBenchmarks(options: options).run(into: &report)
+    }
+    if options.only.contains("rowmem") {
+        await RowMemoryBenchmarks(options: options).run(into: &report)
     }
     if options.only.contains("invmem") {
         await InvestorMemoryBenchmarks(options: options).run(into: &report)

@@ -34,6 +34,9 @@ public final class EngineRequestHandler: RequestHandler {
     /// Hold outcomes and batch durations for `/metrics` (Metrics/RequestMetrics.swift).
     public let requestMetrics = RequestMetrics()
     let statsSource = Locked<(@Sendable () -> ServerStats)?>(nil)
+    /// Per event loop (by `Session.loopIndex`), the single-deal batches of the
+    /// current round (see `roundEnded`).
+    let rounds: [PendingRound] = (0..<64).map { _ in PendingRound() }
     let boundPort = Atomic<Int>(0)
 
     public init(engine: Engine, durable: DurableEngine? = nil, settings: Settings = Settings(),
@@ -143,8 +146,80 @@ public final class EngineRequestHandler: RequestHandler {
             return
         }
         let started = DispatchTime.now().uptimeNanoseconds
+        if let single = singleDealBatch(steps, pending: pending), session.loopIndex < rounds.count {
+            rounds[session.loopIndex].add(single.requests, to: single.actor, as: single.principal,
+                                          RoundMember(steps: steps, slots: single.slots, offset: 0, close: close,
+                                                      holds: holds, started: started, complete: complete))
+            return
+        }
         Task {
             await self.run(steps, close: close, holds: holds, started: started, complete: complete)
+        }
+    }
+
+    /// A batch whose engine commands all go to one deal actor as one user (the
+    /// hot path: a pipeline of HOLDs): it joins the loop's round, otherwise nil.
+    private func singleDealBatch(_ steps: [Step], pending: Int)
+        -> (actor: DealActor, principal: Principal, requests: [DealRequest], slots: [Int])? {
+        guard pending <= EngineLimits.maxBatch else { return nil }
+        var actor: DealActor?
+        var scope: Scope?
+        var requests: [DealRequest] = []
+        var slots: [Int] = []
+        requests.reserveCapacity(pending)
+        slots.reserveCapacity(pending)
+        for (k, step) in steps.enumerated() {
+            guard case .pending(let operation, _, let stepScope, _) = step else { continue }
+            // An unknown target may be created by a command before it: the ordered path resolves it in turn.
+            guard case .deal(let request, let target) = operation, let found = resolve(target) else { return nil }
+            if let actor {
+                guard found === actor, let scope, scope.epoch == stepScope.epoch else { return nil }
+            } else {
+                actor = found
+                scope = stepScope
+            }
+            requests.append(request)
+            slots.append(k)
+        }
+        guard let actor, let scope else { return nil }
+        return (actor, scope.principal, requests, slots)
+    }
+
+    /// Called by each loop after the connections of one `epoll_wait` were
+    /// served: the single-deal batches they produced run as one actor call
+    /// per deal (up to `EngineLimits.maxBatch` requests), each in a task of
+    /// its own, with one wait for durability, instead of a task, an actor hop
+    /// and a writer callback per connection. Each connection still gets its
+    /// own replies, in its own order; batches of different connections were
+    /// never ordered against each other.
+    public func roundEnded(loop: Int) {
+        guard loop < rounds.count else { return }
+        for group in rounds[loop].take() {
+            Task { await self.run(group) }
+        }
+    }
+
+    private func run(_ group: RoundGroup) async {
+        let result = await group.actor.execute(group.requests, as: group.principal)
+        var changedAt = [Bool](repeating: false, count: group.requests.count)
+        for k in result.changed { changedAt[k] = true }
+        var finishes: [@Sendable (EngineError?) -> Void] = []
+        finishes.reserveCapacity(group.members.count)
+        for member in group.members {
+            var outcomes = [DealReply?](repeating: nil, count: member.steps.count)
+            var changed = [Bool](repeating: false, count: member.steps.count)
+            for (k, slot) in member.slots.enumerated() {
+                outcomes[slot] = result.replies[member.offset + k]
+                changed[slot] = changedAt[member.offset + k]
+            }
+            finishes.append(finisher(member.steps, outcomes, changed, close: member.close, holds: member.holds,
+                                     started: member.started, complete: member.complete))
+        }
+        // The read barrier of every member: the deal's last appended LSN.
+        if result.observedLSN > 0, let sink = engine.sink {
+            sink.whenDurable(result.observedLSN) { [finishes] error in for f in finishes { f(error) } }
+        } else {
+            for f in finishes { f(nil) }
         }
     }
 
@@ -211,42 +286,69 @@ public final class EngineRequestHandler: RequestHandler {
                 i += 1
             }
         }
-        let finish: @Sendable (EngineError?) -> Void = { [outcomes, changed] durabilityError in
-            var encoder = RESPEncoder(protocolVersion: 2, reservingCapacity: 64 * steps.count)
-            var errors: UInt64 = 0
-            var engineCommands = 0
-            var tally = RequestMetrics.Tally()
-            for (k, step) in steps.enumerated() {
-                switch step {
-                case .encoded(let bytes): encoder.raw(bytes)
-                case .pending(_, let proto, _, let tracked):
-                    encoder.protocolVersion = proto
-                    var reply = outcomes[k] ?? .failure(EngineError(.invalid, "not executed"))
-                    // Not durable: no reply of the batch may be sent as a success,
-                    // reads included (they may show what a crash takes back).
-                    if let durabilityError, changed[k] || reply.error == nil { reply = .failure(durabilityError) }
-                    if reply.error != nil { errors += 1 }
-                    if tracked != .other { tally.count(tracked, reply) }
-                    engineCommands += 1
-                    encoder.dealReply(reply)
-                }
-            }
-            if errors > 0 { self.errorReplies.add(errors, ordering: .relaxed) }
-            let nanos = DispatchTime.now().uptimeNanoseconds - started
-            self.requestMetrics.add(tally)
-            self.requestMetrics.commandDuration.record(nanos: nanos, count: engineCommands)
-            if holds > 0 {
-                self.holdLatency.record(micros: nanos / 1000, count: holds)
-                self.requestMetrics.holdDuration.record(nanos: nanos, count: holds)
-                self.holdsPlaced.add(UInt64(holds), ordering: .relaxed)
-            }
-            complete(encoder.bytes, close)
-        }
+        let finish = finisher(steps, outcomes, changed, close: close, holds: holds, started: started, complete: complete)
         if maxLSN > 0, let sink = engine.sink {
             sink.whenDurable(maxLSN, finish)
         } else {
             finish(nil)
         }
+    }
+
+    /// What answers a batch once it is durable (or the log failed).
+    ///
+    /// The replies are encoded here, before the wait, so the log writer's
+    /// thread (which runs the durability callbacks after each fdatasync, one
+    /// after another) only hands finished bytes to the loops instead of
+    /// encoding every batch of the group commit before its next write. Only a
+    /// durability failure (rare, and final) encodes them again.
+    private func finisher(_ steps: [Step], _ outcomes: [DealReply?], _ changed: [Bool], close: Bool, holds: Int,
+                          started: UInt64, complete: @escaping @Sendable ([UInt8], Bool) -> Void) -> @Sendable (EngineError?) -> Void {
+        let optimistic = Self.encodeReplies(steps, outcomes, changed, durabilityError: nil)
+        return { durabilityError in
+            let replies = durabilityError.map { Self.encodeReplies(steps, outcomes, changed, durabilityError: $0) } ?? optimistic
+            if replies.errors > 0 { self.errorReplies.add(replies.errors, ordering: .relaxed) }
+            let nanos = DispatchTime.now().uptimeNanoseconds - started
+            self.requestMetrics.add(replies.tally)
+            self.requestMetrics.commandDuration.record(nanos: nanos, count: replies.engineCommands)
+            if holds > 0 {
+                self.holdLatency.record(micros: nanos / 1000, count: holds)
+                self.requestMetrics.holdDuration.record(nanos: nanos, count: holds)
+                self.holdsPlaced.add(UInt64(holds), ordering: .relaxed)
+            }
+            complete(replies.bytes, close)
+        }
+    }
+
+    /// A batch's replies in order, with what the metrics count of them.
+    struct EncodedReplies: Sendable {
+        var bytes: [UInt8]
+        var errors: UInt64 = 0
+        var engineCommands = 0
+        var tally = RequestMetrics.Tally()
+    }
+
+    /// Encodes every step's reply. With `durabilityError`, no reply of the
+    /// batch may be sent as a success, reads included (they may show what a
+    /// crash takes back): changes and successes become that error.
+    static func encodeReplies(_ steps: [Step], _ outcomes: [DealReply?], _ changed: [Bool],
+                              durabilityError: EngineError?) -> EncodedReplies {
+        var encoder = RESPEncoder(protocolVersion: 2, reservingCapacity: 64 * steps.count)
+        var out = EncodedReplies(bytes: [])
+        for (k, step) in steps.enumerated() {
+            switch step {
+            case .encoded(let bytes): encoder.raw(bytes)
+            case .pending(_, let proto, _, let tracked):
+                encoder.protocolVersion = proto
+                var reply = outcomes[k] ?? .failure(EngineError(.invalid, "not executed"))
+                if let durabilityError, changed[k] || reply.error == nil { reply = .failure(durabilityError) }
+                if reply.error != nil { out.errors += 1 }
+                if tracked != .other { out.tally.count(tracked, reply) }
+                out.engineCommands += 1
+                encoder.dealReply(reply)
+            }
+        }
+        out.bytes = encoder.bytes
+        return out
     }
 
     private func resolve(_ target: Target) -> DealActor? {
@@ -270,6 +372,57 @@ public final class EngineRequestHandler: RequestHandler {
         // Never echo a token.
         case .row(.inviteToken, _): return EngineError(.notFound, "invite link not found")
         case .row(let kind, let id): return EngineError(.notFound, "\(kind.name) \(clip(id)) not found")
+        }
+    }
+}
+
+/// A batch waiting for its loop's round to end (`EngineRequestHandler.roundEnded`).
+struct RoundMember: Sendable {
+    var steps: [EngineRequestHandler.Step]
+    /// The step of each of its requests.
+    var slots: [Int]
+    /// Where its requests start in the group's.
+    var offset: Int
+    var close: Bool
+    var holds: Int
+    var started: UInt64
+    var complete: @Sendable ([UInt8], Bool) -> Void
+}
+
+/// The batches of one round for one deal actor and user: one actor call.
+struct RoundGroup: Sendable {
+    var actor: DealActor
+    var principal: Principal
+    var requests: [DealRequest]
+    var members: [RoundMember]
+}
+
+/// One loop's round. Only that loop's thread adds and takes, so the lock is
+/// never contended; it is what makes the sharing checkable (no unsafe step).
+final class PendingRound: Sendable {
+    private let groups = Mutex<[RoundGroup]>([])
+
+    func add(_ requests: [DealRequest], to actor: DealActor, as principal: Principal, _ member: RoundMember) {
+        groups.withLock { groups in
+            var member = member
+            // The newest group of this actor and user, while the call stays within the batch limit.
+            if let g = groups.lastIndex(where: { $0.actor === actor && $0.principal == principal }),
+               groups[g].requests.count + requests.count <= EngineLimits.maxBatch {
+                member.offset = groups[g].requests.count
+                groups[g].requests.append(contentsOf: requests)
+                groups[g].members.append(member)
+            } else {
+                groups.append(RoundGroup(actor: actor, principal: principal, requests: requests, members: [member]))
+            }
+        }
+    }
+
+    func take() -> [RoundGroup] {
+        groups.withLock { g in
+            guard !g.isEmpty else { return [] }
+            let out = g
+            g.removeAll(keepingCapacity: true)
+            return out
         }
     }
 }

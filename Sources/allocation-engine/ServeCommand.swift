@@ -62,6 +62,8 @@ enum ServeCommand {
         guard o.positional.isEmpty else { throw UsageError("unexpected argument '\(o.positional[0])'") }
         // One malloc arena per core, before any thread allocates (HeapTrimmer.limitArenas).
         HeapTrimmer.limitArenas(to: max(2, ProcessInfo.processInfo.activeProcessorCount))
+        // Chunks of holds as mappings of their own, freed to the kernel when they leave.
+        HeapTrimmer.mapLargeBlocks()
         let signals = StopSignals()
         var durable = DurableConfig(dataDir: o.string("data-dir") ?? "./data")
         let modeText = o.string("durability") ?? "strict"

@@ -264,6 +264,8 @@ final class PowerLossRun {
             let before = d.writer.waitingCount
             trace("send \(commands.map { $0.joined(separator: " ") }.joined(separator: "; "))")
             h.handle(commands.map { RESPCommand(strings: $0) }, session: sessions[b]) { bytes, _ in box.set(bytes) }
+            // The loop's part: a round ends after every read (batches held for it start now).
+            h.roundEnded(loop: 0)
             // The batch has run in memory once it answered or waits for the disk.
             let writer = d.writer
             guard await waitUntil("batch \(commands)", { box.value != nil || writer.waitingCount > before }) else { return }
@@ -467,6 +469,7 @@ final class PowerLossRun {
         guard let h = handler else { return [] }
         let box = ReplyBox()
         h.handle(commands.map { RESPCommand(strings: $0) }, session: sessions[0]) { bytes, _ in box.set(bytes) }
+        h.roundEnded(loop: 0)
         guard await waitUntil("\(commands.count) reads", { box.value != nil }) else { return [] }
         return RESPValue.decodeAll(box.value!)
     }

@@ -217,6 +217,9 @@ final class EventLoop: @unchecked Sendable {
                 }
             }
             runLocalCompletions()
+            // Batches held back for the round start now, together (after the
+            // local completions, whose connections may have dispatched more).
+            shared.handler.roundEnded(loop: index)
             periodicChecks()
             if shuttingDown && (liveConnections == 0 || now >= shutdownDeadline) {
                 for case let conn? in connections { closeConnection(conn) }

@@ -57,9 +57,14 @@ public protocol RequestHandler: Sendable {
     /// A connection was closed for any reason (loop thread). An outstanding
     /// batch may still complete later; its replies are dropped. Default: nothing.
     func sessionClosed(_ session: Session)
+    /// The loop `loop` served every connection of one `epoll_wait` (loop
+    /// thread): a handler that held batches back to run them together starts
+    /// them now. Default: nothing.
+    func roundEnded(loop: Int)
 }
 
 extension RequestHandler {
     public func sessionOpened(_ session: Session) {}
     public func sessionClosed(_ session: Session) {}
+    public func roundEnded(loop: Int) {}
 }
