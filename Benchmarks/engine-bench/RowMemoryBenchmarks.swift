@@ -138,6 +138,42 @@ struct RowMemoryBenchmarks {
             report.row("heap per hold that expired and left memory, stretch \(k)",
                        String(format: "%.2f B", (expiryHeaps[k] - expiryHeaps[k - 1]) / Double(deals * holdsPerRound)))
         }
+        // The soak's mix: of the holds, some allocated, and the allocations
+        // approved and rejected in turn (rejected ones leave memory, approved
+        // stay). Two stretches: what each approved allocation adds must not
+        // grow with the allocations ever made.
+        var mixHeaps = [Self.heap()]
+        var approvedAt = [0]
+        var approvedTotal = 0
+        for _ in 0..<2 {
+            for a in actors {
+                var placed = 0
+                while placed < holdsPerRound {
+                    let batch = (0..<1024).map { _ in DealRequest.hold(HoldRequest(investor: investor(), units: .whole(1), price: .whole(25))) }
+                    var ids: [String] = []
+                    for case .hold(let r) in await engine.submit(batch, to: a) { ids.append(r.id) }
+                    // 8 of the 1024 allocated (the soak: 0.2 %; more here to measure them), the rest released.
+                    let allocated = ids.prefix(8).map { DealRequest.allocate(hold: $0, id: nil) }
+                    var decisions: [DealRequest] = []
+                    for (k, reply) in await engine.submit(allocated, to: a).enumerated() {
+                        guard case .id(let id) = reply else { continue }
+                        decisions.append(k % 2 == 0 ? .approve(allocation: id) : .reject(allocation: id))
+                    }
+                    approvedTotal += (decisions.count + 1) / 2
+                    _ = await engine.submit(decisions + ids.dropFirst(8).map { .release(hold: $0) }, to: a)
+                    placed += 1024
+                }
+            }
+            await settle()
+            mixHeaps.append(Self.heap())
+            approvedAt.append(approvedTotal)
+        }
+        for k in 1..<mixHeaps.count {
+            let approved = Double(approvedAt[k] - approvedAt[k - 1])
+            report.row("heap per approved allocation in the soak's mix, stretch \(k)",
+                       String(format: "%.0f B (%.0f approved, as many rejected; beyond the plain holds)",
+                              (mixHeaps[k] - mixHeaps[k - 1] - stretch * archivedBytes) / approved, approved))
+        }
         var counts = (0, 0)
         for a in actors {
             let c = await a.retentionCounts()
