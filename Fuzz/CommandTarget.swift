@@ -67,6 +67,7 @@ func outcome(_ spec: CommandSpec, _ command: RESPCommand) -> ParseOutcome {
         switch try spec.parse(&arguments) {
         case .deal: return .parsed(deal: true)
         case .engine: return .parsed(deal: false)
+        case .control: return .parsed(deal: false)
         }
     } catch {
         return .refused(error.code, error.message)

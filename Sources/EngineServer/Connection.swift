@@ -14,6 +14,14 @@ final class ConnectionState {
     /// revoked token), the principal is resolved again before the next batch.
     var tokenHash: String?
     var generation: UInt64 = 0
+    /// Between MULTI and EXEC/DISCARD: the commands queued (nil outside).
+    var queued: [RESPCommand]?
+    /// A queued command was refused: EXEC answers EXECABORT.
+    var queueFailed = false
+    /// Pub/sub: channels and patterns this connection is subscribed to.
+    var channels: Set<String> = []
+    var patterns: Set<String> = []
+    var subscriptions: Int { channels.count + patterns.count }
     init(principal: Principal?) { self.principal = principal }
 }
 

@@ -39,10 +39,19 @@ public final class EngineRequestHandler: RequestHandler {
     let rounds: [PendingRound] = (0..<64).map { _ in PendingRound() }
     let boundPort = Atomic<Int>(0)
 
+    /// Replication (nil without a data directory).
+    let replication: Replication?
+    /// Pub/sub channels and the connections' registry (PubSub/).
+    let pubsub = PubSub()
+    let clients = ClientRegistry()
+    /// INFO's `run_id`: random per process, as Redis (Sentinel tells restarts by it).
+    let runID = ReplicationIDs.random()
+
     public init(engine: Engine, durable: DurableEngine? = nil, settings: Settings = Settings(),
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                replication: Replication? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.engine = engine
         self.durable = durable
+        self.replication = replication
         self.settings = settings
         self.log = log
     }
@@ -58,6 +67,13 @@ public final class EngineRequestHandler: RequestHandler {
         case .loopbackAdmin: session.attachment = ConnectionState(principal: session.isLoopback ? .admin : nil)
         case .tokens: session.attachment = ConnectionState(principal: nil)
         }
+        clients.opened(session, user: session.user ?? ((session.attachment as? ConnectionState)?.principal?.user))
+    }
+
+    public func sessionClosed(_ session: Session) {
+        replication?.replicaGone(session: session.id)
+        dropSubscriptions(session)
+        clients.closed(session.id)
     }
 
     private func connection(_ session: Session) -> ConnectionState {
@@ -103,44 +119,15 @@ public final class EngineRequestHandler: RequestHandler {
                 if conn.principal == nil { conn.tokenHash = nil; session.user = nil }
             }
         }
-        var steps: [Step] = []
-        steps.reserveCapacity(commands.count)
-        var pending = 0
-        var holds = 0
-        var close = false
-        commandsProcessed.add(UInt64(commands.count), ordering: .relaxed)
-        for command in commands where !close {
-            let name = command.name
-            do throws(CommandError) {
-                if !ArgumentText.isBinarySafe(name), let error = ArgumentText.check(command) { throw error }
-                if let reply = try connectionCommand(name, command, session: session, connection: conn, close: &close) {
-                    steps.append(.encoded(reply))
-                    continue
-                }
-                guard let principal = conn.principal else {
-                    throw CommandError("NOAUTH", "Authentication required.")
-                }
-                guard let spec = CommandTable.byName[name] else {
-                    throw CommandError("ERR", "unknown command '\(name.prefix(40).lowercased())', with args beginning with: \(Self.preview(command))")
-                }
-                var arguments = Arguments(command, name: name, usage: spec.usage)
-                let operation = try spec.parse(&arguments)
-                guard principal.role.allows(spec.permission) else {
-                    throw CommandError("NOPERM", "user \(principal.user) (\(principal.role.rawValue)) may not run this command")
-                }
-                let tracked = RequestMetrics.Tracked(name: name)
-                steps.append(.pending(operation, proto: session.protocolVersion,
-                                      scope: Scope(principal: principal, epoch: conn.epoch), tracked: tracked))
-                pending += 1
-                if tracked == .hold { holds += 1 }
-            } catch {
-                errorReplies.add(1, ordering: .relaxed)
-                if name == "HOLD" { requestMetrics.holdRefused(code: error.code) }
-                var e = RESPEncoder(protocolVersion: session.protocolVersion)
-                e.error(code: error.code, message: error.message)
-                steps.append(.encoded(e.bytes))
-            }
+        if commands.count == 1, commands[0].name == "REPLSYNC" {
+            replicationSync(commands[0], session: session, connection: conn, complete: complete)
+            return
         }
+        var batch = BatchBuilder()
+        batch.steps.reserveCapacity(commands.count)
+        commandsProcessed.add(UInt64(commands.count), ordering: .relaxed)
+        for command in commands where !batch.close { process(command, session: session, connection: conn, into: &batch) }
+        let steps = batch.steps, pending = batch.pending, holds = batch.holds, close = batch.close
         if pending == 0 {
             complete(Self.join(steps), close)
             return
@@ -154,6 +141,63 @@ public final class EngineRequestHandler: RequestHandler {
         }
         Task {
             await self.run(steps, close: close, holds: holds, started: started, complete: complete)
+        }
+    }
+
+    /// What `handle` builds from one read's commands.
+    struct BatchBuilder {
+        var steps: [Step] = []
+        var pending = 0
+        var holds = 0
+        var close = false
+    }
+
+    /// One command into the batch (an EXEC puts its queued commands in after an array header).
+    private func process(_ command: RESPCommand, session: Session, connection conn: ConnectionState, into b: inout BatchBuilder) {
+        let name = command.name
+        do throws(CommandError) {
+            if !ArgumentText.isBinarySafe(name), let error = ArgumentText.check(command) { throw error }
+            if conn.queued != nil || Self.transactionCommands.contains(name) {
+                switch try transaction(name, command, session: session, connection: conn) {
+                case .reply(let bytes):
+                    b.steps.append(.encoded(bytes))
+                case .run(let queued):
+                    var header = RESPEncoder(protocolVersion: session.protocolVersion)
+                    header.arrayHeader(queued.count)
+                    b.steps.append(.encoded(header.bytes))
+                    for q in queued { process(q, session: session, connection: conn, into: &b) }
+                }
+                return
+            }
+            if conn.subscriptions > 0, session.protocolVersion == 2, !Self.subscribedModeCommands.contains(name) {
+                throw CommandError("ERR", "Can't execute '\(name.prefix(40).lowercased())': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+            }
+            if let reply = try connectionCommand(name, command, session: session, connection: conn, close: &b.close) {
+                b.steps.append(.encoded(reply))
+                return
+            }
+            guard let principal = conn.principal else {
+                throw CommandError("NOAUTH", "Authentication required.")
+            }
+            guard let spec = CommandTable.byName[name] else {
+                throw CommandError("ERR", "unknown command '\(name.prefix(40).lowercased())', with args beginning with: \(Self.preview(command))")
+            }
+            var arguments = Arguments(command, name: name, usage: spec.usage)
+            let operation = try spec.parse(&arguments)
+            guard principal.role.allows(spec.permission) else {
+                throw CommandError("NOPERM", "user \(principal.user) (\(principal.role.rawValue)) may not run this command")
+            }
+            let tracked = RequestMetrics.Tracked(name: name)
+            b.steps.append(.pending(operation, proto: session.protocolVersion,
+                                  scope: Scope(principal: principal, epoch: conn.epoch), tracked: tracked))
+            b.pending += 1
+            if tracked == .hold { b.holds += 1 }
+        } catch {
+            errorReplies.add(1, ordering: .relaxed)
+            if name == "HOLD" { requestMetrics.holdRefused(code: error.code) }
+            var e = RESPEncoder(protocolVersion: session.protocolVersion)
+            e.error(code: error.code, message: error.message)
+            b.steps.append(.encoded(e.bytes))
         }
     }
 
@@ -229,7 +273,7 @@ public final class EngineRequestHandler: RequestHandler {
         return out
     }
 
-    private static func preview(_ command: RESPCommand) -> String {
+    static func preview(_ command: RESPCommand) -> String {
         (1..<min(command.count, 4)).map { "'\(command.string(at: $0).prefix(32))'" }.joined(separator: " ")
     }
 
@@ -272,6 +316,9 @@ public final class EngineRequestHandler: RequestHandler {
                 // is durable (the batch's changes and the deal's before them).
                 maxLSN = max(maxLSN, result.observedLSN)
                 i = j
+            case .control(let body):
+                outcomes[i] = await body(CommandContext(engine: engine, durable: durable, principal: scope.principal, replication: replication))
+                i += 1
             case .engine(let body):
                 if let refusal = engine.sink?.admission, refusal.refusesReads {
                     // After a durability failure nothing is answered from memory.
@@ -279,7 +326,7 @@ public final class EngineRequestHandler: RequestHandler {
                     i += 1
                     continue
                 }
-                outcomes[i] = await body(CommandContext(engine: engine, durable: durable, principal: scope.principal))
+                outcomes[i] = await body(CommandContext(engine: engine, durable: durable, principal: scope.principal, replication: replication))
                 // An engine-wide command may read any deal and the directory:
                 // its barrier is everything appended when it finished.
                 if let sink = engine.sink { maxLSN = max(maxLSN, sink.lastAppendedLSN) }

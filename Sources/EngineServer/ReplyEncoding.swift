@@ -36,6 +36,7 @@ extension RESPEncoder {
             arrayHeader(rows.count)
             for r in rows { fields(r) }
         case .failure(let e): engineError(e)
+        case .resp(let bytes): raw(bytes)
         }
     }
 

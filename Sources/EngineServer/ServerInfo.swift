@@ -12,7 +12,9 @@ extension EngineRequestHandler {
             out += "\r\n"
         }
         add("Server", [
-            ("server", "allocation-engine"), ("version", settings.version), ("process_id", String(getpid())),
+            ("server", "allocation-engine"), ("version", settings.version),
+            // The Redis version whose protocol and Sentinel interface this server speaks (clients gate features on it).
+            ("redis_version", "7.0.0"), ("redis_mode", "standalone"), ("run_id", runID), ("process_id", String(getpid())),
             ("tcp_port", String(boundPort.load(ordering: .relaxed) == 0 ? settings.port : boundPort.load(ordering: .relaxed))), ("bind", settings.host),
             ("uptime_in_seconds", String(Int(monotonicSeconds() - startedAt))),
             ("data_dir", settings.dataDir ?? ""), ("durability", settings.durability),
@@ -33,6 +35,8 @@ extension EngineRequestHandler {
             ("total_net_input_bytes", String(net?.bytesIn ?? 0)),
             ("total_net_output_bytes", String(net?.bytesOut ?? 0)),
         ])
+        // The fields Redis Sentinel and operators read (Replication/Replication.swift).
+        add("Replication", replication?.infoLines() ?? [("role", "master"), ("connected_slaves", "0")])
         add("Engine", [
             ("deals", String(engine.allDeals.count)),
             ("total_commands_processed", String(commandsProcessed.load(ordering: .relaxed))),

@@ -173,6 +173,22 @@ public final class LogWriter: Sendable {
     let exited = DispatchSemaphore(value: 0)
     /// Called once, on the thread that saw it, when the log fail-stops.
     let failureObservers = Locked<[@Sendable (String) -> Void]>([])
+    /// Sees every chunk as written (finished: seals filled, CRCs final), on
+    /// the writer thread, before its fdatasync: the replication backlog.
+    let chunkTap = Locked<(@Sendable (_ bytes: [UInt8], _ salt: UInt32) -> Void)?>(nil)
+
+    /// Installs (or, with nil, removes) the observer of written chunks. The
+    /// records it sees may not be durable yet: compare with `durableLSN`.
+    public func setChunkTap(_ tap: (@Sendable (_ bytes: [UInt8], _ salt: UInt32) -> Void)?) {
+        chunkTap.withLock { $0 = tap }
+    }
+
+    /// The highest LSN acknowledged as durable by the log's mode (strict:
+    /// fsynced; periodic and none: written).
+    public var acknowledgedLSN: UInt64 {
+        let strict = config.mode == .strict
+        return state.withLock { strict ? $0.durableLSN : $0.writtenLSN }
+    }
 
     public static func monotonicNanos() -> UInt64 {
         var ts = timespec()
@@ -444,14 +460,17 @@ public final class LogWriter: Sendable {
                 }
             case .write(let chunks, let records, let bytes, let lastLSN):
                 do throws(IOError) {
+                    let tap = chunkTap.withLock { $0 }
                     for chunk in chunks {
                         if let header = chunk.newSegment { try rotate(to: header) }
                         if let finisher {
                             var finished = chunk
                             finisher.finish(&finished.writer.bytes, salt: file.withLock { $0.salt })
                             try writeChunk(finished)
+                            tap?(finished.writer.bytes, file.withLock { $0.salt })
                         } else {
                             try writeChunk(chunk)
+                            tap?(chunk.writer.bytes, file.withLock { $0.salt })
                         }
                     }
                     state.withLock { s in

@@ -36,6 +36,12 @@ enum ServeCommand {
         .init(name: "idle-timeout", value: "S", help: "close clients idle for S seconds (default 0 = never)"),
         .init(name: "loops", value: "N", help: "event-loop threads (default: one per two cores, at most 2)"),
         .init(name: "truncate-corrupt", value: nil, help: "cut the log at a damaged record instead of refusing to start"),
+        .init(name: "replicaof", value: "HOST:PORT", help: "start as a replica of that primary (default: as the data directory was left; see docs/replication.md)"),
+        .init(name: "masterauth-file", value: "PATH", help: "file holding the token a replica AUTHs with at its primary (default: the --admin-token-file token)"),
+        .init(name: "min-replicas-to-write", value: "N", help: "acknowledge a change only once N replicas have it durable; refuse changes (NOREPLICAS) with fewer connected (default 0)"),
+        .init(name: "replica-ack-timeout-ms", value: "N", help: "how long a change waits for those replicas before NOREPLICAS (default 10000)"),
+        .init(name: "repl-backlog-mb", value: "N", help: "recent log kept in memory for replicas, in MiB (default 16)"),
+        .init(name: "replica-priority", value: "N", help: "Sentinel's slave_priority (default 100; 0 = never promote)"),
     ] + debugSpecs
 
     #if DEBUG
@@ -85,6 +91,19 @@ enum ServeCommand {
         durable.retention.maxEndedTotal = try o.int("retain-ended-rows-total", default: 262_144, range: 1024...1 << 34)
         durable.retention.callerIDsInMemory = try o.int("hold-ids-in-memory", default: 65_536, range: 1...1 << 30)
         durable.pruneLog = o.flag("prune-log")
+        durable.minReplicasToWrite = try o.int("min-replicas-to-write", default: 0, range: 0...16)
+        durable.replicaAckTimeoutSeconds = Double(try o.int("replica-ack-timeout-ms", default: 10_000, range: 10...3_600_000)) / 1000
+        var replicaOf: (host: String, port: Int)?
+        if let text = o.string("replicaof") {
+            guard let parsed = Replication.parseAddress(text) else { throw UsageError("--replicaof must be HOST:PORT or 'HOST PORT', got '\(text)'") }
+            replicaOf = parsed
+        } else if let saved = Replication.savedPrimary(dataDir: durable.dataDir) {
+            replicaOf = saved
+        }
+        durable.startAsReplica = replicaOf != nil
+        var replicationSettings = Replication.Settings()
+        replicationSettings.backlogBytes = try o.int("repl-backlog-mb", default: 16, range: 1...4096) << 20
+        replicationSettings.priority = try o.int("replica-priority", default: 100, range: 0...1_000_000)
 
         var limits = NetLimits()
         limits.maxConnections = try o.int("max-clients", default: 10_000, range: 1...1_000_000)
@@ -108,6 +127,13 @@ enum ServeCommand {
             let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard token.count >= 16 else { throw UsageError("the admin token in \(path) must be at least 16 characters") }
             access = .tokens(adminTokenHash: SHA256.hex(token))
+            replicationSettings.masterAuth = token
+        }
+        if let path = o.string("masterauth-file") {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw UsageError("cannot read --masterauth-file \(path)")
+            }
+            replicationSettings.masterAuth = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
 
         raiseOpenFileLimit(wanted: limits.maxConnections + 256)
@@ -116,6 +142,10 @@ enum ServeCommand {
         let lock = try DataDirectoryLock(DataDirectory(durable.dataDir))
         defer { lock.release() }
 
+        // A replica whose log parted from its primary's starts over (Replication.setAsideDiverged).
+        if let aside = try Replication.setAsideDiverged(dataDir: durable.dataDir) {
+            logLine("replication: this replica's log had parted from its primary's; its data was moved to \(aside) and it syncs again from the primary's log")
+        }
         // Recovery's progress: redrawn on a terminal, one summary line otherwise.
         let progress = ProgressReporter("recovery", walDirectory: DataDirectory(durable.dataDir).wal, summary: { logLine($0) })
         durable.recoveryProgress = { records, _, segment, offset in progress.update(records: records, segment: segment, offset: offset) }
@@ -137,12 +167,18 @@ enum ServeCommand {
         settings.dataDir = durable.dataDir
         settings.durability = mode.rawValue
         settings.version = version
-        let handler = EngineRequestHandler(engine: engine.engine, durable: engine, settings: settings, log: logLine)
+        replicationSettings.listeningPort = port
+        let replication = Replication(durable: engine, settings: replicationSettings, log: logLine)
+        // Before any change is taken: what this primary writes is a history of its own.
+        if replicaOf == nil { try replication.startAsPrimary() }
+        let handler = EngineRequestHandler(engine: engine.engine, durable: engine, settings: settings, replication: replication, log: logLine)
         let server = try EventLoopServer(config: ServerConfig(host: host, port: port, loops: loops, limits: limits, logger: logLine),
                                          handler: handler)
         try server.start()
         handler.attach(statsFrom: server)
         engine.startBackground()
+        replication.setListeningPort(server.boundPort)
+        if let replicaOf { await replication.replicate(from: replicaOf.host, port: replicaOf.port) }
         if case .loopbackAdmin = access {
             logLine("WARNING: no --admin-token-file: only loopback clients are served, each as the staff admin (protected mode)")
         }
@@ -163,7 +199,17 @@ enum ServeCommand {
             }
         }
 
-        if case .durabilityFailure(let reason) = await waitForStop(engine, signals: signals) {
+        let stop = await waitForStop(engine, replication: replication, signals: signals)
+        if case .replicationStopped(let reason) = stop {
+            logLine("FATAL: replication stopped: \(reason). Exiting with status \(Replication.resyncExitCode) so a supervisor restarts this replica (into a full resync from the primary's log when its log parted)")
+            metrics?.stop()
+            server.stopAccepting()
+            server.shutdown(gracefulTimeoutSeconds: 5)
+            await replication.stop()
+            try? await engine.close()
+            return Replication.resyncExitCode
+        }
+        if case .durabilityFailure(let reason) = stop {
             // Fail-stop, as PostgreSQL PANICs after a failed fsync: memory may
             // hold changes the disk does not, and the kernel may have dropped
             // the failed pages, so retrying is no way back. Nothing is answered
@@ -174,6 +220,7 @@ enum ServeCommand {
             metrics?.stop()
             server.stopAccepting()
             server.shutdown(gracefulTimeoutSeconds: 5)
+            await replication.stop()
             try? await engine.close()
             return durabilityFailureExitCode
         }
@@ -181,6 +228,7 @@ enum ServeCommand {
         metrics?.stop()
         server.stopAccepting()
         server.shutdown(gracefulTimeoutSeconds: 10)
+        await replication.stop()
         do {
             try await engine.close()
             logLine("log flushed and closed; shutdown complete")
@@ -199,15 +247,17 @@ enum ServeCommand {
     enum Stop: Sendable {
         case signal
         case durabilityFailure(String)
+        case replicationStopped(String)
     }
 
     /// Waits for SIGTERM/SIGINT (caught by `signals` since the start) or a
     /// durability failure of the engine, whichever comes first.
-    static func waitForStop(_ engine: DurableEngine, signals: StopSignals) async -> Stop {
+    static func waitForStop(_ engine: DurableEngine, replication: Replication, signals: StopSignals) async -> Stop {
         let latch = StopLatch()
         return await withCheckedContinuation { (continuation: CheckedContinuation<Stop, Never>) in
             latch.arm(continuation)
             engine.onDurabilityFailure { latch.finish(.durabilityFailure($0)) }
+            replication.onRestartNeeded { latch.finish(.replicationStopped($0)) }
             signals.onFirst { latch.finish(.signal) }
         }
     }

@@ -132,7 +132,7 @@ import Testing
                 #expect(parts.count == 2, "not key:value: \(line)")
                 if parts.count == 2 { keys[String(parts[0])] = String(parts[1]) }
             }
-            #expect(sections == ["Server", "Memory", "Clients", "Engine", "WAL", "Snapshot", "History", "Latency"])
+            #expect(sections == ["Server", "Memory", "Clients", "Replication", "Engine", "WAL", "Snapshot", "History", "Latency"])
             #expect(Int(keys["used_memory_rss"] ?? "") ?? 0 > 0)
             #expect(keys["server"] == "allocation-engine")
             #expect(keys["deals"] == "1")

@@ -407,6 +407,11 @@ private let spMatrix: [(cmd: String, expect: String, args: @Sendable (SPRow) -> 
     ("SNAPSHOT",                              "++P|PPPPPPPPP|P", { _ in ["SNAPSHOT"] }),
     ("SWEEP",                                 "++P|PPPPPPPPP|P", { _ in ["SWEEP"] }),
     ("DIGEST",                                "+++|+++++++++|+", { _ in ["DIGEST"] }),
+    ("ROLE",                                  "+++|+++++++++|+", { _ in ["ROLE"] }),
+    ("WAIT",                                  "+++|+++++++++|+", { _ in ["WAIT", "0", "10"] }),
+    // On a primary, NO ONE changes nothing: the allowed ones run it without effect.
+    ("REPLICAOF",                             "++P|PPPPPPPPP|P", { _ in ["REPLICAOF", "NO", "ONE"] }),
+    ("SLAVEOF",                               "++P|PPPPPPPPP|P", { _ in ["SLAVEOF", "NO", "ONE"] }),
     // The directory.
     ("USER.CREATE",                           "+PP|PPPPPPPPP|P", { r in ["USER.CREATE", r.id("created"), "investor"] }),
     ("USER.GET self",                         "+++|+++++++++|+", { r in ["USER.GET", r.user] }),

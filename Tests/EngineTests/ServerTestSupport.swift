@@ -119,7 +119,7 @@ enum ReplyParser {
             if n < 0 { return (.null, next) }
             guard next + n + 2 <= buf.count else { return nil }
             return (.bulk(String(decoding: buf[next..<(next + n)], as: UTF8.self)), next + n + 2)
-        case UInt8(ascii: "*"), UInt8(ascii: "%"), UInt8(ascii: "~"):
+        case UInt8(ascii: "*"), UInt8(ascii: "%"), UInt8(ascii: "~"), UInt8(ascii: ">"):
             let n = Int(line) ?? -1
             if n < 0 { return (.null, next) }
             let isMap = buf[pos] == UInt8(ascii: "%")
@@ -294,6 +294,7 @@ final class SrvHarness: @unchecked Sendable {
     let handler: EngineRequestHandler
     let server: EventLoopServer
     let settings: EngineRequestHandler.Settings
+    let replication: Replication
     var port: Int { server.boundPort }
     var engine: Engine { durable.engine }
     private let ownsDir: Bool
@@ -307,10 +308,16 @@ final class SrvHarness: @unchecked Sendable {
         var io: (any FileIO)?
         var engine = EngineConfig()
         var segmentBytes = 1 << 20
+        /// Start as a replica of this port on loopback.
+        var replicaOf: Int?
+        var minReplicas = 0
+        var replicaAckTimeoutSeconds: Double = 10
+        var retention: RetentionPolicy?
     }
 
     private init(dataDir: String, ownsDir: Bool, durable: DurableEngine, handler: EngineRequestHandler,
-                 server: EventLoopServer, settings: EngineRequestHandler.Settings) {
+                 server: EventLoopServer, settings: EngineRequestHandler.Settings, replication: Replication) {
+        self.replication = replication
         self.dataDir = dataDir
         self.ownsDir = ownsDir
         self.durable = durable
@@ -334,6 +341,10 @@ final class SrvHarness: @unchecked Sendable {
         config.snapshotEveryRecords = 0
         // Segments are preallocated; small ones keep the tests quick.
         config.segmentBytes = options.segmentBytes
+        config.startAsReplica = options.replicaOf != nil
+        config.minReplicasToWrite = options.minReplicas
+        config.replicaAckTimeoutSeconds = options.replicaAckTimeoutSeconds
+        if let r = options.retention { config.retention = r }
         let durable = if let io = options.io {
             try await DurableEngine.open(config, io: io)
         } else {
@@ -343,12 +354,17 @@ final class SrvHarness: @unchecked Sendable {
         s.access = options.access
         s.dataDir = dir
         s.durability = options.mode.rawValue
-        let handler = EngineRequestHandler(engine: durable.engine, durable: durable, settings: s)
+        let replication = Replication(durable: durable, settings: Replication.Settings(), log: { _ in })
+        if options.replicaOf == nil { try replication.startAsPrimary() }
+        let handler = EngineRequestHandler(engine: durable.engine, durable: durable, settings: s, replication: replication)
         let server = try EventLoopServer(
             config: ServerConfig(host: "127.0.0.1", port: 0, loops: options.loops, limits: options.limits), handler: handler)
         try server.start()
         handler.attach(statsFrom: server)
-        return SrvHarness(dataDir: dir, ownsDir: dataDir == nil, durable: durable, handler: handler, server: server, settings: s)
+        replication.setListeningPort(server.boundPort)
+        if let p = options.replicaOf { await replication.replicate(from: "127.0.0.1", port: p) }
+        return SrvHarness(dataDir: dir, ownsDir: dataDir == nil, durable: durable, handler: handler, server: server, settings: s,
+                          replication: replication)
     }
 
     func client(receiveBuffer: Int32? = nil) throws -> SrvClient { try SrvClient(port: port, receiveBuffer: receiveBuffer) }
@@ -359,6 +375,7 @@ final class SrvHarness: @unchecked Sendable {
         stopped = true
         let server = self.server
         await srvBlocking { server.shutdown(gracefulTimeoutSeconds: 2) }
+        await replication.stop()
         try? await durable.close()
     }
 

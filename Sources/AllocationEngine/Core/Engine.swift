@@ -185,6 +185,37 @@ public final class Engine: Sendable {
         return info
     }
 
+    /// A deal a primary created, arriving on a replica's stream (logged there
+    /// already): registered as `createDeal` does, without deciding or logging.
+    public func adoptShippedDeal(_ info: DealInfo, lsn: UInt64) throws(EngineError) {
+        try creationLock.withLock { (_) throws(EngineError) in
+            try byID[Self.shard(info.id)].withLock { (dict) throws(EngineError) in
+                guard dict[info.id] == nil else { throw EngineError(.conflict, "LSN \(lsn): deal \(info.id) created twice") }
+                let actor = DealActor(state: DealState(info: info), context: context, lastLSN: lsn)
+                if let v = info.vehicle { context.indexes.holdings.addDeal(info.number, vehicle: v) }
+                dict[info.id] = actor
+                byNumber[Int(info.number) % Self.shardCount].withLock { $0[info.number] = actor }
+                // Numbers the primary handed out are never handed out again here.
+                var current = nextNumber.load(ordering: .relaxed)
+                while current <= info.number {
+                    let (exchanged, original) = nextNumber.compareExchange(expected: current, desired: info.number + 1, ordering: .relaxed)
+                    if exchanged { break }
+                    current = original
+                }
+            }
+        }
+    }
+
+    /// A directory change arriving on a replica's stream (logged there already).
+    public func applyShippedDirectory(_ change: DirectoryChange, time: Int64, lsn: UInt64) throws(EngineError) {
+        try context.directory.withLock { (d) throws(EngineError) in
+            do throws(EngineError) { try d.apply(change, time: time) } catch {
+                throw EngineError(error.code, "LSN \(lsn): directory change does not apply: \(error.message)")
+            }
+        }
+        context.directoryGeneration.add(1, ordering: .releasing)
+    }
+
     // MARK: - Batches
 
     /// Runs a batch on a deal (as `principal`: its access rules and its name on

@@ -14,6 +14,8 @@ public struct EngineError: Error, Hashable, Sendable, CustomStringConvertible {
         case limit = "LIMIT"
         /// The audit chain does not link: history was rewritten.
         case corrupt = "CORRUPT"
+        /// `--min-replicas-to-write`: too few replicas to take or acknowledge a change (Redis' code).
+        case noReplicas = "NOREPLICAS"
     }
     public let code: Code
     public let message: String

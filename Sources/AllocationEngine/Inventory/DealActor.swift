@@ -210,6 +210,22 @@ public actor DealActor {
 
     public func read<T: Sendable>(_ body: (DealState) -> T) -> T { body(state) }
 
+    /// Applies changes a primary decided and this replica has appended to its
+    /// own log (`lsn` each), as replay does: nothing is decided or logged
+    /// here. A change that does not apply means the two histories parted;
+    /// the error names it and the follower stops.
+    public func applyShipped(_ changes: [(change: Change, time: Int64, lsn: UInt64)]) throws(EngineError) {
+        for c in changes {
+            do throws(EngineError) {
+                try state.apply(c.change, time: c.time, index: context.indexes, indexNew: true)
+            } catch {
+                throw EngineError(error.code, "LSN \(c.lsn) does not apply to deal \(id): \(error.message)")
+            }
+            lastLSN = c.lsn
+        }
+        registerWake()
+    }
+
     private func flushChanges(time: Int64, replies: inout [DealReply], changed: [Int]) -> UInt64? {
         guard let sink = context.sink, !changes.isEmpty else { return nil }
         defer { changes.removeAll(keepingCapacity: true) }

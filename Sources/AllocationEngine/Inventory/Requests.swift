@@ -88,6 +88,9 @@ public enum DealReply: Sendable, Hashable {
     /// One page of a list: the cursor to continue from ("0" at the end) and the rows.
     case page(cursor: String, rows: [[Field]])
     case failure(EngineError)
+    /// A reply the server encoded itself (RESP; the same in RESP2 and RESP3):
+    /// server control commands such as `ROLE`.
+    case resp([UInt8])
 
     public var error: EngineError? {
         if case .failure(let e) = self { return e }

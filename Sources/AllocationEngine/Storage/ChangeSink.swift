@@ -26,6 +26,9 @@ public enum SinkAdmission: Sendable, Equatable {
     case overloaded
     /// Failed for good (fail-stop): changes are refused until a restart.
     case failed(String)
+    /// Changes are refused, reads served: a replica (`READONLY`), or a primary
+    /// with fewer connected replicas than `--min-replicas-to-write` (`NOREPLICAS`).
+    case refused(EngineError)
 }
 
 extension ChangeSink {
@@ -59,6 +62,7 @@ extension SinkAdmission {
         case .open: preconditionFailure("an open log refuses nothing")
         case .overloaded: EngineError(.limit, "the log is behind the disk; retry shortly")
         case .failed(let reason): EngineError(.readOnly, "the engine stopped after a durability failure and answers nothing from memory until it restarts from disk: \(reason)")
+        case .refused(let error): error
         }
     }
 }

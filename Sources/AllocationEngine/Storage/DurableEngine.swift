@@ -26,6 +26,15 @@ public struct DurableConfig: Sendable {
     public var engine = EngineConfig()
     /// Called during recovery at open (see `RecoveryProgress`).
     public var recoveryProgress: RecoveryProgress?
+    /// Open as a replica: nothing is decided here (no expiry sweep, no
+    /// archiving, no seal of a torn batch): the primary's stream is the only
+    /// change (docs/replication.md).
+    public var startAsReplica = false
+    /// `--min-replicas-to-write`: a change is acknowledged once this many
+    /// replicas have it durable too (0: once durable here).
+    public var minReplicasToWrite = 0
+    /// How long a change waits for those replicas before it is answered `NOREPLICAS`.
+    public var replicaAckTimeoutSeconds: Double = 10
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -83,6 +92,8 @@ public final class DurableEngine: Sendable {
     public let config: DurableConfig
     /// Rows that left memory.
     public let history: HistoryStore
+    /// The replication rule (the sink's): role, min replicas, acknowledgements.
+    public let gate: ReplicationGate
     /// Caller ids of holds that left memory, once moved out of memory too.
     public var holdIDRuns: CallerIDRuns { engine.indexes.holdIDRuns }
     let io: any FileIO
@@ -155,17 +166,21 @@ public final class DurableEngine: Sendable {
         // The audit chain goes on from recovery's head, computed on the writer's thread.
         let sealer = AuditSealer(head: result.audit, sealLSN: r.nextLSN - 1)
         let writer = try LogWriter(config: logConfig, io: io, nextLSN: r.nextLSN, finisher: sealer)
-        let sink = WALChangeSink(writer: writer, sealer: sealer)
-        if let seal = result.unsealed {
+        let gate = ReplicationGate(minReplicas: config.minReplicasToWrite, ackTimeoutSeconds: config.replicaAckTimeoutSeconds)
+        if config.startAsReplica { gate.setReplica(true) }
+        let sink = WALChangeSink(writer: writer, sealer: sealer, gate: gate)
+        if let seal = result.unsealed, !config.startAsReplica {
             // Entries after the last seal (a torn batch, or a log from before the chain): sealed now, so the chain goes on.
             try sink.appendSeal(seal, time: clock.nowMillis())
             log("audit: sealed \(seal.hashes.count) entries found after the last seal")
         }
         let engine = Engine(config: engineConfig, clock: clock, sink: sink,
                             restoring: result.states, indexes: result.indexes, directory: result.directory, secrets: secrets)
-        let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, history: history, io: io, directory: dir, log: log)
-        let expired = await engine.sweepExpired()
-        if expired > 0 { log("expired \(expired) holds whose time passed while the engine was down") }
+        let durable = DurableEngine(engine: engine, writer: writer, recovery: r, config: config, history: history, io: io, directory: dir, gate: gate, log: log)
+        if !config.startAsReplica {
+            let expired = await engine.sweepExpired()
+            if expired > 0 { log("expired \(expired) holds whose time passed while the engine was down") }
+        }
         return durable
     }
 
@@ -187,7 +202,8 @@ public final class DurableEngine: Sendable {
     }
 
     init(engine: Engine, writer: LogWriter, recovery: RecoveryReport, config: DurableConfig, history: HistoryStore, io: any FileIO,
-         directory: DataDirectory, log: @escaping @Sendable (String) -> Void) {
+         directory: DataDirectory, gate: ReplicationGate, log: @escaping @Sendable (String) -> Void) {
+        self.gate = gate
         self.history = history
         self.engine = engine
         self.writer = writer
@@ -203,8 +219,38 @@ public final class DurableEngine: Sendable {
         }
     }
 
-    /// Starts the expiry ticker, the archiver and the snapshot policy (every N records or T seconds).
+    /// Starts the snapshot policy (every N records or T seconds) and, on a
+    /// primary, the expiry ticker and the archiver.
     public func startBackground() {
+        if !gate.isReplica { startPrimaryDuties() }
+        startSnapshots()
+    }
+
+
+    /// Becomes a replica: stops everything that decides changes here (expiry,
+    /// archiving, moving ids) and waits for a pass in flight, then refuses
+    /// every change but the primary's stream.
+    public func becomeReplica() async {
+        gate.setReplica(true)
+        engine.stopExpiryTicker()
+        let task = archiver.withLock { t -> Task<Void, Never>? in
+            defer { t = nil }
+            return t
+        }
+        task?.cancel()
+        await task?.value
+    }
+
+    /// Becomes a primary (`REPLICAOF NO ONE`): expires what came due while
+    /// following, then decides changes again.
+    public func becomePrimary() async {
+        gate.setReplica(false)
+        let expired = await engine.sweepExpired()
+        if expired > 0 { log("promoted: expired \(expired) holds that came due while this server was a replica") }
+        startPrimaryDuties()
+    }
+
+    private func startPrimaryDuties() {
         engine.startExpiryTicker()
         if config.retention.enabled {
             archiver.withLock { task in
@@ -228,6 +274,9 @@ public final class DurableEngine: Sendable {
                 }
             }
         }
+    }
+
+    private func startSnapshots() {
         background.withLock { task in
             guard task == nil else { return }
             task = Task { [weak self] in
@@ -260,6 +309,8 @@ public final class DurableEngine: Sendable {
     /// every row in memory and is reported; the next pass tries again.
     @discardableResult
     public func archiveDue() async -> Int {
+        // A replica's rows leave memory when the primary's records say so.
+        guard !gate.isReplica else { return 0 }
         let policy = config.retention
         let now = engine.clock.nowMillis()
         var plans: [ArchivePlan] = []
@@ -314,6 +365,7 @@ public final class DurableEngine: Sendable {
     /// look tries again.
     @discardableResult
     public func moveHoldIDsDue(force: Bool = false) async -> Int {
+        guard !gate.isReplica else { return 0 }
         let runs = holdIDRuns
         guard runs.isOpen else { return 0 }
         var total = 0

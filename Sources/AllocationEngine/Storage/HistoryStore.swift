@@ -106,6 +106,61 @@ public final class HistoryStore: Sendable {
         }
     }
 
+    /// Where the next entry goes: the newest file and its size. A replica
+    /// asks for history bytes from its own end; records only name bytes
+    /// written (and synced) before they were appended.
+    public var end: HistoryLocation { tail.withLock { HistoryLocation(file: $0.file, offset: UInt64($0.size)) } }
+
+    /// Up to `maxBytes` of history from `from` on, for a replica: the rest of
+    /// that file, or, when it is complete, the next file from its start.
+    /// Returns where the bytes belong and the bytes (empty when `from` is the end).
+    public func shippable(from: HistoryLocation, maxBytes: Int) throws(EngineError) -> (HistoryLocation, [UInt8]) {
+        let end = self.end
+        var at = from
+        if at.file < end.file {
+            let size = (try? io.fileSize(path: FilePath.join(directory, Self.fileName(at.file)))) ?? 0
+            if at.offset >= UInt64(size) { at = HistoryLocation(file: at.file + 1, offset: 0) }
+        }
+        guard at.file <= end.file else { throw EngineError(.conflict, "replica history \(from) is ahead of the primary's \(end)") }
+        let limit: Int
+        if at.file == end.file {
+            guard at.offset <= end.offset else { throw EngineError(.conflict, "replica history \(from) is ahead of the primary's \(end)") }
+            limit = Int(end.offset - at.offset)
+        } else {
+            let size = (try? io.fileSize(path: FilePath.join(directory, Self.fileName(at.file)))) ?? 0
+            limit = max(0, size - Int(at.offset))
+        }
+        let n = min(limit, maxBytes)
+        guard n > 0 else { return (at, []) }
+        return (at, try read(at.file, offset: Int(at.offset), count: n))
+    }
+
+    /// Writes history bytes a primary shipped at the place they have there
+    /// (so every location a record names means the same bytes here) and
+    /// syncs them. Only a replica's follower calls this; nothing appends meanwhile.
+    public func replicate(at location: HistoryLocation, _ bytes: [UInt8]) throws(IOError) {
+        try tail.withLock { t throws(IOError) in
+            if location.file != t.file {
+                guard location.file == t.file + 1, location.offset == 0 else {
+                    throw IOError(errno: EINVAL, op: "history replicate at \(location) after \(Self.fileName(t.file))@\(t.size)", path: directory)
+                }
+                try io.fdatasync(t.fd)
+                try io.close(t.fd)
+                t.file = location.file
+                t.fd = try io.create(FilePath.join(directory, Self.fileName(t.file)))
+                t.size = 0
+                try io.fsyncDirectory(directory)
+            }
+            guard location.offset == UInt64(t.size) else {
+                throw IOError(errno: EINVAL, op: "history replicate at \(location) but the file ends at \(t.size)", path: directory)
+            }
+            try io.pwrite(t.fd, bytes, offset: t.size)
+            try io.fdatasync(t.fd)
+            t.size += bytes.count
+            totalBytes.withLock { $0 += bytes.count }
+        }
+    }
+
     public func close() {
         tail.withLock { t in try? io.close(t.fd) }
         readers.withLock { r in

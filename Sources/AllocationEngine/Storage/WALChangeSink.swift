@@ -16,9 +16,13 @@ public final class WALChangeSink: ChangeSink {
     /// Entries per seal: a seal is 8 + varint + 32 x (entries + 1) bytes and must fit in one record.
     let sealEntries: Int
 
-    public init(writer: LogWriter, sealer: AuditSealer) {
+    /// Replication's rule for changes and acknowledgements (ReplicationGate.swift).
+    public let gate: ReplicationGate
+
+    public init(writer: LogWriter, sealer: AuditSealer, gate: ReplicationGate = ReplicationGate()) {
         self.writer = writer
         self.sealer = sealer
+        self.gate = gate
         sealEntries = max(1, min(AuditSeal.maxEntriesPerSeal, (writer.config.maxRecordBytes - 32) / 32 - 1))
     }
 
@@ -59,12 +63,35 @@ public final class WALChangeSink: ChangeSink {
         return last
     }
 
+    /// Durable here and, under `--min-replicas-to-write`, on enough replicas.
     public func whenDurable(_ lsn: UInt64, _ done: @escaping @Sendable (EngineError?) -> Void) {
+        let gate = self.gate
         writer.whenDurable(lsn) { result in
             switch result {
-            case .success: done(nil)
+            case .success: gate.whenReplicated(lsn, done)
             case .failure(let e): done(Self.engineError(e))
             }
+        }
+    }
+
+    /// Appends records a primary shipped, with their LSNs, type, time and
+    /// payload unchanged (a replica's only way to change). The audit sealer
+    /// recomputes each seal over the same entries, so it writes the
+    /// primary's seal bytes. Returns the last LSN; a mismatch means this log
+    /// and the primary's parted (the caller stops following).
+    public func appendShipped(_ records: [ShippedRecord]) throws(EngineError) -> UInt64? {
+        guard let first = records.first else { return nil }
+        guard writer.lastAppendedLSN + 1 == first.lsn else {
+            throw EngineError(.conflict, "shipped records start at LSN \(first.lsn) but this log continues at \(writer.lastAppendedLSN + 1)")
+        }
+        do {
+            return try writer.appendBatch { appender in
+                for r in records {
+                    _ = appender.append(type: r.type, time: r.time) { w in w.bytes(r.payload) }
+                }
+            }
+        } catch {
+            throw Self.engineError(error)
         }
     }
 
@@ -99,6 +126,7 @@ public final class WALChangeSink: ChangeSink {
         if let reason = appendFailure.withLock({ $0 }) { return .failed(reason) }
         let (failure, overloaded) = writer.admission
         if let failure { return .failed(failure) }
+        if let refusal = gate.refusal { return .refused(refusal) }
         return overloaded ? .overloaded : .open
     }
 

@@ -25,7 +25,8 @@ enum CommandTable {
     static let byName: [String: CommandSpec] = {
         var table: [String: CommandSpec] = [:]
         for spec in InventoryCommands.specs + AdminCommands.specs + PeopleCommands.specs + MoneyCommands.specs
-            + BankCommands.specs + IntroducerCommands.specs + PortfolioCommands.specs + StatementCommands.specs + AuditCommands.specs {
+            + BankCommands.specs + IntroducerCommands.specs + PortfolioCommands.specs + StatementCommands.specs + AuditCommands.specs
+            + ReplicationCommands.specs {
             precondition(table[spec.name] == nil, "command \(spec.name) registered twice")
             table[spec.name] = spec
         }
@@ -42,6 +43,9 @@ enum Operation: Sendable {
     case deal(DealRequest, Target)
     /// Anything else: run in arrival order with the engine and the caller.
     case engine(@Sendable (CommandContext) async -> DealReply)
+    /// Like `engine`, for commands that neither read nor change engine state
+    /// (replication control): answered without the durability barrier.
+    case control(@Sendable (CommandContext) async -> DealReply)
 }
 
 /// What an engine-wide command runs with.
@@ -49,6 +53,7 @@ struct CommandContext: Sendable {
     let engine: Engine
     let durable: DurableEngine?
     let principal: Principal
+    var replication: Replication? = nil
 
     /// Runs `body`, turning a thrown engine error into its reply.
     func reply(_ body: () async throws(EngineError) -> DealReply) async -> DealReply {

@@ -10,7 +10,12 @@ extension EngineRequestHandler {
         switch name {
         case "PING":
             guard c.count <= 2 else { throw CommandError.arity(name, "PING [message]") }
-            if c.count == 2 { e.bulk(c.bytes(at: 1)) } else { e.simple("PONG") }
+            if connection.subscriptions > 0 && session.protocolVersion == 2 {
+                // Subscribed mode (RESP2): Redis answers as a message.
+                e.arrayHeader(2)
+                e.bulk("pong")
+                if c.count == 2 { e.bulk(c.bytes(at: 1)) } else { e.bulk("") }
+            } else if c.count == 2 { e.bulk(c.bytes(at: 1)) } else { e.simple("PONG") }
         case "ECHO":
             guard c.count == 2 else { throw CommandError.arity(name, "ECHO <message>") }
             e.bulk(c.bytes(at: 1))
@@ -21,9 +26,14 @@ extension EngineRequestHandler {
             guard c.count == 2 || c.count == 3 else { throw CommandError.arity(name, "AUTH <token> | AUTH <user> <token>") }
             try authenticate(user: c.count == 3 ? c.string(at: 1) : nil, token: c.string(at: c.count - 1), connection: connection)
             session.user = connection.principal?.user
+            let user = session.user
+            clients.update(session.id) { $0.user = user }
             e.simple("OK")
         case "HELLO":
-            return try hello(c, session: session, connection: connection)
+            let reply = try hello(c, session: session, connection: connection)
+            let user = connection.principal?.user, proto = session.protocolVersion, name = session.name
+            clients.update(session.id) { $0.user = user; $0.protocolVersion = proto; $0.name = name }
+            return reply
         case "CLIENT":
             guard c.count >= 2 else { throw CommandError.arity(name, "CLIENT <subcommand> ...") }
             switch c.string(at: 1).uppercased() {
@@ -46,9 +56,17 @@ extension EngineRequestHandler {
             case "ID": e.integer(Int(session.id))
             case "INFO":
                 e.bulk("id=\(session.id) addr=\(session.remoteAddress) name=\(session.name ?? "") user=\(connection.principal?.user ?? "") resp=\(session.protocolVersion) lib-name=\(session.libName ?? "") lib-ver=\(session.libVersion ?? "")\n")
+            case "LIST":
+                try requireAdmin(connection, "CLIENT LIST")
+                e.bulk(try clientList(c, session: session))
+            case "KILL":
+                try requireAdmin(connection, "CLIENT KILL")
+                if let n = try clientKill(c, session: session) { e.integer(n) } else { e.simple("OK") }
             default:
-                throw CommandError("ERR", "unknown subcommand '\(c.string(at: 1).prefix(32))'. Supported: SETNAME, GETNAME, SETINFO, ID, INFO")
+                throw CommandError("ERR", "unknown subcommand '\(c.string(at: 1).prefix(32))'. Supported: SETNAME, GETNAME, SETINFO, ID, INFO, LIST, KILL")
             }
+            let name = session.name, lib = session.libName, ver = session.libVersion
+            clients.update(session.id) { $0.name = name; $0.libName = lib; $0.libVersion = ver }
         case "COMMAND":
             // Clients call COMMAND / COMMAND DOCS for hints; an empty answer is valid.
             if c.count >= 2 && c.string(at: 1).uppercased() == "COUNT" { e.integer(0) } else { e.arrayHeader(0) }
@@ -57,9 +75,22 @@ extension EngineRequestHandler {
             guard c.string(at: 1) == "0" else { throw CommandError("ERR", "DB index is out of range (this server has only database 0)") }
             e.simple("OK")
         case "CONFIG":
+            if c.count == 2, c.string(at: 1).uppercased() == "REWRITE" {
+                // The only setting changed at run time is the replication role,
+                // which every switch already persists (DIR/replicaof).
+                try requireAdmin(connection, "CONFIG REWRITE")
+                guard settings.dataDir != nil else { throw CommandError("ERR", "The server is running without a config file") }
+                e.simple("OK")
+                return e.bytes
+            }
+            if c.count == 2, c.string(at: 1).uppercased() == "RESETSTAT" {
+                try requireAdmin(connection, "CONFIG RESETSTAT")
+                e.simple("OK")
+                return e.bytes
+            }
             // redis-benchmark asks for `save` and `appendonly` at start.
             guard c.count == 3, c.string(at: 1).uppercased() == "GET" else {
-                throw CommandError("ERR", "only CONFIG GET <parameter> is supported")
+                throw CommandError("ERR", "only CONFIG GET <parameter>, CONFIG REWRITE and CONFIG RESETSTAT are supported; settings are serve flags")
             }
             let p = c.string(at: 2).lowercased()
             let known: [String: String] = ["save": "", "appendonly": durable == nil ? "no" : "yes",
@@ -69,9 +100,14 @@ extension EngineRequestHandler {
             guard connection.principal != nil else { throw CommandError("NOAUTH", "Authentication required.") }
             e.bulk(info(section: c.count >= 2 ? c.string(at: 1).lowercased() : "all"))
         default:
-            return nil
+            return try pubsubCommand(name, c, session: session, connection: connection)
         }
         return e.bytes
+    }
+
+    func requireAdmin(_ connection: ConnectionState, _ what: String) throws(CommandError) {
+        guard let p = connection.principal else { throw CommandError("NOAUTH", "Authentication required.") }
+        guard p.role.allows(.administer) else { throw CommandError("NOPERM", "user \(p.user) (\(p.role.rawValue)) may not run \(what)") }
     }
 
     func authenticate(user: String?, token: String, connection: ConnectionState) throws(CommandError) {

@@ -35,7 +35,7 @@ public final class RequestMetrics: Sendable {
     /// any other code counts as `OTHER`.
     static let refusalCodes = [
         "INSUFFICIENT", "CLOSED", "LIMIT", "CONFLICT", "EXISTS", "EXPIRED", "NOTFOUND", "INVALID",
-        "NOPERM", "NOAUTH", "READONLY", "CORRUPT", "ERR", "OTHER",
+        "NOPERM", "NOAUTH", "READONLY", "CORRUPT", "NOREPLICAS", "ERR", "OTHER",
     ]
     private static let otherIndex = refusalCodes.count - 1
     private static let indexOfCode: [String: Int] = Dictionary(uniqueKeysWithValues: refusalCodes.enumerated().map { ($1, $0) })
@@ -55,6 +55,7 @@ public final class RequestMetrics: Sendable {
         case .noPermission: 8
         case .readOnly: 10
         case .corrupt: 11
+        case .noReplicas: 12
         }
     }
 

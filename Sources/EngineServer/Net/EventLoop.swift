@@ -50,6 +50,10 @@ struct Completion: Sendable {
 
 enum LoopMessage: Sendable {
     case completion(Completion)
+    /// Bytes the handler sends outside any batch (pub/sub messages).
+    case push(fd: Int32, connectionID: UInt64, bytes: [UInt8])
+    /// Close the connection once its batch in flight, if any, is answered (CLIENT KILL).
+    case kill(fd: Int32, connectionID: UInt64)
     case adopt(fd: Int32, id: UInt64, remote: String, isLoopback: Bool)
     case stopAccepting(DispatchSemaphore)
     case shutdown(deadline: UInt64)
@@ -268,6 +272,17 @@ final class EventLoop: @unchecked Sendable {
                 guard let conn = lookup(completion.fd, completion.connectionID) else { continue }
                 apply(completion, to: conn)
                 resume(conn)
+            case .push(let fd, let id, let bytes):
+                guard let conn = lookup(fd, id), !conn.closeAfterWrite else { continue }
+                appendOutput(conn, bytes)
+                flush(conn)
+            case .kill(let fd, let id):
+                guard let conn = lookup(fd, id) else { continue }
+                if conn.outstanding {
+                    conn.closeAfterWrite = true
+                } else {
+                    closeConnection(conn)
+                }
             case .adopt(let fd, let id, let remote, let isLoopback):
                 adopt(fd: fd, id: id, remote: remote, isLoopback: isLoopback)
             case .stopAccepting(let done):
@@ -342,7 +357,8 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func adopt(fd: Int32, id: UInt64, remote: String, isLoopback: Bool) {
-        let session = Session(id: id, remoteAddress: remote, isLoopback: isLoopback, loopIndex: index)
+        let session = Session(id: id, remoteAddress: remote, isLoopback: isLoopback, loopIndex: index,
+                              outbox: SessionOutbox(loop: self, fd: fd, id: id))
         let conn = Connection(fd: fd, session: session, limits: limits, now: now)
         if Int(fd) >= connections.count {
             connections.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - connections.count + 64))

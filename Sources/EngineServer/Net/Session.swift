@@ -28,13 +28,37 @@ public final class Session {
     public var user: String?
     /// The handler's own per-connection state.
     public var attachment: AnyObject?
+    /// Sends to this connection from any thread, outside any batch.
+    public let outbox: SessionOutbox?
 
-    init(id: UInt64, remoteAddress: String, isLoopback: Bool, loopIndex: Int) {
+    init(id: UInt64, remoteAddress: String, isLoopback: Bool, loopIndex: Int, outbox: SessionOutbox? = nil) {
+        self.outbox = outbox
         self.id = id
         self.remoteAddress = remoteAddress
         self.isLoopback = isLoopback
         self.loopIndex = loopIndex
         self.connectedAt = ContinuousClock.now
+    }
+}
+
+/// A connection's way in from other threads: bytes pushed outside any batch
+/// (pub/sub messages), or a kill. Both go through the owning loop's inbox,
+/// so the connection's state stays confined to its loop; a push to a closed
+/// connection is dropped, and pushed bytes count against the connection's
+/// output-buffer limit like replies (a subscriber that does not read is
+/// disconnected, as Redis' `client-output-buffer-limit pubsub` does).
+public struct SessionOutbox: Sendable {
+    weak var loop: EventLoop?
+    let fd: Int32
+    let id: UInt64
+
+    public func push(_ bytes: [UInt8]) {
+        loop?.enqueue(.push(fd: fd, connectionID: id, bytes: bytes))
+    }
+
+    /// Closes the connection after the batch it has in flight, if any, is answered.
+    public func kill() {
+        loop?.enqueue(.kill(fd: fd, connectionID: id))
     }
 }
 
