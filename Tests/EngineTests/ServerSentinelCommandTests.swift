@@ -29,6 +29,11 @@ import Testing
             #expect(!GlobPattern.matches(Array("h[^ae]llo".utf8), Array("hallo".utf8)))
             #expect(GlobPattern.matches(Array("a\\*b?".utf8), Array("a*bc".utf8)))
             #expect(!GlobPattern.matches(Array(String(repeating: "*a", count: 200).utf8), Array(String(repeating: "a", count: 100).utf8) + [0x62]))
+            #expect(GlobPattern.matches(Array(String(repeating: "*a", count: 50).utf8), Array(String(repeating: "a", count: 5000).utf8)))
+            #expect(GlobPattern.matches(Array("*".utf8), []) && GlobPattern.matches(Array("a**".utf8), Array("a".utf8)))
+            #expect(!GlobPattern.matches(Array("a?".utf8), Array("a".utf8)) && !GlobPattern.matches([], Array("a".utf8)))
+            #expect(GlobPattern.matches(Array("*.b?[0-9]".utf8), Array("x.y.bc7".utf8)))
+            #expect(GlobPattern.matches(Array("__sentinel__:*".utf8), Array("__sentinel__:hello".utf8)))
         }
     }
 

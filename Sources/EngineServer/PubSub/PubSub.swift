@@ -94,59 +94,67 @@ final class PubSub: Sendable {
 }
 
 /// Redis' glob (`stringmatch`): `*`, `?`, `[abc]`, `[^a-z]`, `\x`.
+///
+/// Every token but `*` matches exactly one byte, so the classic two-pointer
+/// match with one backtrack point (the last star seen) is exact and takes
+/// O(pattern × string) steps: a hostile pattern of many stars (`*a*a*a…`
+/// against `aaa…b`) cannot make it exponential, which a recursive match would.
 enum GlobPattern {
-    static func matches(_ p: [UInt8], _ s: [UInt8]) -> Bool { match(p[...], s[...], depth: 0) }
-
-    private static func match(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>, depth: Int) -> Bool {
-        // Depth bounds the recursion a hostile pattern of many stars could cause.
-        guard depth < 64 else { return false }
-        var p = pattern, s = string
-        while let c = p.first {
-            switch c {
-            case UInt8(ascii: "*"):
-                while p.first == UInt8(ascii: "*") { p = p.dropFirst() }
-                if p.isEmpty { return true }
-                var rest = s
-                while true {
-                    if match(p, rest, depth: depth + 1) { return true }
-                    guard !rest.isEmpty else { return false }
-                    rest = rest.dropFirst()
-                }
-            case UInt8(ascii: "?"):
-                guard !s.isEmpty else { return false }
-                s = s.dropFirst(); p = p.dropFirst()
-            case UInt8(ascii: "["):
-                guard let ch = s.first else { return false }
-                p = p.dropFirst()
-                var negate = false
-                if p.first == UInt8(ascii: "^") { negate = true; p = p.dropFirst() }
-                var found = false
-                while let x = p.first, x != UInt8(ascii: "]") {
-                    if x == UInt8(ascii: "\\"), p.count >= 2 {
-                        p = p.dropFirst()
-                        if p.first == ch { found = true }
-                        p = p.dropFirst()
-                    } else if p.count >= 3, p[p.startIndex + 1] == UInt8(ascii: "-"), p[p.startIndex + 2] != UInt8(ascii: "]") {
-                        let lo = min(x, p[p.startIndex + 2]), hi = max(x, p[p.startIndex + 2])
-                        if ch >= lo && ch <= hi { found = true }
-                        p = p.dropFirst(3)
-                    } else {
-                        if x == ch { found = true }
-                        p = p.dropFirst()
-                    }
-                }
-                if !p.isEmpty { p = p.dropFirst() }   // the ']'
-                if found == negate { return false }
-                s = s.dropFirst()
-            case UInt8(ascii: "\\") where p.count >= 2:
-                p = p.dropFirst()
-                guard s.first == p.first else { return false }
-                s = s.dropFirst(); p = p.dropFirst()
-            default:
-                guard s.first == c else { return false }
-                s = s.dropFirst(); p = p.dropFirst()
+    static func matches(_ p: [UInt8], _ s: [UInt8]) -> Bool {
+        var pi = 0, si = 0
+        var star = -1, starString = 0   // pattern index after the last star, and where it began in s
+        while si < s.count {
+            if pi < p.count, p[pi] == UInt8(ascii: "*") {
+                while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
+                if pi == p.count { return true }
+                star = pi; starString = si
+                continue
             }
+            if pi < p.count, let next = single(p, pi, s[si]) {
+                pi = next; si += 1
+                continue
+            }
+            // Mismatch: let the last star take one more byte, or fail.
+            guard star >= 0 else { return false }
+            starString += 1
+            si = starString; pi = star
         }
-        return s.isEmpty
+        while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
+        return pi == p.count
+    }
+
+    /// Matches the one-byte token at `p[i]` (not a star) against `ch`:
+    /// the index after the token when it matches, nil when it does not.
+    private static func single(_ p: [UInt8], _ start: Int, _ ch: UInt8) -> Int? {
+        var i = start
+        switch p[i] {
+        case UInt8(ascii: "?"):
+            return i + 1
+        case UInt8(ascii: "["):
+            i += 1
+            var negate = false
+            if i < p.count, p[i] == UInt8(ascii: "^") { negate = true; i += 1 }
+            var found = false
+            while i < p.count, p[i] != UInt8(ascii: "]") {
+                let x = p[i]
+                if x == UInt8(ascii: "\\"), i + 1 < p.count {
+                    if p[i + 1] == ch { found = true }
+                    i += 2
+                } else if i + 2 < p.count, p[i + 1] == UInt8(ascii: "-"), p[i + 2] != UInt8(ascii: "]") {
+                    let lo = min(x, p[i + 2]), hi = max(x, p[i + 2])
+                    if ch >= lo && ch <= hi { found = true }
+                    i += 3
+                } else {
+                    if x == ch { found = true }
+                    i += 1
+                }
+            }
+            if i < p.count { i += 1 }   // the ']'
+            return found != negate ? i : nil
+        case UInt8(ascii: "\\") where i + 1 < p.count:
+            return p[i + 1] == ch ? i + 2 : nil
+        default:
+            return p[i] == ch ? i + 1 : nil
+        }
     }
 }
