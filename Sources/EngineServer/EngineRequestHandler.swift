@@ -123,6 +123,10 @@ public final class EngineRequestHandler: RequestHandler {
             replicationSync(commands[0], session: session, connection: conn, complete: complete)
             return
         }
+        if commands.count == 1, commands[0].name == "REPLSNAPSHOT" {
+            replicationSnapshot(commands[0], session: session, connection: conn, complete: complete)
+            return
+        }
         var batch = BatchBuilder()
         batch.steps.reserveCapacity(commands.count)
         commandsProcessed.add(UInt64(commands.count), ordering: .relaxed)

@@ -144,8 +144,18 @@ enum ServeCommand {
 
         // A replica whose log parted from its primary's starts over (Replication.setAsideDiverged).
         if let aside = try Replication.setAsideDiverged(dataDir: durable.dataDir) {
-            logLine("replication: this replica's log had parted from its primary's; its data was moved to \(aside) and it syncs again from the primary's log")
+            if aside.fromSnapshot {
+                logLine("replication: this replica is further behind than its primary's log reaches; its data was moved to \(aside.folder) and it copies the primary's snapshot")
+            } else {
+                logLine("replication: this replica's log had parted from its primary's; its data was moved to \(aside.folder) and it syncs again from the primary's log")
+            }
         }
+        // A replica marked for a full resync copies its primary's snapshot, the
+        // log after it and the history before recovery opens them (SnapshotTransfer).
+        var bootstrapSettings = replicationSettings
+        bootstrapSettings.listeningPort = port
+        _ = try Replication.bootstrapIfMarked(dataDir: durable.dataDir, primary: replicaOf, settings: bootstrapSettings,
+                                              segmentBytes: durable.segmentBytes, log: logLine)
         // Recovery's progress: redrawn on a terminal, one summary line otherwise.
         let progress = ProgressReporter("recovery", walDirectory: DataDirectory(durable.dataDir).wal, summary: { logLine($0) })
         durable.recoveryProgress = { records, _, segment, offset in progress.update(records: records, segment: segment, offset: offset) }

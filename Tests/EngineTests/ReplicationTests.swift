@@ -9,10 +9,15 @@ import WAL
 @Suite(.serialized) struct ReplicationTests {
     static func digest(_ h: SrvHarness) async -> String { await h.engine.digest() }
 
-    /// Waits until the replica's log reaches the primary's.
+    /// Waits until the replica has applied everything the primary's log
+    /// holds: the primary has its acknowledgement (a replica asks for the
+    /// next LSN only after applying and syncing what came before; its own
+    /// log can be durable a moment before its memory has the records).
     static func caughtUp(_ primary: SrvHarness, _ replica: SrvHarness, seconds: Double = 20) async -> Bool {
         await srvWait(seconds) {
-            replica.durable.writer.acknowledgedLSN >= primary.durable.writer.acknowledgedLSN
+            let target = primary.durable.writer.acknowledgedLSN
+            return replica.durable.writer.acknowledgedLSN >= target
+                && primary.durable.gate.replicas.contains { $0.listeningPort == replica.port && $0.ackLSN >= target }
         }
     }
 
@@ -120,6 +125,88 @@ import WAL
         await old.stop(); old.removeData()
         try? FileManager.default.removeItem(atPath: pDir)
         await r.stop(); r.removeData()
+    }
+
+    /// A replica whose place in the log the primary deleted (`--prune-log`)
+    /// copies the primary's snapshot, the log after it and the history,
+    /// then follows: same digest, archived rows and caller ids answered.
+    @Test func aReplicaBehindAPrunedLogCopiesTheSnapshot() async throws {
+        var o = SrvHarness.Options()
+        var retention = RetentionPolicy()
+        retention.endedMillis = 0
+        retention.maxEndedPerDeal = 1024
+        retention.callerIDsInMemory = 1
+        o.retention = retention
+        o.pruneLog = true
+        o.segmentBytes = 64 << 10
+        let p = try await SrvHarness.start(o)
+        let c = try p.client()
+        await srvSetupDeal(c, "d1", units: "1000000")
+        var n = 0
+        func holds(_ count: Int, release: Bool) async {
+            var pipeline: [UInt8] = []
+            for i in n..<(n + count) { pipeline += respCommand(["HOLD", "d1", "inv\(i % 50)", "1", "10", "ID", "c\(i)"]) }
+            _ = await c.send(pipeline, replies: count)
+            if release {
+                pipeline = []
+                for i in n..<(n + count) { pipeline += respCommand(["RELEASE", "c\(i)"]) }
+                _ = await c.send(pipeline, replies: count)
+            }
+            n += count
+        }
+        for round in 0..<5 {
+            await holds(1500, release: round < 4)
+            _ = await p.durable.archiveDue()
+            _ = await p.durable.moveHoldIDsDue(force: true)
+            #expect(await c.call("SNAPSHOT") == .simple("OK"))
+        }
+        let segments = try FileManager.default.contentsOfDirectory(atPath: DataDirectory(p.dataDir).wal).compactMap(LogFormat.parseSegmentName)
+        #expect((segments.min() ?? 1) > 1, "the primary's log still starts at LSN 1: \(segments.sorted())")
+        #expect(p.durable.holdIDRuns.stats.runs >= 1)
+
+        // An empty replica asks for LSN 1: refused, marked for a copy.
+        let rdir = SrvHarness.newTempDir()
+        defer { try? FileManager.default.removeItem(atPath: rdir) }
+        let r = try await SrvHarness.start(dataDir: rdir, SrvHarness.Options(replicaOf: p.port))
+        #expect(await srvWait(10) { FileManager.default.fileExists(atPath: Replication.resyncMarker(rdir)) })
+        await r.stop()
+        // What `serve` does at the next start, before recovery.
+        let aside = try Replication.setAsideDiverged(dataDir: rdir)
+        #expect(aside?.fromSnapshot == true && aside?.folder.contains("/stale-") == true)
+        #expect(SnapshotTransfer.needsBootstrap(dataDir: rdir))
+        let copied = try Replication.bootstrapIfMarked(dataDir: rdir, primary: ("127.0.0.1", p.port), settings: Replication.Settings(),
+                                                       segmentBytes: 1 << 20, log: { _ in })
+        #expect(copied != nil && copied! >= p.durable.writer.acknowledgedLSN)
+        #expect(!SnapshotTransfer.needsBootstrap(dataDir: rdir))
+        let r2 = try await SrvHarness.start(dataDir: rdir, SrvHarness.Options(replicaOf: p.port))
+        defer { Task { await r2.stop() } }
+        await holds(200, release: false)
+        #expect(await Self.caughtUp(p, r2))
+        #expect(await Self.digest(p) == Self.digest(r2))
+        #expect(r2.durable.history.end == p.durable.history.end)
+        let rc = try r2.client()
+        // A hold archived before the snapshot, found by its caller id; a live one; one after the copy.
+        #expect(await rc.call("HOLD.GET", "c10").fields?["status"] == "cancelled")
+        #expect(await rc.call("HOLD.GET", "c\(6000 + 5)").fields?["status"] == "pending")
+        #expect(await rc.call("HOLD.GET", "c\(n - 1)").fields?["status"] == "pending")
+        #expect((await rc.call("INFO", "replication").string ?? "").contains("master_link_status:up"))
+        await r2.stop()
+        await p.stop(); p.removeData()
+    }
+
+    /// The listing and the file reads refuse names outside the two kinds.
+    @Test func snapshotTransferNamesAreChecked() throws {
+        #expect(SnapshotTransfer.isRunName("ids-00000001.run"))
+        #expect(!SnapshotTransfer.isRunName("ids-../../etc.run") && !SnapshotTransfer.isRunName("ids-.run") && !SnapshotTransfer.isRunName("x.run"))
+        let dir = SrvHarness.newTempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (kind, name) in [("snapshot", "../replication"), ("run", "../../etc/passwd"), ("wal", "x"), ("snapshot", "snap-x")] {
+            #expect(throws: SnapshotTransfer.Refusal.self) { try SnapshotTransfer.piece(dataDir: dir, kind: kind, name: name, offset: 0) }
+        }
+        let ids = ReplicationIDs(id: ReplicationIDs.random(), previousID: ReplicationIDs.none, previousUntil: 0)
+        let listing = SnapshotTransfer.Listing(ids: ids, lsn: 42, snapshot: nil, runs: [("ids-00000002.run", 77)])
+        #expect(SnapshotTransfer.Listing.decode(listing.encoded()) == listing)
+        #expect(SnapshotTransfer.Listing.decode(Array("lsn 1\n".utf8)) == nil)
     }
 
     @Test func aForkedLogIsRefusedAndMarkedForResync() async throws {

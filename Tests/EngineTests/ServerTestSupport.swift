@@ -313,6 +313,8 @@ final class SrvHarness: @unchecked Sendable {
         var minReplicas = 0
         var replicaAckTimeoutSeconds: Double = 10
         var retention: RetentionPolicy?
+        /// `serve --prune-log`: segments covered by the oldest kept snapshot are deleted.
+        var pruneLog = false
     }
 
     private init(dataDir: String, ownsDir: Bool, durable: DurableEngine, handler: EngineRequestHandler,
@@ -345,6 +347,7 @@ final class SrvHarness: @unchecked Sendable {
         config.minReplicasToWrite = options.minReplicas
         config.replicaAckTimeoutSeconds = options.replicaAckTimeoutSeconds
         if let r = options.retention { config.retention = r }
+        config.pruneLog = options.pruneLog
         let durable = if let io = options.io {
             try await DurableEngine.open(config, io: io)
         } else {

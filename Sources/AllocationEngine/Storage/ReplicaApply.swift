@@ -33,9 +33,9 @@ public struct ReplicationIDs: Sendable, Equatable {
         return false
     }
 
-    func encoded() -> [UInt8] { Array("replid \(id)\nreplid2 \(previousID)\nreplid2_until \(previousUntil)\n".utf8) }
+    public func encoded() -> [UInt8] { Array("replid \(id)\nreplid2 \(previousID)\nreplid2_until \(previousUntil)\n".utf8) }
 
-    static func decode(_ bytes: [UInt8]) -> ReplicationIDs? {
+    public static func decode(_ bytes: [UInt8]) -> ReplicationIDs? {
         var fields: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 1)
@@ -60,13 +60,20 @@ extension DurableEngine {
 
     /// Written whole (temp file, fsync, rename, directory fsync).
     public func saveReplicationIDs(_ ids: ReplicationIDs) throws {
-        let tmp = replicationIDsPath + ".tmp"
+        try Self.saveReplicationIDs(ids, dataDir: directory.path, io: io)
+    }
+
+    /// `DIR/replication`, written whole, before the engine opens (a replica
+    /// installing its primary's snapshot adopts the primary's history ids).
+    public static func saveReplicationIDs(_ ids: ReplicationIDs, dataDir: String, io: any FileIO) throws {
+        let path = FilePath.join(dataDir, "replication")
+        let tmp = path + ".tmp"
         let fd = try io.create(tmp)
         try io.pwrite(fd, ids.encoded(), offset: 0)
         try io.fsync(fd)
         try io.close(fd)
-        try io.rename(from: tmp, to: replicationIDsPath)
-        try io.fsyncDirectory(directory.path)
+        try io.rename(from: tmp, to: path)
+        try io.fsyncDirectory(dataDir)
     }
 
     /// Appends and applies one batch a primary shipped. History bytes first

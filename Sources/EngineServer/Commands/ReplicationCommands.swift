@@ -105,4 +105,59 @@ extension EngineRequestHandler {
             complete(e.bytes, false)
         }
     }
+
+    /// `REPLSNAPSHOT LIST` / `REPLSNAPSHOT READ snapshot|run <name> <offset>`:
+    /// what a replica copies for a full resync (SnapshotTransfer). Admin
+    /// only, alone in its batch, like `REPLSYNC`; the file reads run off the
+    /// event loop.
+    func replicationSnapshot(_ c: RESPCommand, session: Session, connection: ConnectionState,
+                             complete: @escaping @Sendable ([UInt8], Bool) -> Void) {
+        var e = RESPEncoder(protocolVersion: session.protocolVersion)
+        guard let principal = connection.principal else {
+            e.error(code: "NOAUTH", message: "Authentication required.")
+            return complete(e.bytes, false)
+        }
+        guard principal.role.allows(.administer) else {
+            e.error(code: "NOPERM", message: "user \(principal.user) may not replicate this server")
+            return complete(e.bytes, false)
+        }
+        guard let replication else {
+            e.error(code: "ERR", message: "this server has no data directory to replicate")
+            return complete(e.bytes, false)
+        }
+        guard !replication.isReplica else {
+            e.error(code: "ERR", message: "this server is a replica; chained replication is not supported: follow its primary")
+            return complete(e.bytes, false)
+        }
+        let sub = c.count >= 2 ? c.string(at: 1).uppercased() : ""
+        let list = sub == "LIST" && c.count == 2
+        let read = sub == "READ" && c.count == 5
+        guard list || read else {
+            e.error(code: "ERR", message: "usage: REPLSNAPSHOT LIST | REPLSNAPSHOT READ snapshot|run <name> <offset>")
+            return complete(e.bytes, false)
+        }
+        let kind = read ? c.string(at: 2) : "", name = read ? c.string(at: 3) : "", offsetText = read ? c.string(at: 4) : "0"
+        let proto = session.protocolVersion
+        let dataDir = replication.durable.config.dataDir
+        DispatchQueue.global().async {
+            var e = RESPEncoder(protocolVersion: proto)
+            if list {
+                do {
+                    let ids = try replication.source.replicationIDs()
+                    e.bulk(SnapshotTransfer.listing(dataDir: dataDir, ids: ids, acknowledged: replication.durable.writer.acknowledgedLSN).encoded())
+                } catch {
+                    e.error(code: "ERR", message: "replication ids unreadable: \(error)")
+                }
+            } else if let offset = Int(offsetText) {
+                do throws(SnapshotTransfer.Refusal) {
+                    e.bulk(try SnapshotTransfer.piece(dataDir: dataDir, kind: kind, name: name, offset: offset))
+                } catch {
+                    e.error(code: error.code, message: error.message)
+                }
+            } else {
+                e.error(code: "ERR", message: "offset is not an integer")
+            }
+            complete(e.bytes, false)
+        }
+    }
 }

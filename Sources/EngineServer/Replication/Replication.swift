@@ -221,7 +221,8 @@ public final class Replication: Sendable {
                 log("ERROR: replication stopped: \(e.message)")
                 if e.resync {
                     let marker = Self.resyncMarker(durable.config.dataDir)
-                    _ = FileManager.default.createFile(atPath: marker, contents: Data("\(e.message)\n".utf8))
+                    let kind = e.fromSnapshot ? Self.snapshotResync : Self.divergedResync
+                    _ = FileManager.default.createFile(atPath: marker, contents: Data("\(kind)\n\(e.message)\n".utf8))
                     let dfd = open(durable.config.dataDir, O_RDONLY)
                     if dfd >= 0 { fsync(dfd); close(dfd) }
                 }
@@ -243,7 +244,14 @@ public final class Replication: Sendable {
     struct FollowStop: Error {
         let message: String
         var resync = false
+        /// The primary no longer has the log this replica needs: the
+        /// restart copies the primary's snapshot (SnapshotTransfer).
+        var fromSnapshot = false
     }
+
+    /// The first line of `DIR/resync`: why the data is set aside.
+    static let divergedResync = "diverged"
+    static let snapshotResync = "snapshot"
 
     /// `DIR/resync`: set by a replica whose log parted from its primary's.
     /// The next start moves the data aside (`DIR/diverged-<unix seconds>/`)
@@ -258,20 +266,51 @@ public final class Replication: Sendable {
     private let restartNeeded = Mutex<(@Sendable (String) -> Void)?>(nil)
     public func onRestartNeeded(_ body: @escaping @Sendable (String) -> Void) { restartNeeded.withLock { $0 = body } }
 
-    /// At start, before recovery: moves a diverged replica's data aside.
-    /// Returns the folder it went to (nil without a marker).
-    public static func setAsideDiverged(dataDir: String) throws -> String? {
+    public struct SetAside: Sendable {
+        /// Where the data went.
+        public var folder: String
+        /// Whether the replica must copy its primary's snapshot (the
+        /// primary's log no longer reaches back to it) rather than follow
+        /// the primary's log from LSN 1.
+        public var fromSnapshot: Bool
+    }
+
+    /// At start, before recovery: moves a diverged (or too far behind)
+    /// replica's data aside, into `DIR/diverged-<unix>/` (or `stale-<unix>/`).
+    /// Returns where it went (nil without a marker).
+    public static func setAsideDiverged(dataDir: String) throws -> SetAside? {
         let fm = FileManager.default
         guard fm.fileExists(atPath: resyncMarker(dataDir)) else { return nil }
-        let aside = FilePath.join(dataDir, "diverged-\(Int(Date().timeIntervalSince1970))")
+        let reason = (try? String(contentsOfFile: resyncMarker(dataDir), encoding: .utf8)) ?? ""
+        let fromSnapshot = reason.hasPrefix(snapshotResync + "\n")
+        let base = FilePath.join(dataDir, "\(fromSnapshot ? "stale" : "diverged")-\(Int(Date().timeIntervalSince1970))")
+        var aside = base
+        var n = 1
+        while fm.fileExists(atPath: aside) { aside = "\(base).\(n)"; n += 1 }
         try fm.createDirectory(atPath: aside, withIntermediateDirectories: true)
         for name in ["wal", "snapshots", "history", "replication"] where fm.fileExists(atPath: FilePath.join(dataDir, name)) {
             try fm.moveItem(atPath: FilePath.join(dataDir, name), toPath: FilePath.join(aside, name))
         }
+        if fromSnapshot { try SnapshotTransfer.markBootstrap(dataDir: dataDir) }
         try fm.removeItem(atPath: resyncMarker(dataDir))
         let dfd = open(dataDir, O_RDONLY)
         if dfd >= 0 { fsync(dfd); close(dfd) }
-        return aside
+        return SetAside(folder: aside, fromSnapshot: fromSnapshot)
+    }
+
+    /// At start, after `setAsideDiverged` and before recovery: a replica
+    /// marked for a copy of its primary's snapshot (`DIR/bootstrap`) makes
+    /// it, retrying until the primary answers. Returns the copied log's end,
+    /// or nil when there was nothing to do.
+    public static func bootstrapIfMarked(dataDir: String, primary: (host: String, port: Int)?, settings: Settings,
+                                         segmentBytes: Int, log: @escaping @Sendable (String) -> Void,
+                                         shouldStop: @escaping @Sendable () -> Bool = { false }) throws -> UInt64? {
+        guard SnapshotTransfer.needsBootstrap(dataDir: dataDir) else { return nil }
+        guard let primary else {
+            throw PrimaryLink.Failure(message: "\(SnapshotTransfer.bootstrapMarker(dataDir)) asks for a copy of the primary's snapshot, but no primary is known (start with --replicaof HOST:PORT)")
+        }
+        return SnapshotTransfer.bootstrap(dataDir: dataDir, host: primary.host, port: primary.port, auth: settings.masterAuth,
+                                          listeningPort: settings.listeningPort, segmentBytes: segmentBytes, log: log, shouldStop: shouldStop)
     }
 
     /// One request and what it brought: appended, applied, durable. The next
@@ -291,6 +330,9 @@ public final class Replication: Sendable {
         switch reply {
         case .bulk(let b?): bytes = b
         case .error(let e):
+            if e.hasPrefix("NEEDSNAPSHOT") {
+                throw FollowStop(message: "the primary's log no longer reaches back to LSN \(last + 1) (\(e)); at the next start this replica sets its data aside and copies the primary's snapshot", resync: true, fromSnapshot: true)
+            }
             if e.hasPrefix("FULLRESYNC") {
                 // This log holds records the primary's history does not (a
                 // primary that lost them in a failover), or the primary's log

@@ -114,6 +114,12 @@ final class ReplicationSource: Sendable {
         var w = ByteWriter(capacity: 1 << 16)
         var first: UInt64?
         let dir = durable.config.dataDir
+        // The segments before `from` were deleted (--prune-log): only a copy
+        // of a snapshot brings the replica back (SnapshotTransfer).
+        let oldest = ((try? PosixFileIO().listDirectory(DataDirectory(dir).wal)) ?? []).compactMap(LogFormat.parseSegmentName).min()
+        if let oldest, oldest > from {
+            throw Refusal(code: "NEEDSNAPSHOT", message: "LSN \(from) is no longer in this primary's log (it starts at \(oldest)): the replica must copy a snapshot (REPLSNAPSHOT; docs/replication.md)")
+        }
         do {
             _ = try LogReader.scan(directory: DataDirectory(dir).wal, io: PosixFileIO(), fromLSN: from) { r in
                 if r.lsn > upTo || w.count >= SyncMessage.maxRecordBytes { throw Enough() }
@@ -125,7 +131,7 @@ final class ReplicationSource: Sendable {
             throw Refusal(code: "FULLRESYNC", message: "the log after LSN \(from - 1) cannot be read: \(error)")
         }
         guard first == from else {
-            throw Refusal(code: "FULLRESYNC", message: "LSN \(from) is no longer in this primary's log (the segments before it were removed): the replica must be rebuilt from a copy of this primary's data directory (docs/replication.md)")
+            throw Refusal(code: "NEEDSNAPSHOT", message: "LSN \(from) is no longer in this primary's log (the segments before it were removed): the replica must copy a snapshot (REPLSNAPSHOT; docs/replication.md)")
         }
         var out: [UInt8] = []
         w.bytes.withUnsafeBytes { ShippedRecords.appendGroup($0, salt: 0, to: &out) }
