@@ -14,7 +14,7 @@ Sentinel promotes a replica; the clients go on. Checks:
 - the killed primaries rejoin as replicas and converge to the primary's DIGEST;
 - the time from each kill to the first acknowledged hold on the new primary.
 
-Usage: python3 Tests/sentinel/failover.py [--rounds N] [--seconds S]
+Usage: python3 Tests/sentinel/failover.py [--rounds N] [--seconds S] [--prune-log]
 Environment: ENGINE (the allocation-engine binary; default .build/release),
 SENTINEL (redis-sentinel). Exit status 0 when every check passes.
 """
@@ -40,6 +40,11 @@ DOWN_AFTER_MS = int(os.environ.get("DOWN_AFTER_MS", "2000"))
 # A killed primary's machine comes back this much later (after the failover).
 KILLED_DOWN_SECONDS = float(os.environ.get("KILLED_DOWN_SECONDS", "12"))
 LOT_UNITS = 10_000_000
+# With --prune-log every engine deletes the log its oldest kept snapshot
+# covers, so a killed primary that rejoins (or a replica far behind) cannot
+# follow from the log and copies the new primary's snapshot instead.
+PRUNE_ARGS = ["--prune-log", "--snapshot-every-seconds", "2", "--segment-mb", "1", "--keep-snapshots", "2"]
+SERVER_ARGS = []
 
 
 def free_port():
@@ -69,7 +74,7 @@ class Supervised:
         first = True
         while not self.stopping:
             args = [ENGINE, "serve", "--data-dir", self.data, "--port", str(self.port),
-                    "--min-replicas-to-write", "1", "--replica-ack-timeout-ms", "3000"]
+                    "--min-replicas-to-write", "1", "--replica-ack-timeout-ms", "3000"] + SERVER_ARGS
             if first:
                 args += self.extra
             first = False
@@ -114,7 +119,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("FAILOVER_SECONDS", "4")),
                     help="load between kills")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--prune-log", action="store_true",
+                    help="engines prune their logs (snapshots every 2 s, 1 MiB segments): rejoining engines copy a snapshot")
     args = ap.parse_args()
+    if args.prune_log:
+        SERVER_ARGS.extend(PRUNE_ARGS)
 
     work = tempfile.mkdtemp(prefix="failover-")
     ports = [free_port() for _ in range(3)]
@@ -288,6 +297,14 @@ def main():
                 break
             time.sleep(0.5)
         log(f"digests: {digests}; exits: {[(e.name, e.exits) for e in engines]}")
+        # How the rejoining engines caught up (their own log lines).
+        for e in engines:
+            try:
+                text = open(os.path.join(work, f"{e.name}.log")).read()
+            except OSError:
+                continue
+            log(f"{e.name}: {text.count('its log had parted')} divergences set aside, "
+                f"{text.count('copied the primary' + chr(39) + 's snapshot')} snapshot copies")
         if len(set(digests.values())) != 1 or None in digests.values():
             ok = False
             log("FAIL: the engines did not converge to one DIGEST")
