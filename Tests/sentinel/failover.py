@@ -303,7 +303,7 @@ def main():
                 text = open(os.path.join(work, f"{e.name}.log")).read()
             except OSError:
                 continue
-            log(f"{e.name}: {text.count('its log had parted')} divergences set aside, "
+            log(f"{e.name}: {text.count('log had parted from its primary')} divergences set aside, "
                 f"{text.count('copied the primary' + chr(39) + 's snapshot')} snapshot copies")
         if len(set(digests.values())) != 1 or None in digests.values():
             ok = False
