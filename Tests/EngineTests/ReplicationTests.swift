@@ -127,6 +127,35 @@ import WAL
         await r.stop(); r.removeData()
     }
 
+    /// A replica stopped while the primary goes on takes up where its log
+    /// ends when it comes back (from the primary's backlog or segments).
+    @Test func aStoppedReplicaCatchesUpAfterItsRestart() async throws {
+        let p = try await SrvHarness.start()
+        let r = try await SrvHarness.start(SrvHarness.Options(replicaOf: p.port))
+        let c = try p.client()
+        await srvSetupDeal(c, "d1", units: "100000")
+        var pipeline: [UInt8] = []
+        for i in 0..<500 { pipeline += respCommand(["HOLD", "d1", "inv\(i % 9)", "2", "10", "ID", "a\(i)"]) }
+        _ = await c.send(pipeline, replies: 500)
+        #expect(await Self.caughtUp(p, r))
+        let rDir = r.dataDir
+        let stoppedAt = r.durable.writer.acknowledgedLSN
+        await r.stop()
+        pipeline = []
+        for i in 500..<3000 { pipeline += respCommand(["HOLD", "d1", "inv\(i % 9)", "2", "10", "ID", "a\(i)"]) }
+        _ = await c.send(pipeline, replies: 2500)
+        #expect(p.durable.writer.acknowledgedLSN > stoppedAt + 2000)
+        let back = try await SrvHarness.start(dataDir: rDir, SrvHarness.Options(replicaOf: p.port))
+        #expect(back.durable.writer.acknowledgedLSN == stoppedAt)
+        #expect(await Self.caughtUp(p, back))
+        #expect(await Self.digest(p) == Self.digest(back))
+        #expect(!FileManager.default.fileExists(atPath: Replication.resyncMarker(rDir)))
+        #expect(await (try back.client()).call("HOLD.GET", "a2999").fields?["investor"] == "inv2")
+        await back.stop()
+        try? FileManager.default.removeItem(atPath: rDir)
+        await p.stop(); p.removeData()
+    }
+
     /// A replica whose place in the log the primary deleted (`--prune-log`)
     /// copies the primary's snapshot, the log after it and the history,
     /// then follows: same digest, archived rows and caller ids answered.
