@@ -86,6 +86,20 @@ import Testing
         }
     }
 
+    /// The names the connection layer answers (checked before anything is
+    /// allocated for an engine command) are none of the command table's, and
+    /// each is answered, not refused as unknown.
+    @Test func connectionLevelCommandsAreAnsweredByTheConnectionLayer() async throws {
+        for name in EngineRequestHandler.connectionLevelCommands { #expect(CommandTable.byName[name] == nil, "\(name)") }
+        try await withSrv { h in
+            let c = try h.client()
+            for name in EngineRequestHandler.connectionLevelCommands.sorted() where name != "QUIT" && !name.hasSuffix("SUBSCRIBE") && name != "RESET" {
+                let r = await c.call(name)
+                #expect(!(r.string ?? "").contains("unknown command") && !("\(r)".contains("unknown command")), "\(name): \(r)")
+            }
+        }
+    }
+
     @Test func configRewriteScriptKillAndRunID() async throws {
         try await withSrv { h in
             let c = try h.client()

@@ -19,8 +19,8 @@ public struct AuditSeal: Hashable, Sendable {
     public func encode(into w: inout ByteWriter) {
         w.u64(firstSeq)
         w.varint(UInt64(hashes.count))
-        w.bytes(prev.bytes)
-        for h in hashes { w.bytes(h.bytes) }
+        prev.withBytes { w.bytes($0) }
+        for h in hashes { h.withBytes { w.bytes($0) } }
     }
 
     public static func decode(_ payload: UnsafeRawBufferPointer) throws(DecodeError) -> AuditSeal {
@@ -139,7 +139,8 @@ public final class AuditSealer: ChunkFinisher {
             precondition(Int(count) == s.pending.count && at + 32 * (Int(count) + 1) == p.count, "an audit seal does not match its batch")
             p.storeBytes(of: s.firstSeq.littleEndian, toByteOffset: 0, as: UInt64.self)
             func put(_ d: SHA256.Digest) {
-                for b in d.bytes { p[at] = b; at += 1 }
+                d.withBytes { src in UnsafeMutableRawBufferPointer(rebasing: p[at..<(at + 32)]).copyMemory(from: src) }
+                at += 32
             }
             put(s.sealPrev)
             for h in s.pending { put(h) }

@@ -8,10 +8,23 @@ public enum SHA256 {
     public struct Digest: Hashable, Sendable, CustomStringConvertible {
         public var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
         public static let zero = Digest(h: (0, 0, 0, 0, 0, 0, 0, 0))
-        public static func == (a: Digest, b: Digest) -> Bool { a.words == b.words }
-        public func hash(into hasher: inout Hasher) { hasher.combine(words) }
+        // Comparing, hashing and writing a digest allocate nothing: the audit
+        // chain does each per logged change, on the log writer's thread (a
+        // `bytes` built from per-word arrays cost about 35 allocations per hold).
+        public static func == (a: Digest, b: Digest) -> Bool {
+            a.h.0 == b.h.0 && a.h.1 == b.h.1 && a.h.2 == b.h.2 && a.h.3 == b.h.3
+                && a.h.4 == b.h.4 && a.h.5 == b.h.5 && a.h.6 == b.h.6 && a.h.7 == b.h.7
+        }
+        public func hash(into hasher: inout Hasher) { withBytes { hasher.combine(bytes: $0) } }
         public var words: [UInt32] { [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7] }
-        public var bytes: [UInt8] { words.flatMap { v in [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> UInt32($0)) } } }
+        /// The 32 bytes (big-endian words), lent to `body` from the stack.
+        @inline(__always)
+        public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            let be = (h.0.bigEndian, h.1.bigEndian, h.2.bigEndian, h.3.bigEndian,
+                      h.4.bigEndian, h.5.bigEndian, h.6.bigEndian, h.7.bigEndian)
+            return try withUnsafeBytes(of: be) { try body($0) }
+        }
+        public var bytes: [UInt8] { withBytes { Array($0) } }
         public init(h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)) { self.h = h }
         public init?(bytes b: some Collection<UInt8>) {
             let a = Array(b)

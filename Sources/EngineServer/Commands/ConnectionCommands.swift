@@ -6,6 +6,9 @@ extension EngineRequestHandler {
     /// The encoded reply, or nil when `name` is not a connection command.
     func connectionCommand(_ name: String, _ c: RESPCommand, session: Session, connection: ConnectionState,
                            close: inout Bool) throws(CommandError) -> [UInt8]? {
+        // Every engine command passes here first: leave before the encoder
+        // (an allocation) unless the name is one answered below.
+        guard Self.connectionLevelCommands.contains(name) else { return nil }
         var e = RESPEncoder(protocolVersion: session.protocolVersion)
         switch name {
         case "PING":
@@ -104,6 +107,13 @@ extension EngineRequestHandler {
         }
         return e.bytes
     }
+
+    /// The commands `connectionCommand` and `pubsubCommand` answer (a test
+    /// checks each is answered here and none is in the command table).
+    static let connectionLevelCommands: Set<String> = [
+        "PING", "ECHO", "QUIT", "AUTH", "HELLO", "CLIENT", "COMMAND", "SELECT", "CONFIG", "INFO",
+        "SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "PUBLISH", "PUBSUB", "SCRIPT", "RESET",
+    ]
 
     func requireAdmin(_ connection: ConnectionState, _ what: String) throws(CommandError) {
         guard let p = connection.principal else { throw CommandError("NOAUTH", "Authentication required.") }
