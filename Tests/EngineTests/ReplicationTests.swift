@@ -21,6 +21,18 @@ import WAL
         }
     }
 
+    /// A primary whose ended holds leave memory at once and whose caller ids
+    /// go to an id run as soon as one is asked for.
+    static func archivingAtOnce() -> SrvHarness.Options {
+        var o = SrvHarness.Options()
+        var retention = RetentionPolicy()
+        retention.endedMillis = 0
+        retention.maxEndedPerDeal = 1024
+        retention.callerIDsInMemory = 1
+        o.retention = retention
+        return o
+    }
+
     @Test func replicaFollowsRefusesChangesAndMatchesTheDigest() async throws {
         let p = try await SrvHarness.start()
         let r = try await SrvHarness.start(SrvHarness.Options(replicaOf: p.port))
@@ -52,12 +64,7 @@ import WAL
     }
 
     @Test func archivedRowsAndHoldIDRunsReachTheReplica() async throws {
-        var o = SrvHarness.Options()
-        var retention = RetentionPolicy()
-        retention.endedMillis = 0
-        retention.maxEndedPerDeal = 1024
-        retention.callerIDsInMemory = 1
-        o.retention = retention
+        let o = Self.archivingAtOnce()
         let p = try await SrvHarness.start(o)
         let r = try await SrvHarness.start(SrvHarness.Options(replicaOf: p.port))
         defer { Task { await r.stop(); r.removeData(); await p.stop(); p.removeData() } }
@@ -160,12 +167,7 @@ import WAL
     /// copies the primary's snapshot, the log after it and the history,
     /// then follows: same digest, archived rows and caller ids answered.
     @Test func aReplicaBehindAPrunedLogCopiesTheSnapshot() async throws {
-        var o = SrvHarness.Options()
-        var retention = RetentionPolicy()
-        retention.endedMillis = 0
-        retention.maxEndedPerDeal = 1024
-        retention.callerIDsInMemory = 1
-        o.retention = retention
+        var o = Self.archivingAtOnce()
         o.pruneLog = true
         o.segmentBytes = 64 << 10
         let p = try await SrvHarness.start(o)

@@ -62,6 +62,24 @@ enum ReplicationCommands {
 }
 
 extension EngineRequestHandler {
+    /// The replication links' common checks (admin only, a data directory):
+    /// the replication, or nil with the refusal encoded into `e`.
+    private func replicationFor(_ connection: ConnectionState, _ e: inout RESPEncoder) -> Replication? {
+        guard let principal = connection.principal else {
+            e.error(code: "NOAUTH", message: "Authentication required.")
+            return nil
+        }
+        guard principal.role.allows(.administer) else {
+            e.error(code: "NOPERM", message: "user \(principal.user) may not replicate this server")
+            return nil
+        }
+        guard let replication else {
+            e.error(code: "ERR", message: "this server has no data directory to replicate")
+            return nil
+        }
+        return replication
+    }
+
     /// `REPLSYNC <replid> <from-lsn> <history-file> <history-offset> <listening-port>`:
     /// a replica asks for what follows its log (and acknowledges everything
     /// before `from-lsn` as durable). Sent alone in its batch; answered
@@ -70,18 +88,7 @@ extension EngineRequestHandler {
     func replicationSync(_ c: RESPCommand, session: Session, connection: ConnectionState,
                          complete: @escaping @Sendable ([UInt8], Bool) -> Void) {
         var e = RESPEncoder(protocolVersion: session.protocolVersion)
-        guard let principal = connection.principal else {
-            e.error(code: "NOAUTH", message: "Authentication required.")
-            return complete(e.bytes, false)
-        }
-        guard principal.role.allows(.administer) else {
-            e.error(code: "NOPERM", message: "user \(principal.user) may not replicate this server")
-            return complete(e.bytes, false)
-        }
-        guard let replication else {
-            e.error(code: "ERR", message: "this server has no data directory to replicate")
-            return complete(e.bytes, false)
-        }
+        guard let replication = replicationFor(connection, &e) else { return complete(e.bytes, false) }
         guard c.count == 6, let from = UInt64(c.string(at: 2)), let file = UInt32(c.string(at: 3)),
               let offset = UInt64(c.string(at: 4)), let port = Int(c.string(at: 5)), (0...65_535).contains(port),
               c.string(at: 1).utf8.count == 40 else {
@@ -113,18 +120,7 @@ extension EngineRequestHandler {
     func replicationSnapshot(_ c: RESPCommand, session: Session, connection: ConnectionState,
                              complete: @escaping @Sendable ([UInt8], Bool) -> Void) {
         var e = RESPEncoder(protocolVersion: session.protocolVersion)
-        guard let principal = connection.principal else {
-            e.error(code: "NOAUTH", message: "Authentication required.")
-            return complete(e.bytes, false)
-        }
-        guard principal.role.allows(.administer) else {
-            e.error(code: "NOPERM", message: "user \(principal.user) may not replicate this server")
-            return complete(e.bytes, false)
-        }
-        guard let replication else {
-            e.error(code: "ERR", message: "this server has no data directory to replicate")
-            return complete(e.bytes, false)
-        }
+        guard let replication = replicationFor(connection, &e) else { return complete(e.bytes, false) }
         guard !replication.isReplica else {
             e.error(code: "ERR", message: "this server is a replica; chained replication is not supported: follow its primary")
             return complete(e.bytes, false)
