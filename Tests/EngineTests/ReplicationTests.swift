@@ -170,6 +170,9 @@ import WAL
         var o = Self.archivingAtOnce()
         o.pruneLog = true
         o.segmentBytes = 64 << 10
+        // Smaller than the log written while the early replica is away: it
+        // cannot catch up from the backlog either.
+        o.replBacklogBytes = 64 << 10
         let p = try await SrvHarness.start(o)
         let c = try p.client()
         await srvSetupDeal(c, "d1", units: "1000000")
@@ -185,11 +188,19 @@ import WAL
             }
             n += count
         }
+        // A replica that follows the first round, then is stopped for longer than the primary keeps its log.
+        let early = try await SrvHarness.start(SrvHarness.Options(replicaOf: p.port))
+        let earlyDir = early.dataDir
+        defer { try? FileManager.default.removeItem(atPath: earlyDir) }
         for round in 0..<5 {
             await holds(1500, release: round < 4)
             _ = await p.durable.archiveDue()
             _ = await p.durable.moveHoldIDsDue(force: true)
             #expect(await c.call("SNAPSHOT") == .simple("OK"))
+            if round == 0 {
+                #expect(await Self.caughtUp(p, early))
+                await early.stop()
+            }
         }
         let segments = try FileManager.default.contentsOfDirectory(atPath: DataDirectory(p.dataDir).wal).compactMap(LogFormat.parseSegmentName)
         #expect((segments.min() ?? 1) > 1, "the primary's log still starts at LSN 1: \(segments.sorted())")
@@ -222,6 +233,23 @@ import WAL
         #expect(await rc.call("HOLD.GET", "c\(n - 1)").fields?["status"] == "pending")
         #expect((await rc.call("INFO", "replication").string ?? "").contains("master_link_status:up"))
         await r2.stop()
+
+        // The replica stopped after the first round: its log ends before the
+        // primary's first segment, so it is marked, set aside and copied too.
+        let stale = try await SrvHarness.start(dataDir: earlyDir, SrvHarness.Options(replicaOf: p.port))
+        #expect(stale.durable.writer.lastAppendedLSN > 0)
+        #expect(await srvWait(10) { FileManager.default.fileExists(atPath: Replication.resyncMarker(earlyDir)) })
+        await stale.stop()
+        let staleAside = try Replication.setAsideDiverged(dataDir: earlyDir)
+        #expect(staleAside?.fromSnapshot == true)
+        #expect(FileManager.default.fileExists(atPath: FilePath.join(staleAside?.folder ?? "/nonexistent", "wal")))
+        #expect(try Replication.bootstrapIfMarked(dataDir: earlyDir, primary: ("127.0.0.1", p.port), settings: Replication.Settings(),
+                                                  segmentBytes: 1 << 20, log: { _ in }) != nil)
+        let back = try await SrvHarness.start(dataDir: earlyDir, SrvHarness.Options(replicaOf: p.port))
+        await holds(10, release: false)
+        #expect(await Self.caughtUp(p, back))
+        #expect(await Self.digest(p) == Self.digest(back))
+        await back.stop()
         await p.stop(); p.removeData()
     }
 

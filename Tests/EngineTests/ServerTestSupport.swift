@@ -315,6 +315,8 @@ final class SrvHarness: @unchecked Sendable {
         var retention: RetentionPolicy?
         /// `serve --prune-log`: segments covered by the oldest kept snapshot are deleted.
         var pruneLog = false
+        /// `serve --repl-backlog-mb`, in bytes.
+        var replBacklogBytes = 16 << 20
     }
 
     private init(dataDir: String, ownsDir: Bool, durable: DurableEngine, handler: EngineRequestHandler,
@@ -357,7 +359,9 @@ final class SrvHarness: @unchecked Sendable {
         s.access = options.access
         s.dataDir = dir
         s.durability = options.mode.rawValue
-        let replication = Replication(durable: durable, settings: Replication.Settings(), log: { _ in })
+        var replicationSettings = Replication.Settings()
+        replicationSettings.backlogBytes = options.replBacklogBytes
+        let replication = Replication(durable: durable, settings: replicationSettings, log: { _ in })
         if options.replicaOf == nil { try replication.startAsPrimary() }
         let handler = EngineRequestHandler(engine: durable.engine, durable: durable, settings: s, replication: replication)
         let server = try EventLoopServer(
