@@ -97,8 +97,13 @@ public struct RESPParser: Sendable {
     ) -> RESPParseResult {
         precondition(start >= 0 && start <= buffer.count)
         if let p = partial { precondition(p.start == start, "parse must resume at the incomplete command") }
+        // Sized once for a typical pipelined read (16 commands of up to 16
+        // arguments), not grown by doubling from empty on every read; a
+        // larger read grows past it. An argument takes at least 4 bytes.
         var spans: [ArgSpan] = []
+        spans.reserveCapacity(min(256, (buffer.count - start) / 4 + 1))
         var marks: [Mark] = []
+        marks.reserveCapacity(min(64, maxCommands))
         var consumed = start
         var failure: RESPProtocolError?
         var refusal: RESPProtocolError?
