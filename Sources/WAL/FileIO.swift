@@ -73,6 +73,23 @@ extension FileIO {
     public func write(_ fd: FileHandleID, _ bytes: [UInt8]) throws(IOError) {
         try withBytes(bytes) { (buffer) throws(IOError) in try write(fd, buffer) }
     }
+
+    /// Replaces `path` with `bytes` as one step a crash cannot tear: a temp
+    /// file beside it, synced, renamed over it, the directory synced.
+    public func writeWhole(_ bytes: [UInt8], to path: String) throws(IOError) {
+        let tmp = path + ".tmp"
+        let fd = try create(tmp)
+        do {
+            try pwrite(fd, bytes, offset: 0)
+            try fsync(fd)
+        } catch {
+            try? close(fd)
+            throw error
+        }
+        try close(fd)
+        try rename(from: tmp, to: path)
+        try fsyncDirectory(FilePath.parent(path))
+    }
 }
 
 /// Path helpers (no Foundation needed).

@@ -331,6 +331,30 @@ public final class LogWriter: Sendable {
         if let now { callback(now) }
     }
 
+    /// Blocks the calling thread (never a cooperative one) until `lsn` is
+    /// durable; the log's failure, if it failed.
+    public func waitDurable(_ lsn: UInt64) -> LogError? {
+        guard lsn > 0 else { return nil }
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Locked<LogError?>(nil)
+        whenDurable(lsn) { result in
+            if case .failure(let e) = result { outcome.withLock { $0 = e } }
+            done.signal()
+        }
+        done.wait()
+        return outcome.withLock { $0 }
+    }
+
+    /// Appends records another log wrote (a replica's copy of its primary's),
+    /// type, time and payload unchanged, as one batch: their LSNs are this
+    /// log's next ones (callers check that the first is). The last LSN.
+    public func appendShipped(_ records: [ShippedRecord]) throws(LogError) -> UInt64? {
+        guard !records.isEmpty else { return nil }
+        return try appendBatch { appender in
+            for r in records { _ = appender.append(type: r.type, time: r.time) { w in w.bytes(r.payload) } }
+        }
+    }
+
     public func durable(_ lsn: UInt64) async throws(LogError) {
         let result: Result<Void, LogError> = await withCheckedContinuation { continuation in
             whenDurable(lsn) { continuation.resume(returning: $0) }

@@ -263,7 +263,7 @@ import WAL
             #expect(throws: SnapshotTransfer.Refusal.self) { try SnapshotTransfer.piece(dataDir: dir, kind: kind, name: name, offset: 0) }
         }
         let ids = ReplicationIDs(id: ReplicationIDs.random(), previousID: ReplicationIDs.none, previousUntil: 0)
-        let listing = SnapshotTransfer.Listing(ids: ids, lsn: 42, snapshot: nil, runs: [("ids-00000002.run", 77)])
+        let listing = SnapshotTransfer.Listing(ids: ids, lsn: 42, snapshot: nil, runs: [SnapshotTransfer.File(name: "ids-00000002.run", size: 77)])
         #expect(SnapshotTransfer.Listing.decode(listing.encoded()) == listing)
         #expect(SnapshotTransfer.Listing.decode(Array("lsn 1\n".utf8)) == nil)
     }

@@ -501,7 +501,7 @@ public final class DurableEngine: Sendable {
                         // LSNs after the log's end would be handed out again (found by
                         // the power-loss campaign, seeds 43 and 112). Until `publish`
                         // the file is only a temp file, which recovery never reads.
-                        if let failure = Self.waitDurable(self.writer, last) {
+                        if let failure = self.writer.waitDurable(last) {
                             throw RecoveryError("snapshot not written: the log failed before its state was durable: \(failure)")
                         }
                         try stream.finish(lsn: lsn, time: time)
@@ -542,18 +542,6 @@ public final class DurableEngine: Sendable {
 
     /// Blocks the calling (non-cooperative) thread until `lsn` is durable;
     /// the failure if it never will be.
-    static func waitDurable(_ writer: LogWriter, _ lsn: UInt64) -> LogError? {
-        guard lsn > 0 else { return nil }
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Locked<LogError?>(nil)
-        writer.whenDurable(lsn) { result in
-            if case .failure(let e) = result { outcome.withLock { $0 = e } }
-            done.signal()
-        }
-        done.wait()
-        return outcome.withLock { $0 }
-    }
-
     /// Runs blocking work on a new thread and waits for it without holding a
     /// cooperative thread.
     /// Runs blocking work on `queue`, off the cooperative threads.

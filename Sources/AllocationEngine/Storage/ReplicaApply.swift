@@ -66,14 +66,7 @@ extension DurableEngine {
     /// `DIR/replication`, written whole, before the engine opens (a replica
     /// installing its primary's snapshot adopts the primary's history ids).
     public static func saveReplicationIDs(_ ids: ReplicationIDs, dataDir: String, io: any FileIO) throws {
-        let path = FilePath.join(dataDir, "replication")
-        let tmp = path + ".tmp"
-        let fd = try io.create(tmp)
-        try io.pwrite(fd, ids.encoded(), offset: 0)
-        try io.fsync(fd)
-        try io.close(fd)
-        try io.rename(from: tmp, to: path)
-        try io.fsyncDirectory(dataDir)
+        try io.writeWhole(ids.encoded(), to: FilePath.join(dataDir, "replication"))
     }
 
     /// Appends and applies one batch a primary shipped. History bytes first

@@ -85,11 +85,7 @@ public final class WALChangeSink: ChangeSink {
             throw EngineError(.conflict, "shipped records start at LSN \(first.lsn) but this log continues at \(writer.lastAppendedLSN + 1)")
         }
         do {
-            return try writer.appendBatch { appender in
-                for r in records {
-                    _ = appender.append(type: r.type, time: r.time) { w in w.bytes(r.payload) }
-                }
-            }
+            return try writer.appendShipped(records)
         } catch {
             throw Self.engineError(error)
         }

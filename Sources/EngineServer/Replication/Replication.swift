@@ -89,16 +89,11 @@ public final class Replication: Sendable {
         let path = Self.rolePath(durable.config.dataDir)
         do {
             if let primary {
-                let tmp = path + ".tmp"
-                try Data("\(primary.host) \(primary.port)\n".utf8).write(to: URL(fileURLWithPath: tmp))
-                let fd = open(tmp, O_RDONLY)
-                if fd >= 0 { fsync(fd); close(fd) }
-                guard rename(tmp, path) == 0 else { throw PrimaryLink.Failure(message: String(cString: strerror(errno))) }
+                try PosixFileIO().writeWhole(Array("\(primary.host) \(primary.port)\n".utf8), to: path)
             } else if FileManager.default.fileExists(atPath: path) {
                 try FileManager.default.removeItem(atPath: path)
+                try PosixFileIO().fsyncDirectory(durable.config.dataDir)
             }
-            let dfd = open(durable.config.dataDir, O_RDONLY)
-            if dfd >= 0 { fsync(dfd); close(dfd) }
         } catch {
             log("ERROR: cannot record the replication role in \(path): \(error)")
         }
@@ -115,7 +110,8 @@ public final class Replication: Sendable {
         } else {
             log("replication: following \(host):\(port) instead")
         }
-        await withoutFollower { [self] in
+        // The bodies without `try` cannot fail: `try?` discards nothing.
+        try? await withoutFollower { [self] in
             let g = generation.add(1, ordering: .relaxed).newValue
             following.withLock { $0 = Following(host: host, port: port, generation: g) }
         }
@@ -126,7 +122,7 @@ public final class Replication: Sendable {
     /// Stops following (at shutdown, before the engine closes): a message
     /// being applied finishes first; the role on disk stays as it is.
     public func stop() async {
-        await withoutFollower { [self] in
+        try? await withoutFollower { [self] in
             generation.add(1, ordering: .relaxed)
             following.withLock { $0 = nil }
         }
@@ -137,10 +133,14 @@ public final class Replication: Sendable {
     /// last LSN), so a server that was a replica, or a primary that lost a
     /// failover while down, can never hand a replica records under an id
     /// that another primary also continued.
-    public func startAsPrimary() throws {
+    public func startAsPrimary() throws { try takeNewHistoryID() }
+
+    /// A new id for what this server writes from now on; the one before stays
+    /// valid up to its last LSN (`master_replid2`, `second_repl_offset`).
+    private func takeNewHistoryID() throws {
         let old = try source.replicationIDs()
-        let next = ReplicationIDs(id: ReplicationIDs.random(), previousID: old.id, previousUntil: durable.writer.lastAppendedLSN + 1)
-        try source.setReplicationIDs(next)
+        try source.setReplicationIDs(ReplicationIDs(id: ReplicationIDs.random(), previousID: old.id,
+                                                    previousUntil: durable.writer.lastAppendedLSN + 1))
     }
 
     /// `REPLICAOF NO ONE`: stops following and becomes a primary with a new
@@ -148,31 +148,19 @@ public final class Replication: Sendable {
     /// other replicas of the old primary can follow this one.
     public func promote() async throws {
         guard durable.gate.isReplica else { return }
-        try await withoutFollowerThrowing { [self] in
+        try await withoutFollower { [self] in
             generation.add(1, ordering: .relaxed)
             following.withLock { $0 = nil }
-            let old = try source.replicationIDs()
-            let next = ReplicationIDs(id: ReplicationIDs.random(), previousID: old.id, previousUntil: durable.writer.lastAppendedLSN + 1)
-            try source.setReplicationIDs(next)
+            try takeNewHistoryID()
         }
         saveRole(nil)
         await durable.becomePrimary()
         log("replication: promoted to primary at LSN \(durable.writer.lastAppendedLSN); history \(try source.replicationIDs().id)")
     }
 
-    private func withoutFollower(_ body: @escaping @Sendable () -> Void) async {
-        let sem = applying
-        await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                sem.wait()
-                body()
-                sem.signal()
-                k.resume()
-            }
-        }
-    }
-
-    private func withoutFollowerThrowing(_ body: @escaping @Sendable () throws -> Void) async throws {
+    /// Runs `body` while no shipped message is being applied (off the
+    /// cooperative threads: it waits for the follower's semaphore).
+    private func withoutFollower(_ body: @escaping @Sendable () throws -> Void) async throws {
         let sem = applying
         try await withCheckedThrowingContinuation { (k: CheckedContinuation<Void, any Error>) in
             DispatchQueue.global().async {
@@ -220,11 +208,12 @@ public final class Replication: Sendable {
                 update(g) { $0.stopped = e.message; $0.linkUp = false; $0.lastError = e.message }
                 log("ERROR: replication stopped: \(e.message)")
                 if e.resync {
-                    let marker = Self.resyncMarker(durable.config.dataDir)
                     let kind = e.fromSnapshot ? Self.snapshotResync : Self.divergedResync
-                    _ = FileManager.default.createFile(atPath: marker, contents: Data("\(kind)\n\(e.message)\n".utf8))
-                    let dfd = open(durable.config.dataDir, O_RDONLY)
-                    if dfd >= 0 { fsync(dfd); close(dfd) }
+                    do {
+                        try PosixFileIO().writeWhole(Array("\(kind)\n\(e.message)\n".utf8), to: Self.resyncMarker(durable.config.dataDir))
+                    } catch {
+                        log("ERROR: cannot write \(Self.resyncMarker(durable.config.dataDir)): \(error); the next start follows this log as it is")
+                    }
                 }
                 restartNeeded.withLock { $0 }?(e.message)
                 return
@@ -293,8 +282,7 @@ public final class Replication: Sendable {
         }
         if fromSnapshot { try SnapshotTransfer.markBootstrap(dataDir: dataDir) }
         try fm.removeItem(atPath: resyncMarker(dataDir))
-        let dfd = open(dataDir, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        try PosixFileIO().fsyncDirectory(dataDir)
         return SetAside(folder: aside, fromSnapshot: fromSnapshot)
     }
 
@@ -376,14 +364,7 @@ public final class Replication: Sendable {
     }
 
     private func waitDurable(_ lsn: UInt64) throws {
-        let sem = DispatchSemaphore(value: 0)
-        let outcome = Mutex<String?>(nil)
-        durable.writer.whenDurable(lsn) { r in
-            if case .failure(let e) = r { outcome.withLock { $0 = "\(e)" } }
-            sem.signal()
-        }
-        sem.wait()
-        if let e = outcome.withLock({ $0 }) { throw FollowStop(message: "this replica's log failed: \(e)") }
+        if let e = durable.writer.waitDurable(lsn) { throw FollowStop(message: "this replica's log failed: \(e)") }
     }
 
     /// Runs async engine work from the follower's own thread.

@@ -1,8 +1,6 @@
 import AllocationEngine
 import Foundation
-import Glibc
 import Snapshot
-import Synchronization
 import WAL
 
 /// A full resync from the primary's newest snapshot, for a replica whose
@@ -29,17 +27,18 @@ enum SnapshotTransfer {
     /// The most bytes of a file one `REPLSNAPSHOT READ` answers.
     static let maxPieceBytes = 4 << 20
 
+    /// A file the copy takes, by name (in its fixed directory) and size.
+    struct File: Equatable {
+        var name: String
+        var size: Int
+    }
+
     struct Listing: Equatable {
         var ids: ReplicationIDs
         /// The primary's acknowledged LSN when it answered.
         var lsn: UInt64
-        var snapshot: (name: String, size: Int)?
-        var runs: [(name: String, size: Int)]
-
-        static func == (a: Listing, b: Listing) -> Bool {
-            a.ids == b.ids && a.lsn == b.lsn && a.snapshot?.name == b.snapshot?.name && a.snapshot?.size == b.snapshot?.size
-                && a.runs.map(\.name) == b.runs.map(\.name) && a.runs.map(\.size) == b.runs.map(\.size)
-        }
+        var snapshot: File?
+        var runs: [File]
 
         func encoded() -> [UInt8] {
             var text = String(decoding: ids.encoded(), as: UTF8.self)
@@ -61,10 +60,10 @@ enum SnapshotTransfer {
                     listing.lsn = n; sawLSN = true
                 case "snapshot":
                     guard f.count == 3, SnapshotFormat.parseName(String(f[1])) != nil, let size = Int(f[2]), size >= 0 else { return nil }
-                    listing.snapshot = (String(f[1]), size)
+                    listing.snapshot = File(name: String(f[1]), size: size)
                 case "run":
                     guard f.count == 3, isRunName(String(f[1])), let size = Int(f[2]), size >= 0 else { return nil }
-                    listing.runs.append((String(f[1]), size))
+                    listing.runs.append(File(name: String(f[1]), size: size))
                 default: continue
                 }
             }
@@ -80,24 +79,18 @@ enum SnapshotTransfer {
         return !digits.isEmpty && digits.count <= 12 && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
-    static func fileSize(_ path: String) -> Int? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        return Int(st.st_size)
-    }
-
     // MARK: The primary's side
 
-    static func listing(dataDir: String, ids: ReplicationIDs, acknowledged: UInt64) -> Listing {
+    static func listing(dataDir: String, ids: ReplicationIDs, acknowledged: UInt64, io: any FileIO = PosixFileIO()) -> Listing {
         let dir = DataDirectory(dataDir)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.snapshots)) ?? []
-        // The newest complete snapshot (temp files have other names).
-        let newest = names.compactMap { n in SnapshotFormat.parseName(n).map { (n, $0) } }.max { $0.1 < $1.1 }
         var listing = Listing(ids: ids, lsn: acknowledged, snapshot: nil, runs: [])
-        if let (name, _) = newest, let size = fileSize(FilePath.join(dir.snapshots, name)) { listing.snapshot = (name, size) }
-        let runNames = ((try? FileManager.default.contentsOfDirectory(atPath: dir.history)) ?? []).filter(isRunName).sorted()
-        for name in runNames {
-            if let size = fileSize(FilePath.join(dir.history, name)) { listing.runs.append((name, size)) }
+        // The newest complete snapshot (the store lists no temp files).
+        if let newest = try? SnapshotStore(directory: dir.snapshots, io: io).list().first,
+           let size = try? io.fileSize(path: newest.path) {
+            listing.snapshot = File(name: newest.name, size: size)
+        }
+        for name in ((try? io.listDirectory(dir.history)) ?? []).filter(isRunName).sorted() {
+            if let size = try? io.fileSize(path: FilePath.join(dir.history, name)) { listing.runs.append(File(name: name, size: size)) }
         }
         return listing
     }
@@ -108,7 +101,7 @@ enum SnapshotTransfer {
     }
 
     /// Up to `maxPieceBytes` of a snapshot or an id run, from `offset`.
-    static func piece(dataDir: String, kind: String, name: String, offset: Int) throws(Refusal) -> [UInt8] {
+    static func piece(dataDir: String, kind: String, name: String, offset: Int, io: any FileIO = PosixFileIO()) throws(Refusal) -> [UInt8] {
         let dir = DataDirectory(dataDir)
         let path: String
         switch kind {
@@ -122,23 +115,20 @@ enum SnapshotTransfer {
             throw Refusal(code: "ERR", message: "REPLSNAPSHOT READ takes snapshot or run, not \(kind.prefix(32))")
         }
         guard offset >= 0 else { throw Refusal(code: "ERR", message: "negative offset") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd: FileHandleID
         // A snapshot pruned meanwhile: the replica starts its copy over.
-        guard fd >= 0 else { throw Refusal(code: "NOTFOUND", message: "\(name) is no longer on this primary (\(String(cString: strerror(errno)))): list again") }
-        defer { close(fd) }
-        var out = [UInt8](repeating: 0, count: maxPieceBytes)
-        var filled = 0
-        while filled < out.count {
-            let n = out.withUnsafeMutableBytes { b in pread(fd, b.baseAddress! + filled, b.count - filled, off_t(offset + filled)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Refusal(code: "ERR", message: "reading \(name): \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }
-            filled += n
+        do { fd = try io.open(path, readOnly: true) } catch {
+            throw Refusal(code: "NOTFOUND", message: "\(name) is no longer on this primary (\(error)): list again")
         }
-        out.removeSubrange(filled...)
-        return out
+        defer { try? io.close(fd) }
+        do {
+            var out = [UInt8](repeating: 0, count: max(0, min(maxPieceBytes, try io.fileSize(fd) - offset)))
+            let n = try out.withUnsafeMutableBytes { (b) throws(IOError) -> Int in try io.pread(fd, into: b, offset: offset) }
+            out.removeSubrange(n...)
+            return out
+        } catch {
+            throw Refusal(code: "ERR", message: "reading \(name): \(error)")
+        }
     }
 
     // MARK: The replica's side
@@ -157,20 +147,12 @@ enum SnapshotTransfer {
 
     /// Marks the directory as being bootstrapped (before anything is copied).
     static func markBootstrap(dataDir: String) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        guard fm.createFile(atPath: bootstrapMarker(dataDir), contents: Data("copying the primary's snapshot\n".utf8)) else {
-            throw Failure(message: "cannot create \(bootstrapMarker(dataDir))")
-        }
-        syncDirectory(dataDir)
+        try PosixFileIO().writeWhole(Array("copying the primary's snapshot\n".utf8), to: bootstrapMarker(dataDir))
     }
 
     static func needsBootstrap(dataDir: String) -> Bool { FileManager.default.fileExists(atPath: bootstrapMarker(dataDir)) }
 
-    static func syncDirectory(_ path: String) {
-        let fd = open(path, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-    }
+    static func syncDirectory(_ path: String) { try? PosixFileIO().fsyncDirectory(path) }
 
     /// Removes a partial copy (only the parts a copy writes).
     static func clearCopy(dataDir: String) throws {
@@ -221,8 +203,8 @@ enum SnapshotTransfer {
         let fm = FileManager.default
         for d in [dir.path, dir.wal, dir.snapshots, dir.history] { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) }
         // The runs first, then the snapshot: the snapshot's state names ids in them.
-        for run in listing.runs { try copyFile(link, kind: "run", name: run.name, size: run.size, into: dir.history) }
-        try copyFile(link, kind: "snapshot", name: snapshot.name, size: snapshot.size, into: dir.snapshots)
+        for run in listing.runs { try copyFile(link, kind: "run", run, into: dir.history) }
+        try copyFile(link, kind: "snapshot", snapshot, into: dir.snapshots)
         // Checked now (its checksums), not found damaged by recovery later.
         do { _ = try SnapshotFormat.decode(try PosixFileIO().readAll(FilePath.join(dir.snapshots, snapshot.name)), path: snapshot.name) } catch {
             throw Failure(message: "the copied snapshot does not verify: \(error)")
@@ -254,55 +236,39 @@ enum SnapshotTransfer {
             for (location, piece) in message.history where !piece.isEmpty { try history.replicate(at: location, piece) }
             historyDone = message.history.reduce(0) { $0 + $1.1.count } < SyncMessage.maxHistoryBytes
             guard let last = records.last?.lsn else { continue }
-            guard let appended = try writer.appendBatch({ appender in
-                for r in records { _ = appender.append(type: r.type, time: r.time) { w in w.bytes(r.payload) } }
-            }), appended == last else { throw Failure(message: "the copied log did not take LSNs \(next) to \(last)") }
+            guard let appended = try writer.appendShipped(records), appended == last else {
+                throw Failure(message: "the copied log did not take LSNs \(next) to \(last)")
+            }
             // Durable before the next request, which acknowledges it to the primary.
-            try waitDurable(writer, last)
+            if let e = writer.waitDurable(last) { throw Failure(message: "the copied log failed: \(e)") }
             next = last + 1
         }
         log("replication: copied the primary's snapshot \(snapshot.name) and \(next - snapshotLSN - 1) records in \(String(format: "%.1f", monotonicSeconds() - started)) s; recovering from them")
         return next - 1
     }
 
-    private static func waitDurable(_ writer: LogWriter, _ lsn: UInt64) throws {
-        let sem = DispatchSemaphore(value: 0)
-        let outcome = Mutex<String?>(nil)
-        writer.whenDurable(lsn) { r in
-            if case .failure(let e) = r { outcome.withLock { $0 = "\(e)" } }
-            sem.signal()
-        }
-        sem.wait()
-        if let e = outcome.withLock({ $0 }) { throw Failure(message: "the copied log failed: \(e)") }
-    }
-
     /// Copies one file in pieces to `<name>.part`, syncs it, checks its
     /// size, and renames it into place (recovery never reads a part file).
-    private static func copyFile(_ link: PrimaryLink, kind: String, name: String, size: Int, into directory: String) throws {
-        let path = FilePath.join(directory, name), part = path + ".part"
-        let fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Failure(message: "cannot create \(part): \(String(cString: strerror(errno)))") }
+    private static func copyFile(_ link: PrimaryLink, kind: String, _ file: File, into directory: String,
+                                 io: any FileIO = PosixFileIO()) throws {
+        let path = FilePath.join(directory, file.name), part = path + ".part"
+        let fd = try io.create(part)
         var closed = false
-        defer { if !closed { close(fd) } }
+        defer { if !closed { try? io.close(fd) } }
         var offset = 0
-        while offset < size {
-            guard case .bulk(let bytes?) = try link.call(["REPLSNAPSHOT", "READ", kind, name, String(offset)]) else {
-                throw Failure(message: "the primary stopped serving \(name) at offset \(offset)")
+        while offset < file.size {
+            guard case .bulk(let bytes?) = try link.call(["REPLSNAPSHOT", "READ", kind, file.name, String(offset)]) else {
+                throw Failure(message: "the primary stopped serving \(file.name) at offset \(offset)")
             }
-            guard !bytes.isEmpty else { throw Failure(message: "\(name) ended at \(offset) bytes on the primary, not \(size)") }
-            var written = 0
-            while written < bytes.count {
-                let n = bytes.withUnsafeBytes { b in pwrite(fd, b.baseAddress! + written, b.count - written, off_t(offset + written)) }
-                if n < 0 { if errno == EINTR { continue }; throw Failure(message: "writing \(part): \(String(cString: strerror(errno)))") }
-                written += n
-            }
+            guard !bytes.isEmpty else { throw Failure(message: "\(file.name) ended at \(offset) bytes on the primary, not \(file.size)") }
+            try io.pwrite(fd, bytes, offset: offset)
             offset += bytes.count
         }
-        guard offset == size else { throw Failure(message: "\(name): \(offset) bytes copied, \(size) listed") }
-        guard fsync(fd) == 0 else { throw Failure(message: "fsync \(part): \(String(cString: strerror(errno)))") }
-        close(fd)
+        guard offset == file.size else { throw Failure(message: "\(file.name): \(offset) bytes copied, \(file.size) listed") }
+        try io.fsync(fd)
+        try io.close(fd)
         closed = true
-        guard rename(part, path) == 0 else { throw Failure(message: "rename \(part): \(String(cString: strerror(errno)))") }
-        syncDirectory(directory)
+        try io.rename(from: part, to: path)
+        try io.fsyncDirectory(directory)
     }
 }
