@@ -121,6 +121,8 @@ public final class ReplicationGate: Sendable {
 
     /// Runs `done` once `lsn` is on enough replicas (at once without the rule).
     public func whenReplicated(_ lsn: UInt64, _ done: @escaping @Sendable (EngineError?) -> Void) {
+        // Every durable batch passes here: without a rule, no lock and no clock.
+        guard restricted.load(ordering: .relaxed) else { return done(nil) }
         let deadline = now() + ackTimeoutSeconds
         let ready: Bool = state.withLock { s in
             if s.isReplica || s.minReplicas == 0 || Self.replicated(s, lsn) { return true }
