@@ -37,6 +37,25 @@ import Testing
         }
     }
 
+    /// The documented bounds: 1,024 subscriptions per connection (a refused
+    /// SUBSCRIBE takes none), 4,096 commands per transaction.
+    @Test func subscriptionsAndTransactionsAreBounded() async throws {
+        try await withSrv { h in
+            let c = try h.client()
+            let many = (0..<1020).map { "ch\($0)" }
+            #expect(await c.send(respCommand(["SUBSCRIBE"] + many), replies: 1020).count == 1020)
+            #expect(await c.call(["SUBSCRIBE"] + (1015..<1030).map { "ch\($0)" }).errorCode == "LIMIT")
+            let other = try h.client()
+            #expect(await other.call("PUBSUB", "NUMSUB", "ch1020") == .array([.bulk("ch1020"), .int(0)]))
+            #expect(await c.send(respCommand(["SUBSCRIBE", "ch0", "ch1020", "ch1021", "ch1022", "ch1023"]), replies: 5).last
+                    == .array([.bulk("subscribe"), .bulk("ch1023"), .int(1024)]))
+            let t = try h.client()
+            let queued = await t.send(respCommand(["MULTI"]) + (0..<4097).flatMap { _ in respCommand(["PING"]) } + respCommand(["EXEC"]), replies: 4099)
+            #expect(queued[4096] == .simple("QUEUED") && queued[4097].errorCode == "LIMIT")
+            #expect(queued[4098].errorCode == "EXECABORT")
+        }
+    }
+
     @Test func multiExecRunsTheQueueAsOneReplyAndAbortsOnErrors() async throws {
         try await withSrv { h in
             let c = try h.client()

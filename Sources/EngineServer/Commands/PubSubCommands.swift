@@ -13,20 +13,16 @@ extension EngineRequestHandler {
             guard c.count >= 2 else { throw CommandError.arity(name, "\(name) <channel> [channel ...]") }
             try requireStaff(conn)
             guard let outbox = session.outbox else { throw CommandError("ERR", "this connection cannot receive messages") }
+            let names = (1..<c.count).map { c.string(at: $0) }
+            let held = pattern ? conn.patterns : conn.channels
+            // Checked before any is taken: a refused command subscribes to nothing.
+            guard conn.subscriptions + Set(names).subtracting(held).count <= PubSub.maxPerConnection else {
+                throw CommandError("LIMIT", "at most \(PubSub.maxPerConnection) subscriptions per connection")
+            }
             var out: [UInt8] = []
-            for i in 1..<c.count {
-                let ch = c.string(at: i)
-                if pattern {
-                    if !conn.patterns.contains(ch) {
-                        guard conn.subscriptions < PubSub.maxPerConnection else { throw CommandError("LIMIT", "at most \(PubSub.maxPerConnection) subscriptions per connection") }
-                        conn.patterns.insert(ch)
-                        pubsub.subscribe(ch, pattern: true, session: session.id, PubSub.Listener(outbox: outbox, protocolVersion: proto))
-                    }
-                } else if !conn.channels.contains(ch) {
-                    guard conn.subscriptions < PubSub.maxPerConnection else { throw CommandError("LIMIT", "at most \(PubSub.maxPerConnection) subscriptions per connection") }
-                    conn.channels.insert(ch)
-                    pubsub.subscribe(ch, pattern: false, session: session.id, PubSub.Listener(outbox: outbox, protocolVersion: proto))
-                }
+            for ch in names {
+                let isNew = pattern ? conn.patterns.insert(ch).inserted : conn.channels.insert(ch).inserted
+                if isNew { pubsub.subscribe(ch, pattern: pattern, session: session.id, PubSub.Listener(outbox: outbox, protocolVersion: proto)) }
                 out += PubSub.confirmation(pattern ? "psubscribe" : "subscribe", ch, count: conn.subscriptions, proto: proto)
             }
             clients.update(session.id) { $0.subscriptions = conn.channels.count; $0.patterns = conn.patterns.count }
