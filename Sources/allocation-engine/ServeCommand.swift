@@ -210,13 +210,18 @@ enum ServeCommand {
         }
 
         let stop = await waitForStop(engine, replication: replication, signals: signals)
-        if case .replicationStopped(let reason) = stop {
-            logLine("FATAL: replication stopped: \(reason). Exiting with status \(Replication.resyncExitCode) so a supervisor restarts this replica (into a full resync from the primary's log when its log parted)")
+        /// Every way out: no new connections, requests in flight finished
+        /// (or cut after `graceSeconds`), the follower stopped, the log closed.
+        func shutDown(graceSeconds: Double) async throws {
             metrics?.stop()
             server.stopAccepting()
-            server.shutdown(gracefulTimeoutSeconds: 5)
+            server.shutdown(gracefulTimeoutSeconds: graceSeconds)
             await replication.stop()
-            try? await engine.close()
+            try await engine.close()
+        }
+        if case .replicationStopped(let reason) = stop {
+            logLine("FATAL: replication stopped: \(reason). Exiting with status \(Replication.resyncExitCode) so a supervisor restarts this replica (into a full resync from the primary's log when its log parted)")
+            try? await shutDown(graceSeconds: 5)
             return Replication.resyncExitCode
         }
         if case .durabilityFailure(let reason) = stop {
@@ -227,20 +232,12 @@ enum ServeCommand {
             // in flight get their error, then the process exits for its
             // supervisor to restart it into the durable state by recovery.
             logLine("FATAL: durability failure: \(reason). Nothing more is answered from memory; exiting with status \(durabilityFailureExitCode) so a supervisor restarts the engine into the durable state (recovery from the log)")
-            metrics?.stop()
-            server.stopAccepting()
-            server.shutdown(gracefulTimeoutSeconds: 5)
-            await replication.stop()
-            try? await engine.close()
+            try? await shutDown(graceSeconds: 5)
             return durabilityFailureExitCode
         }
         logLine("shutting down: no new connections, finishing requests in flight")
-        metrics?.stop()
-        server.stopAccepting()
-        server.shutdown(gracefulTimeoutSeconds: 10)
-        await replication.stop()
         do {
-            try await engine.close()
+            try await shutDown(graceSeconds: 10)
             logLine("log flushed and closed; shutdown complete")
         } catch {
             logLine("error closing the log: \(error)")
