@@ -16,6 +16,8 @@ struct Row {
     var snapshotSeconds: Double?
     var snapshotLSN: UInt64?
     var snapshotsTaken: Int?
+    /// The last snapshot's stages (capture, encode, encode CPU, durable wait, finish), seconds.
+    var snapshotStages: [Double]?
 }
 
 enum Table {
@@ -49,15 +51,17 @@ enum Table {
     }
 
     static func csv(_ rows: [Row]) -> String {
-        var out = "elapsed_s,holds_per_s,replies_per_s,errors,rss_bytes,heap_bytes,pending_holds,log_bytes,history_bytes,snapshot_bytes,snapshot_seconds,snapshot_lsn,snapshots_taken\n"
+        var out = "elapsed_s,holds_per_s,replies_per_s,errors,rss_bytes,heap_bytes,pending_holds,log_bytes,history_bytes,snapshot_bytes,snapshot_seconds,snapshot_lsn,snapshots_taken,snapshot_capture_s,snapshot_encode_s,snapshot_encode_cpu_s,snapshot_durable_wait_s,snapshot_finish_s\n"
         for r in rows {
-            let cells: [String] = [
+            var cells: [String] = [
                 String(format: "%.1f", r.elapsed), String(format: "%.0f", r.holdsPerSecond), String(format: "%.0f", r.repliesPerSecond),
                 String(r.errors), r.residentBytes.map(String.init) ?? "", r.heapBytes.map { String(format: "%.0f", $0) } ?? "",
                 r.pendingHolds.map(String.init) ?? "", String(r.logBytes), String(r.historyBytes), r.snapshotBytes.map(String.init) ?? "",
                 r.snapshotSeconds.map { String(format: "%.3f", $0) } ?? "", r.snapshotLSN.map(String.init) ?? "",
                 r.snapshotsTaken.map(String.init) ?? "",
             ]
+            let stages: [String] = (0..<5).map { (i: Int) -> String in r.snapshotStages.map { String(format: "%.3f", $0[i]) } ?? "" }
+            cells += stages
             out += cells.joined(separator: ",") + "\n"
         }
         return out

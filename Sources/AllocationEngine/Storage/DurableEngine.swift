@@ -129,6 +129,22 @@ public final class DurableEngine: Sendable {
         public var lastError: String?
         public var recordsAtLast: UInt64 = 0
         public var timeAtLast = 0.0
+        /// Where the last snapshot's time went (seconds; they sum to about `lastSeconds`).
+        public var lastStages = SnapshotStages()
+    }
+
+    /// The parts of a snapshot's time, so an operator (and the soak) can see
+    /// which one moves: waiting for the deals' actors to take their copies,
+    /// encoding and appending the copies, waiting for the log to be durable up
+    /// to the newest copy, and the final fsync, rename and pruning.
+    public struct SnapshotStages: Sendable {
+        public var captureSeconds = 0.0
+        public var encodeSeconds = 0.0
+        public var durableWaitSeconds = 0.0
+        public var finishSeconds = 0.0
+        /// Of `encodeSeconds`, the CPU time the snapshot's thread spent encoding
+        /// and appending: the rest is waiting for a core (or for the disk).
+        public var encodeCPUSeconds = 0.0
     }
 
     /// Opens (creating if missing) a data directory, recovers its state, expires
@@ -446,11 +462,16 @@ public final class DurableEngine: Sendable {
         return stats
     }
 
-    /// Writes the image one deal at a time: each deal is copied in its actor
-    /// (copy-on-write: cheap, and only paid for by changes while the copy is
-    /// alive), encoded on the snapshot's own thread and appended to the file,
-    /// then dropped, so a snapshot holds at most one deal's copy and about a
-    /// MiB of encoded bytes at a time, not the whole image (and not its bytes twice).
+    /// Deals copied and encoded together (see `takeSnapshot`): a snapshot keeps at
+    /// most this many deals' copy-on-write copies alive at a time.
+    static let snapshotGroup = 32
+
+    /// Writes the image a group of deals at a time: each deal is copied in its
+    /// actor (copy-on-write: cheap, and only paid for by changes while the copy
+    /// is alive), encoded on the snapshot's own thread and appended to the file,
+    /// then dropped, so a snapshot holds at most `snapshotGroup` deals' copies
+    /// and about a MiB of encoded bytes at a time, not the whole image (and not
+    /// its bytes twice).
     private func takeSnapshot() async throws -> SnapshotStats {
         try await snapshotGate.run { [self] in
             let started = monotonicSeconds()
@@ -466,29 +487,56 @@ public final class DurableEngine: Sendable {
                     }
                     var replayFrom = floor
                     var newest = floor
-                    for actor in actors {
-                        let part = await actor.capture()
-                        replayFrom = min(replayFrom, part.lsn)
-                        newest = max(newest, part.lsn)
-                        try await Self.on(snapshotQueue) { () throws -> Void in
+                    var stages = SnapshotStages()
+                    // Deals go in groups: the group's copies are taken at once (one
+                    // actor hop each, in parallel) and encoded in one hop to the
+                    // snapshot's queue. One hop there and back per deal put each
+                    // deal's turn behind the hot path's jobs twice: measured under
+                    // the 1,000-deal soak, 0.19 s of encoding took 0.8 to 2.1 s.
+                    var next = 0
+                    while next < actors.count {
+                        let group = Array(actors[next..<min(next + Self.snapshotGroup, actors.count)])
+                        next += group.count
+                        let t0 = monotonicSeconds()
+                        let parts = await withTaskGroup(of: (Int, DealState, UInt64).self) { tasks in
+                            for (i, actor) in group.enumerated() {
+                                tasks.addTask { let p = await actor.capture(); return (i, p.state, p.lsn) }
+                            }
+                            var parts = [(state: DealState, lsn: UInt64)?](repeating: nil, count: group.count)
+                            for await (i, state, lsn) in tasks { parts[i] = (state, lsn) }
+                            return parts.map { $0! }
+                        }
+                        let t1 = monotonicSeconds()
+                        stages.captureSeconds += t1 - t0
+                        for part in parts {
+                            replayFrom = min(replayFrom, part.lsn)
+                            newest = max(newest, part.lsn)
+                        }
+                        stages.encodeCPUSeconds += try await Self.on(snapshotQueue) { () throws -> Double in
+                            let cpu0 = threadCPUSeconds()
                             var w = ByteWriter(capacity: 1 << 12)
                             var failure: (any Error)?
-                            // A large deal goes out in pieces of about a MiB as it is encoded.
-                            StateCodec.encodeDeal(part.state, lsn: part.lsn, into: &w) { w in
-                                guard failure == nil, w.bytes.count >= SnapshotStream.bufferBytes else { return }
-                                do { try stream.append(w.bytes) } catch { failure = error }
-                                w.bytes.removeAll(keepingCapacity: true)
+                            for part in parts {
+                                // A large deal goes out in pieces of about a MiB as it is encoded.
+                                StateCodec.encodeDeal(part.state, lsn: part.lsn, into: &w) { w in
+                                    guard failure == nil, w.bytes.count >= SnapshotStream.bufferBytes else { return }
+                                    do { try stream.append(w.bytes) } catch { failure = error }
+                                    w.bytes.removeAll(keepingCapacity: true)
+                                }
+                                if let failure { throw failure }
                             }
-                            if let failure { throw failure }
                             try stream.append(w.bytes)
+                            return threadCPUSeconds() - cpu0
                         }
+                        stages.encodeSeconds += monotonicSeconds() - t1
                     }
                     let (directory, directoryLSN) = engine.captureDirectory()
                     replayFrom = min(replayFrom, directoryLSN)
                     newest = max(newest, directoryLSN)
                     let lsn = replayFrom
                     let last = newest
-                    let (path, payloadBytes) = try await Self.on(snapshotQueue) { [self] () throws -> (String, Int) in
+                    let beforeTail = monotonicSeconds()
+                    let (path, payloadBytes, durableWait) = try await Self.on(snapshotQueue) { [self] () throws -> (String, Int, Double) in
                         var w = ByteWriter(capacity: 1 << 12)
                         StateCodec.encodeTail(directory: directory, directoryLSN: directoryLSN, audit: audit, into: &w)
                         // After every deal's copy: a superset of the pairs each copy names (see Holdings).
@@ -501,9 +549,11 @@ public final class DurableEngine: Sendable {
                         // LSNs after the log's end would be handed out again (found by
                         // the power-loss campaign, seeds 43 and 112). Until `publish`
                         // the file is only a temp file, which recovery never reads.
+                        let beforeWait = monotonicSeconds()
                         if let failure = self.writer.waitDurable(last) {
                             throw RecoveryError("snapshot not written: the log failed before its state was durable: \(failure)")
                         }
+                        let durableWait = monotonicSeconds() - beforeWait
                         try stream.finish(lsn: lsn, time: time)
                         let path = try stream.publish()
                         try store.prune()
@@ -512,15 +562,20 @@ public final class DurableEngine: Sendable {
                             let deleted = try self.writer.deleteSegments(coveredBy: oldest.lsn)
                             if !deleted.isEmpty { log("deleted \(deleted.count) log segments covered by snapshot LSN \(oldest.lsn)") }
                         }
-                        return (path, stream.payloadBytes)
+                        return (path, stream.payloadBytes, durableWait)
                     }
                     let seconds = monotonicSeconds() - started
-                    log("snapshot written: \(path), LSN \(lsn), \(actors.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s")
+                    stages.durableWaitSeconds = durableWait
+                    stages.finishSeconds = monotonicSeconds() - beforeTail - durableWait
+                    log("snapshot written: \(path), LSN \(lsn), \(actors.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s"
+                        + String(format: " (capture %.3f, encode %.3f of which CPU %.3f, durable wait %.3f, finish %.3f)", stages.captureSeconds,
+                                 stages.encodeSeconds, stages.encodeCPUSeconds, stages.durableWaitSeconds, stages.finishSeconds))
                     return snapshotStats.withLock { s in
                         s.taken += 1
                         s.lastLSN = lsn
                         s.lastBytes = payloadBytes
                         s.lastSeconds = seconds
+                        s.lastStages = stages
                         s.lastPath = path
                         s.lastError = nil
                         s.recordsAtLast = floor
@@ -596,6 +651,13 @@ actor SnapshotGate {
         }
         return try await body()
     }
+}
+
+/// CPU time the calling thread has used, seconds.
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 public func monotonicSeconds() -> Double {
