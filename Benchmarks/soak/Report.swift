@@ -16,8 +16,10 @@ struct Row {
     var snapshotSeconds: Double?
     var snapshotLSN: UInt64?
     var snapshotsTaken: Int?
-    /// The last snapshot's stages (capture, encode, encode CPU, durable wait, finish), seconds.
+    /// The last snapshot's stages, seconds, in the order of `snapshotStageNames`.
     var snapshotStages: [Double]?
+    /// The stages `INFO snapshot` reports (`last_snapshot_<name>_seconds`).
+    static let snapshotStageNames = ["capture", "encode", "encode_cpu", "durable_wait", "finish"]
 }
 
 enum Table {
@@ -51,7 +53,8 @@ enum Table {
     }
 
     static func csv(_ rows: [Row]) -> String {
-        var out = "elapsed_s,holds_per_s,replies_per_s,errors,rss_bytes,heap_bytes,pending_holds,log_bytes,history_bytes,snapshot_bytes,snapshot_seconds,snapshot_lsn,snapshots_taken,snapshot_capture_s,snapshot_encode_s,snapshot_encode_cpu_s,snapshot_durable_wait_s,snapshot_finish_s\n"
+        var out = "elapsed_s,holds_per_s,replies_per_s,errors,rss_bytes,heap_bytes,pending_holds,log_bytes,history_bytes,snapshot_bytes,snapshot_seconds,snapshot_lsn,snapshots_taken,"
+            + Row.snapshotStageNames.map { "snapshot_\($0)_s" }.joined(separator: ",") + "\n"
         for r in rows {
             var cells: [String] = [
                 String(format: "%.1f", r.elapsed), String(format: "%.0f", r.holdsPerSecond), String(format: "%.0f", r.repliesPerSecond),
@@ -60,7 +63,8 @@ enum Table {
                 r.snapshotSeconds.map { String(format: "%.3f", $0) } ?? "", r.snapshotLSN.map(String.init) ?? "",
                 r.snapshotsTaken.map(String.init) ?? "",
             ]
-            let stages: [String] = (0..<5).map { (i: Int) -> String in r.snapshotStages.map { String(format: "%.3f", $0[i]) } ?? "" }
+            let stages: [String] = r.snapshotStages.map { $0.map { String(format: "%.3f", $0) } }
+                ?? Array(repeating: "", count: Row.snapshotStageNames.count)
             cells += stages
             out += cells.joined(separator: ",") + "\n"
         }

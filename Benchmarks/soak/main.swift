@@ -259,8 +259,8 @@ func runSoak(_ o: SoakOptions) throws -> Bool {
             row.snapshotSeconds = snap["last_snapshot_seconds"].flatMap { Double($0) }
             row.snapshotLSN = snap["last_snapshot_lsn"].flatMap { UInt64($0) }
             row.snapshotsTaken = snap["snapshots_taken"].flatMap { Int($0) }
-            let stages = ["capture", "encode", "encode_cpu", "durable_wait", "finish"].compactMap { snap["last_snapshot_\($0)_seconds"].flatMap { Double($0) } }
-            row.snapshotStages = stages.count == 5 ? stages : nil
+            let stages = Row.snapshotStageNames.compactMap { snap["last_snapshot_\($0)_seconds"].flatMap { Double($0) } }
+            row.snapshotStages = stages.count == Row.snapshotStageNames.count ? stages : nil
         } catch {
             if let fresh = try? AdminClient(port: port) { admin = fresh }
         }

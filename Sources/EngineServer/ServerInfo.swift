@@ -63,11 +63,7 @@ extension EngineRequestHandler {
                 ("snapshots_taken", String(snap.taken)), ("last_snapshot_lsn", String(snap.lastLSN)),
                 ("last_snapshot_bytes", String(snap.lastBytes)),
                 ("last_snapshot_seconds", String(format: "%.3f", snap.lastSeconds)),
-                ("last_snapshot_capture_seconds", String(format: "%.3f", snap.lastStages.captureSeconds)),
-                ("last_snapshot_encode_seconds", String(format: "%.3f", snap.lastStages.encodeSeconds)),
-                ("last_snapshot_encode_cpu_seconds", String(format: "%.3f", snap.lastStages.encodeCPUSeconds)),
-                ("last_snapshot_durable_wait_seconds", String(format: "%.3f", snap.lastStages.durableWaitSeconds)),
-                ("last_snapshot_finish_seconds", String(format: "%.3f", snap.lastStages.finishSeconds)),
+            ] + snap.lastStages.named.map { ("last_snapshot_\($0.name)_seconds", String(format: "%.3f", $0.seconds)) } + [
                 ("last_snapshot_error", snap.lastError ?? ""),
             ])
             let a = durable.archiving

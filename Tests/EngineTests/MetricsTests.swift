@@ -95,6 +95,16 @@ import Testing
             #expect((third.value("allocation_engine_snapshot_last_size_bytes") ?? 0) > 0)
             #expect((third.value("allocation_engine_snapshot_last_lsn") ?? 0) > 0)
             #expect(third.value("allocation_engine_snapshot_last_failed") == 0)
+            // The stages: every one reported, none negative, and (being parts of one
+            // interval, one after another) together no longer than the snapshot.
+            let stages = ["capture", "encode", "encode_cpu", "durable_wait", "finish"].map {
+                third.value("allocation_engine_snapshot_last_stage_seconds", ["stage": $0])
+            }
+            #expect(stages.allSatisfy { ($0 ?? -1) >= 0 }, "\(stages)")
+            let duration = try #require(third.value("allocation_engine_snapshot_last_duration_seconds"))
+            let parts = [stages[0], stages[1], stages[3], stages[4]].reduce(0.0) { $0 + ($1 ?? 0) }
+            #expect(parts <= duration + 0.001, "stages \(stages) sum past the duration \(duration)")
+            #expect((stages[2] ?? 0) <= (stages[1] ?? 0) + 0.001, "encoding's CPU time past its wall time: \(stages)")
         }
     }
 

@@ -136,15 +136,24 @@ public final class DurableEngine: Sendable {
     /// The parts of a snapshot's time, so an operator (and the soak) can see
     /// which one moves: waiting for the deals' actors to take their copies,
     /// encoding and appending the copies, waiting for the log to be durable up
-    /// to the newest copy, and the final fsync, rename and pruning.
+    /// to the newest copy, and the tail (directory, audit, investors), fsync,
+    /// rename and pruning.
     public struct SnapshotStages: Sendable {
         public var captureSeconds = 0.0
         public var encodeSeconds = 0.0
-        public var durableWaitSeconds = 0.0
-        public var finishSeconds = 0.0
         /// Of `encodeSeconds`, the CPU time the snapshot's thread spent encoding
         /// and appending: the rest is waiting for a core (or for the disk).
         public var encodeCPUSeconds = 0.0
+        public var durableWaitSeconds = 0.0
+        public var finishSeconds = 0.0
+
+        /// The stages by the names `INFO snapshot` (`last_snapshot_<name>_seconds`)
+        /// and the metrics (`stage="<name>"`) use; all but `encode_cpu` sum to
+        /// about the snapshot's time.
+        public var named: [(name: String, seconds: Double)] {
+            [("capture", captureSeconds), ("encode", encodeSeconds), ("encode_cpu", encodeCPUSeconds),
+             ("durable_wait", durableWaitSeconds), ("finish", finishSeconds)]
+        }
     }
 
     /// Opens (creating if missing) a data directory, recovers its state, expires
@@ -567,9 +576,8 @@ public final class DurableEngine: Sendable {
                     let seconds = monotonicSeconds() - started
                     stages.durableWaitSeconds = durableWait
                     stages.finishSeconds = monotonicSeconds() - beforeTail - durableWait
-                    log("snapshot written: \(path), LSN \(lsn), \(actors.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s"
-                        + String(format: " (capture %.3f, encode %.3f of which CPU %.3f, durable wait %.3f, finish %.3f)", stages.captureSeconds,
-                                 stages.encodeSeconds, stages.encodeCPUSeconds, stages.durableWaitSeconds, stages.finishSeconds))
+                    log("snapshot written: \(path), LSN \(lsn), \(actors.count) deals, \(payloadBytes) bytes in \(String(format: "%.3f", seconds)) s ("
+                        + stages.named.map { "\($0.name) \(String(format: "%.3f", $0.seconds))" }.joined(separator: ", ") + ")")
                     return snapshotStats.withLock { s in
                         s.taken += 1
                         s.lastLSN = lsn

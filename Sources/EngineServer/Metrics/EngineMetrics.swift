@@ -142,11 +142,8 @@ public final class EngineMetrics: Sendable {
         let snap = durable.snapshots
         w.single("allocation_engine_snapshots_total", .counter, "Snapshots written by this process.", snap.taken)
         w.single("allocation_engine_snapshot_last_duration_seconds", .gauge, "How long the last snapshot took (capture, encode, write, fsync), seconds; 0 before the first.", seconds: snap.lastSeconds)
-        w.family("allocation_engine_snapshot_last_stage_seconds", .gauge, "Where the last snapshot's time went, seconds, by stage: capture (waiting for each deal's actor to copy its state), encode, durable_wait (the log reaching the newest copy), finish (fsync, rename, pruning).")
-        for (stage, value) in [("capture", snap.lastStages.captureSeconds), ("encode", snap.lastStages.encodeSeconds),
-                               ("durable_wait", snap.lastStages.durableWaitSeconds), ("finish", snap.lastStages.finishSeconds)] {
-            w.sample(labels: [("stage", stage)], value)
-        }
+        w.family("allocation_engine_snapshot_last_stage_seconds", .gauge, "Where the last snapshot's time went, seconds, by stage: capture (waiting for the deals' actors to copy their state), encode, encode_cpu (the CPU part of encode), durable_wait (the log reaching the newest copy), finish (tail, fsync, rename, pruning).")
+        for stage in snap.lastStages.named { w.sample(labels: [("stage", stage.name)], stage.seconds) }
         w.single("allocation_engine_snapshot_last_size_bytes", .gauge, "Payload size of the last snapshot, bytes; 0 before the first.", snap.lastBytes)
         w.single("allocation_engine_snapshot_last_lsn", .gauge, "LSN the last snapshot replays from; 0 before the first.", snap.lastLSN)
         w.single("allocation_engine_snapshot_last_failed", .gauge, "1 when the last snapshot attempt failed, else 0.", snap.lastError == nil ? 0 : 1)
